@@ -1,1 +1,26 @@
-//! placeholder
+//! choir: an actor-model federation broker runtime for NATS and Choria networks.
+//!
+//! One long-running, TOML-configured node hosts supervised actors (in the `choir-actors`
+//! crate) that replicate streams between clusters, bridge federation and collective networks,
+//! emulate fleets of Choria daemons, measure them and run playbooks.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML config: one struct per section, defaults in one place, validation
+//!   that reports every problem with its key and value.
+//! - [`node`]: the supervision tree that turns a config into running actors, and the ordered
+//!   shutdown.
+//! - [`embedded`]: the embedded default, a loopback nats-server child process supervised by
+//!   `EmbeddedServerActor`.
+//! - [`monitor`]: the HTTP monitor (`/metrics`, `/healthz`, `/debug/vars`).
+//! - [`telemetry`]: logging setup.
+//!
+//! The binary (`src/main.rs`) is only the command line.
+
+pub mod config;
+pub mod embedded;
+pub mod monitor;
+pub mod node;
+pub mod telemetry;
+
+pub use choir_actors as actors;

@@ -1,1 +1,69 @@
-fn main() {}
+//! The `choir` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use choir::config::{self, ConfigError};
+use choir::telemetry::{self, LogFormat};
+use clap::{Parser, Subcommand};
+
+/// choir: a federation broker runtime for NATS and Choria networks.
+#[derive(Debug, Parser)]
+#[command(name = "choir", version, about, long_about = None)]
+struct Cli {
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CHOIR_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node until SIGINT or SIGTERM (a second signal exits at once).
+    Run {
+        /// The node's TOML config file.
+        config: PathBuf,
+    },
+    /// Validate a config file and print what `run` would start; exits 1 listing every
+    /// problem.
+    Check {
+        /// The node's TOML config file.
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(config) => {
+                println!("{}: ok", config.path.display());
+                print!("{}", config.summary());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error @ ConfigError::Invalid { .. }) => {
+                eprintln!("{error}");
+                Ok(ExitCode::FAILURE)
+            }
+            Err(error) => Err(error.into()),
+        },
+        Command::Run { config } => {
+            let config = config::load(&config)?;
+            choir::node::run(config).context("node failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

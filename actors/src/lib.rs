@@ -1,1 +1,22 @@
-//! placeholder
+//! The engine of choir: every actor and the typed messages they exchange.
+//!
+//! Each actor is a thin actix shell around a plain-Rust core that is unit-tested without a
+//! running `System`.
+//!
+//! # Layout
+//!
+//! - [`connection`]: `NetworkActor`, one per `[networks.X]`: owns the async-nats connection,
+//!   retries the first connect with backoff, counts connection events and hands the client to
+//!   other actors through the [`connection::GetClient`] query.
+//! - [`supervision`]: `WatchdogActor`, which re-creates actors whose mailbox closed (actix
+//!   does not restart an actor that panicked), and [`supervision::ActorSlot`], the shared,
+//!   always-current address of a watched actor.
+//! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
+//!
+//! Messages are commands (`Drain`), past-tense events (`ConnectionLost`) or queries
+//! (`GetClient`, `GetStatus`). Wire types (what travels over NATS) live apart from actor
+//! messages.
+
+pub mod connection;
+pub mod metrics;
+pub mod supervision;

@@ -1,0 +1,100 @@
+//! What a `NetworkActor` needs to connect: plain values, already validated by the config layer.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to authenticate to the NATS servers of a network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// A `.creds` file (JWT plus nkey seed).
+    CredentialsFile(PathBuf),
+    /// User name and password.
+    UserPassword {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A bearer token.
+    Token(String),
+    /// An nkey seed (`SU...`).
+    NkeySeed(String),
+}
+
+/// TLS settings of a network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// CA bundle used to verify the servers.
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), with `key`.
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM), with `cert`.
+    pub key: Option<PathBuf>,
+}
+
+/// Everything needed to connect to one NATS network.
+#[derive(Clone, Debug)]
+pub struct NetworkSettings {
+    /// The network's name in the config (`[networks.<name>]`).
+    pub name: String,
+    /// Server URLs (`nats://host:port`, `tls://…`).
+    pub urls: Vec<String>,
+    /// The connection name the servers show in their monitoring.
+    pub connection_name: String,
+    /// Credentials.
+    pub auth: Auth,
+    /// TLS, when configured.
+    pub tls: Option<TlsSettings>,
+    /// Timeout of one connect attempt.
+    pub connect_timeout: Duration,
+    /// Messages buffered per subscription before async-nats drops them (slow consumer).
+    pub subscription_capacity: NonZeroUsize,
+    /// First delay between failed first-connect attempts; doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Longest delay between connect attempts.
+    pub max_backoff: Duration,
+}
+
+impl NetworkSettings {
+    /// Settings for `urls` with every other value at its default (tests and tools).
+    pub fn new(name: impl Into<String>, urls: Vec<String>) -> Self {
+        let name = name.into();
+        Self {
+            connection_name: format!("choir-{name}"),
+            name,
+            urls,
+            auth: Auth::None,
+            tls: None,
+            connect_timeout: Duration::from_secs(5),
+            subscription_capacity: NonZeroUsize::new(65_536).unwrap_or(NonZeroUsize::MIN),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The delay before connect attempt `attempt` (0-based): doubling from `initial`, capped.
+pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+    initial.saturating_mul(factor).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_caps() {
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        assert_eq!(backoff(0, initial, max), Duration::from_millis(100));
+        assert_eq!(backoff(1, initial, max), Duration::from_millis(200));
+        assert_eq!(backoff(3, initial, max), Duration::from_millis(800));
+        assert_eq!(backoff(10, initial, max), max);
+        assert_eq!(backoff(u32::MAX, initial, max), max);
+    }
+}

@@ -1,0 +1,100 @@
+//! The request filter wire type (`envelope.filter`).
+
+use serde::{Deserialize, Serialize};
+
+/// `envelope.filter`: which nodes should act on a request.
+///
+/// All five keys are always serialised (as arrays, possibly empty) because the go-choria schema
+/// requires them; missing keys are tolerated on decode. An empty filter matches every node.
+/// Matching is done by [`Filter::matches`](super::Filter::matches).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    /// Fact filters, all of which must match.
+    #[serde(default)]
+    pub fact: Vec<FactFilter>,
+    /// Configuration management classes (exact or `/regex/`), all of which must match.
+    #[serde(default)]
+    pub cf_class: Vec<String>,
+    /// Agents the node must have (exact or `/regex/`), all of which must match.
+    #[serde(default)]
+    pub agent: Vec<String>,
+    /// Identities (exact or `/regex/`), any of which may match.
+    #[serde(default)]
+    pub identity: Vec<String>,
+    /// Compound filters, `[[{"expr": "…"}]]` in go-choria; kept opaque (not evaluated here).
+    #[serde(default)]
+    pub compound: Vec<Vec<serde_json::Value>>,
+}
+
+/// One fact filter: `{"fact": "country", "operator": "==", "value": "mt"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactFilter {
+    /// The fact name; dots address nested facts (`os.family`).
+    pub fact: String,
+    /// One of `==`, `!=`, `<`, `>`, `<=`, `>=`, `=~` (unknown operators never match).
+    pub operator: String,
+    /// The value to compare with (a string on the wire).
+    pub value: String,
+}
+
+impl FactFilter {
+    /// Builds a fact filter.
+    pub fn new(
+        fact: impl Into<String>,
+        operator: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        Self {
+            fact: fact.into(),
+            operator: operator.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl Filter {
+    /// Whether the filter has no constraints at all (matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.fact.is_empty()
+            && self.cf_class.is_empty()
+            && self.agent.is_empty()
+            && self.identity.is_empty()
+            && self.compound.iter().all(Vec::is_empty)
+    }
+
+    /// A filter selecting nodes that have `agent` (what Go adds for direct requests).
+    pub fn with_agent(agent: impl Into<String>) -> Self {
+        Self {
+            agent: vec![agent.into()],
+            ..Self::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_five_keys_serialised() {
+        let json = serde_json::to_string(&Filter::default()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"fact":[],"cf_class":[],"agent":[],"identity":[],"compound":[]}"#
+        );
+    }
+
+    #[test]
+    fn research_example_parses() {
+        let json = r#"{"fact":[{"fact":"country","operator":"==","value":"mt"}],
+           "cf_class":["apache"], "agent":["emulated0"], "identity":["web1","/^db\\d+/"],
+           "compound":[[{"expr":"with('apache') and country=='mt'"}]]}"#;
+        let f: Filter = serde_json::from_str(json).unwrap();
+        assert_eq!(f.fact[0], FactFilter::new("country", "==", "mt"));
+        assert_eq!(f.identity[1], "/^db\\d+/");
+        assert_eq!(f.compound.len(), 1);
+        assert!(!f.is_empty());
+        let missing: Filter = serde_json::from_str("{}").unwrap();
+        assert!(missing.is_empty());
+    }
+}

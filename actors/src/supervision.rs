@@ -1,0 +1,202 @@
+//! Supervision beyond what actix gives.
+//!
+//! actix's `Supervisor` restarts an actor that *stopped itself* (the same struct, a fresh
+//! context), which is how every choir actor recovers from an error. A *panic*, however, closes
+//! the mailbox for good. The [`WatchdogActor`] polls the actors it watches and re-creates any
+//! whose mailbox has closed, through the factory it was given, and stores the new address in
+//! the actor's [`ActorSlot`] so every holder of the slot reaches the new actor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use parking_lot::RwLock;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tracing::{error, info};
+
+use crate::metrics::Metrics;
+
+/// The current address of a watched actor, shared by everyone who talks to it.
+pub struct ActorSlot<A: Actor> {
+    addr: Arc<RwLock<Addr<A>>>,
+}
+
+impl<A: Actor> Clone for ActorSlot<A> {
+    fn clone(&self) -> Self {
+        Self {
+            addr: Arc::clone(&self.addr),
+        }
+    }
+}
+
+impl<A: Actor> ActorSlot<A> {
+    /// A slot holding `addr`.
+    pub fn new(addr: Addr<A>) -> Self {
+        Self {
+            addr: Arc::new(RwLock::new(addr)),
+        }
+    }
+
+    /// The current address (a cheap clone).
+    pub fn get(&self) -> Addr<A> {
+        self.addr.read().clone()
+    }
+
+    /// Whether the current actor's mailbox is still open.
+    pub fn connected(&self) -> bool {
+        self.addr.read().connected()
+    }
+
+    fn replace(&self, addr: Addr<A>) {
+        *self.addr.write() = addr;
+    }
+}
+
+/// Something the watchdog can check and bring back.
+pub trait Watched: Send {
+    /// The name used in logs and metrics, e.g. `network/region`.
+    fn name(&self) -> &str;
+    /// Whether the actor's mailbox is still open.
+    fn alive(&self) -> bool;
+    /// Creates the actor again and publishes its new address.
+    fn respawn(&mut self);
+}
+
+/// A watched actor: its slot and the factory that creates it.
+pub struct WatchedActor<A: Actor> {
+    name: String,
+    slot: ActorSlot<A>,
+    factory: Box<dyn Fn() -> Addr<A> + Send>,
+}
+
+impl<A: Actor> WatchedActor<A> {
+    /// Starts the actor with `factory` and returns the watch entry plus its slot.
+    pub fn start(
+        name: impl Into<String>,
+        factory: impl Fn() -> Addr<A> + Send + 'static,
+    ) -> (Self, ActorSlot<A>) {
+        let slot = ActorSlot::new(factory());
+        let watched = Self {
+            name: name.into(),
+            slot: slot.clone(),
+            factory: Box::new(factory),
+        };
+        (watched, slot)
+    }
+}
+
+impl<A: Actor> Watched for WatchedActor<A> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn alive(&self) -> bool {
+        self.slot.connected()
+    }
+
+    fn respawn(&mut self) {
+        self.slot.replace((self.factory)());
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActorLabel {
+    actor: String,
+}
+
+/// Re-creates watched actors whose mailbox closed (a panic, or a stop with no supervisor).
+pub struct WatchdogActor {
+    watched: Vec<Box<dyn Watched>>,
+    interval: Duration,
+    respawns: Family<ActorLabel, Counter>,
+}
+
+impl WatchdogActor {
+    /// A watchdog checking every `interval`, counting respawns in `metrics` as
+    /// `choir_actor_respawns_total{actor}`.
+    pub fn new(interval: Duration, metrics: &Metrics) -> Self {
+        let respawns = Family::<ActorLabel, Counter>::default();
+        metrics.register(
+            "choir_actor_respawns",
+            "Actors re-created by the watchdog after their mailbox closed (a panic)",
+            respawns.clone(),
+        );
+        Self {
+            watched: Vec::new(),
+            interval,
+            respawns,
+        }
+    }
+
+    /// A watchdog that counts into a private registry (for tests and tools).
+    pub fn unregistered(interval: Duration) -> Self {
+        Self::new(interval, &Metrics::new())
+    }
+
+    fn check(&mut self) {
+        for watched in &mut self.watched {
+            if !watched.alive() {
+                error!(
+                    actor = watched.name(),
+                    "Actor mailbox closed (it panicked); re-creating it."
+                );
+                watched.respawn();
+                self.respawns
+                    .get_or_create(&ActorLabel {
+                        actor: watched.name().to_owned(),
+                    })
+                    .inc();
+            }
+        }
+    }
+}
+
+impl Actor for WatchdogActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        info!(interval = ?self.interval, "Watchdog started.");
+        ctx.run_interval(self.interval, |act, _| act.check());
+    }
+}
+
+/// Command: watch one more actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watch(pub Box<dyn Watched>);
+
+impl Handler<Watch> for WatchdogActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Watch, _: &mut Self::Context) {
+        self.watched.push(msg.0);
+    }
+}
+
+/// Query: how many times each watched actor was re-created.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, u64)>")]
+pub struct GetRespawns;
+
+impl Handler<GetRespawns> for WatchdogActor {
+    type Result = MessageResult<GetRespawns>;
+
+    fn handle(&mut self, _: GetRespawns, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.watched
+                .iter()
+                .map(|w| {
+                    let label = ActorLabel {
+                        actor: w.name().to_owned(),
+                    };
+                    (
+                        w.name().to_owned(),
+                        self.respawns.get_or_create(&label).get(),
+                    )
+                })
+                .collect(),
+        )
+    }
+}

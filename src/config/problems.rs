@@ -1,0 +1,62 @@
+//! Collecting every problem of a config file, each naming its key and value.
+
+use std::fmt;
+
+/// One problem found in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `networks.region.urls[0]`.
+    pub key: String,
+    /// The offending value as written, when there is one.
+    pub value: Option<String>,
+    /// What is wrong, lowercase.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{} = {:?}: {}", self.key, value, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+/// The problems found so far; validation keeps going after the first.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<Problem>);
+
+impl Problems {
+    /// Records a problem with `key` = `value`.
+    pub fn value(
+        &mut self,
+        key: impl Into<String>,
+        value: impl fmt::Display,
+        message: impl Into<String>,
+    ) {
+        self.0.push(Problem {
+            key: key.into(),
+            value: Some(value.to_string()),
+            message: message.into(),
+        });
+    }
+
+    /// Records a problem with `key` that has no single value to show.
+    pub fn key(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            value: None,
+            message: message.into(),
+        });
+    }
+
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The problems, in the order found.
+    pub fn into_vec(self) -> Vec<Problem> {
+        self.0
+    }
+}

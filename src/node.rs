@@ -1,0 +1,229 @@
+//! The node: turns a validated [`Config`] into running, supervised actors, and shuts them
+//! down in order.
+//!
+//! ```text
+//! System
+//!  ├─ EmbeddedServerActor ×embedded networks   (a supervised nats-server child each)
+//!  ├─ NetworkActor ×networks                   (own arbiter each, actix Supervisor)
+//!  ├─ WatchdogActor                            (re-creates actors whose mailbox closed)
+//!  └─ monitor                                  (actix-web: /metrics, /healthz, /debug/vars)
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use choir_actors::connection::{Drain, NetworkActor, NetworkHealth, NetworkMetrics};
+use choir_actors::metrics::Metrics;
+use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::embedded::{self, EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec, StopServer};
+use crate::monitor::{self, MonitorState};
+
+/// Errors starting a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// An embedded server cannot be set up.
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+    /// The monitor cannot bind its address.
+    #[error("node.monitor = {addr:?}: cannot listen: {source}")]
+    Monitor {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state directory cannot be created.
+    #[error("node.state_dir = {path:?}: cannot create: {source}")]
+    StateDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running node: handles to everything it started.
+pub struct Node {
+    /// The node's registry (`/metrics`).
+    pub metrics: Metrics,
+    /// Connection state of every network (`/healthz`).
+    pub health: NetworkHealth,
+    /// The network actors by name.
+    pub networks: BTreeMap<String, ActorSlot<NetworkActor>>,
+    /// The resolved URL of every network (an embedded one's server URL included).
+    pub urls: BTreeMap<String, Vec<String>>,
+    embedded: Vec<Addr<EmbeddedServerActor>>,
+    arbiters: Vec<Arbiter>,
+    monitor: Option<actix_web::dev::ServerHandle>,
+    _watchdog: Addr<WatchdogActor>,
+}
+
+impl Node {
+    /// Starts everything `config` describes on the current actix System.
+    pub fn start(config: &Config) -> Result<Self, NodeError> {
+        let started = Instant::now();
+        let metrics = Metrics::new();
+        let health = NetworkHealth::default();
+        let node = &config.node;
+        std::fs::create_dir_all(&node.state_dir).map_err(|source| NodeError::StateDir {
+            path: node.state_dir.display().to_string(),
+            source,
+        })?;
+
+        let mut embedded = Vec::new();
+        let mut urls = BTreeMap::new();
+        for (name, network) in &config.networks {
+            if network.embedded {
+                let binary = match &network.nats_server {
+                    Some(path) => path.clone(),
+                    None => embedded::find_nats_server()
+                        .ok_or_else(|| EmbeddedError::NotFound(name.clone()))?,
+                };
+                let port = match network.port {
+                    Some(port) => port,
+                    None => embedded::free_port()?,
+                };
+                let spec = EmbeddedServerSpec {
+                    network: name.clone(),
+                    binary,
+                    port,
+                    store_dir: node.state_dir.join("nats").join(name),
+                    server_name: format!("choir-{}-{name}", node.name),
+                };
+                urls.insert(name.clone(), vec![spec.url()]);
+                embedded.push(EmbeddedServerActor::new(spec).start());
+            } else {
+                urls.insert(name.clone(), network.urls.clone());
+            }
+        }
+
+        let watchdog = WatchdogActor::new(node.watchdog_interval, &metrics).start();
+        let network_metrics = NetworkMetrics::register(&metrics);
+        let mut networks = BTreeMap::new();
+        let mut arbiters = Vec::new();
+        for (name, network) in &config.networks {
+            let settings = network.settings(
+                &node.name,
+                name,
+                urls.get(name).cloned().unwrap_or_default(),
+            );
+            let status = health.status(name);
+            let arbiter = Arbiter::new();
+            let handle = arbiter.handle();
+            let m = network_metrics.clone();
+            let (watched, slot) = WatchedActor::start(format!("network/{name}"), move || {
+                let (settings, m, status) = (settings.clone(), m.clone(), status.clone());
+                Supervisor::start_in_arbiter(&handle, move |_| {
+                    NetworkActor::new(settings, m, status)
+                })
+            });
+            watchdog.do_send(Watch(Box::new(watched)));
+            networks.insert(name.clone(), slot);
+            arbiters.push(arbiter);
+        }
+
+        let monitor = match node.monitor_addr() {
+            Some(addr) => {
+                let state = MonitorState {
+                    metrics: metrics.clone(),
+                    health: health.clone(),
+                    name: node.name.clone(),
+                    config: config.summary_json(),
+                    started,
+                };
+                let handle = monitor::start(addr, state).map_err(|source| NodeError::Monitor {
+                    addr: node.monitor.clone(),
+                    source,
+                })?;
+                info!(%addr, "Monitor listening.");
+                Some(handle)
+            }
+            None => None,
+        };
+        info!(
+            node = %node.name,
+            networks = config.networks.len(),
+            embedded = embedded.len(),
+            "Node started."
+        );
+        Ok(Self {
+            metrics,
+            health,
+            networks,
+            urls,
+            embedded,
+            arbiters,
+            monitor,
+            _watchdog: watchdog,
+        })
+    }
+
+    /// Drains every connection, stops the embedded servers and the monitor, within `timeout`.
+    pub async fn shutdown(self, timeout: Duration) {
+        let work = async {
+            let drains = self.networks.iter().map(|(name, slot)| {
+                let addr = slot.get();
+                async move {
+                    if addr.send(Drain).await.is_err() {
+                        warn!(network = %name, "Network actor was gone at shutdown.");
+                    }
+                }
+            });
+            futures::future::join_all(drains).await;
+            if let Some(monitor) = &self.monitor {
+                monitor.stop(true).await;
+            }
+            let stops = self.embedded.iter().map(|addr| addr.send(StopServer));
+            futures::future::join_all(stops).await;
+        };
+        if actix_rt::time::timeout(timeout, work).await.is_err() {
+            warn!(?timeout, "Shutdown took too long; exiting anyway.");
+        }
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        info!("Node stopped.");
+    }
+}
+
+/// Runs `config` until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits at
+/// once with status 130.
+pub fn run(config: Config) -> Result<(), NodeError> {
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let node = Node::start(&config)?;
+        wait_for_signal().await;
+        info!("Shutting down; a second Ctrl-C exits at once.");
+        actix_rt::spawn(async {
+            wait_for_signal().await;
+            warn!("Second signal; exiting now.");
+            std::process::exit(130);
+        });
+        node.shutdown(config.node.shutdown_timeout).await;
+        Ok(())
+    })
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            warn!("Cannot install signal handlers; only Ctrl-C via tokio works.");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
