@@ -11,6 +11,10 @@
 //! - [`supervision`]: `WatchdogActor`, which re-creates actors whose mailbox closed (actix
 //!   does not restart an actor that panicked), and [`supervision::ActorSlot`], the shared,
 //!   always-current address of a watched actor.
+//! - [`protocol`]: Choria protocol v1 wire types (transport, secure request/reply,
+//!   request/reply), filters, subjects and mcorpc bodies; pure serde, no I/O.
+//! - [`replicator`]: the stream replicator: sampling tracker, inspector, advisories, the
+//!   in-order ack window of the pipelined ordered worker, and the actors around them.
 //! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
 //!
 //! Messages are commands (`Drain`), past-tense events (`ConnectionLost`) or queries
@@ -19,4 +23,6 @@
 
 pub mod connection;
 pub mod metrics;
+pub mod protocol;
+pub mod replicator;
 pub mod supervision;

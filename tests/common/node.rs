@@ -1,0 +1,139 @@
+//! The `choir` binary as a child process with a config written to a temp dir.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::http::http_get;
+use super::nats::free_port;
+use super::poll::poll_until;
+
+/// Path of the built `choir` binary.
+pub fn choir_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_choir")
+}
+
+/// A running `choir run` process.
+pub struct ChoirNode {
+    /// The monitor's address.
+    pub monitor: SocketAddr,
+    /// The temp dir holding config, state and log.
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl ChoirNode {
+    /// Writes `body` after a generated `[node]` section (temp state dir, free monitor port)
+    /// and starts `choir run` on it.
+    pub fn start(body: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let monitor = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = format!(
+            "[node]\nname = \"test\"\nstate_dir = {:?}\nmonitor = \"{monitor}\"\nshutdown_timeout = \"5s\"\n\n{body}",
+            dir.path().join("state").display().to_string()
+        );
+        std::fs::write(dir.path().join("node.toml"), config).unwrap();
+        let mut node = Self { monitor, dir, child: None };
+        node.spawn();
+        node
+    }
+
+    /// Starts the process again with the same config and state (after a kill).
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("choir.log"))
+            .unwrap();
+        let child = Command::new(choir_bin())
+            .arg("run")
+            .arg(self.dir.path().join("node.toml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let monitor = self.monitor;
+        assert!(
+            poll_until(Duration::from_secs(20), || http_get(monitor, "/healthz").is_some()),
+            "choir monitor did not come up; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("choir.log")).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        poll_until(timeout, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `GET path` on the monitor.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.monitor, path)
+    }
+}
+
+impl Drop for ChoirNode {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.child.as_ref().map(|_| self.signal(Signal::SIGTERM));
+            if self.wait(Duration::from_secs(5)).is_none() {
+                self.kill();
+            }
+        }
+    }
+}
+
+/// Runs `choir check <path>`: (exit code, stdout, stderr).
+pub fn check(path: &Path) -> (i32, String, String) {
+    let out = Command::new(choir_bin()).arg("check").arg(path).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
