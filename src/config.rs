@@ -8,10 +8,13 @@
 //! Adding a section means: a struct in its own file with `deny_unknown_fields` and a
 //! `validate`, a field here, a line in [`SECTIONS`] and a line in [`parse`].
 
+pub mod adapter;
 pub mod defaults;
+pub mod emulator;
 pub mod network;
 pub mod node;
 pub mod problems;
+pub mod replicator;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,12 +22,15 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use adapter::AdapterConfig;
+pub use emulator::EmulatorConfig;
 pub use network::{NetworkConfig, TlsConfig};
 pub use node::NodeConfig;
 pub use problems::{Problem, Problems};
+pub use replicator::ReplicatorConfig;
 
 /// The top-level tables a config file may have.
-pub const SECTIONS: &[&str] = &["node", "networks"];
+pub const SECTIONS: &[&str] = &["node", "networks", "replicators", "adapters", "emulator"];
 
 const NAME_RULE: &str = "names use letters, digits, '-' and '_' only";
 
@@ -91,6 +97,12 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[networks.<name>]`.
     pub networks: BTreeMap<String, NetworkConfig>,
+    /// `[replicators.<name>]`.
+    pub replicators: BTreeMap<String, ReplicatorConfig>,
+    /// `[adapters.<name>]`.
+    pub adapters: BTreeMap<String, AdapterConfig>,
+    /// `[emulator]`.
+    pub emulator: Option<EmulatorConfig>,
 }
 
 /// Reads and validates the config at `path`.
@@ -164,10 +176,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         None => NodeConfig::default(),
     };
     let networks = named_tables::<NetworkConfig>(&root, "networks", &mut problems);
+    let replicators = named_tables::<ReplicatorConfig>(&root, "replicators", &mut problems);
+    let adapters = named_tables::<AdapterConfig>(&root, "adapters", &mut problems);
+    let emulator = root
+        .get("emulator")
+        .and_then(|v| table(v, "emulator", &mut problems));
     let config = Config {
         path: path.to_owned(),
         node,
         networks,
+        replicators,
+        adapters,
+        emulator,
     };
     config.validate(&mut problems);
     if problems.is_empty() {
@@ -205,6 +225,15 @@ impl Config {
                     );
                 }
             }
+        }
+        for (name, replicator) in &self.replicators {
+            replicator.validate(name, self, problems);
+        }
+        for (name, adapter) in &self.adapters {
+            adapter.validate(name, self, problems);
+        }
+        if let Some(emulator) = &self.emulator {
+            emulator.validate(self, problems);
         }
     }
 
