@@ -10,17 +10,26 @@
 //!   that reports every problem with its key and value.
 //! - [`node`]: the supervision tree that turns a config into running actors, and the ordered
 //!   shutdown.
+//! - [`adapters`]: starts the `[adapters.<name>]` sections (protocol adapter workers).
 //! - [`embedded`]: the embedded default, a loopback nats-server child process supervised by
 //!   `EmbeddedServerActor`.
+//! - [`emulate`]: `choir emulate` and the `[emulator]` fleet of `choir run` (fd limit,
+//!   progress bar, `/debug/vars`).
 //! - [`monitor`]: the HTTP monitor (`/metrics`, `/healthz`, `/debug/vars`).
+//! - [`playbook`]: `choir playbook run|show|check`, the command-line playbook runner.
+//! - [`replication`]: starts the `[replicators.*]` (the actors live in `choir-actors`).
 //! - [`telemetry`]: logging setup.
 //!
 //! The binary (`src/main.rs`) is only the command line.
 
+pub mod adapters;
 pub mod config;
 pub mod embedded;
+pub mod emulate;
 pub mod monitor;
 pub mod node;
+pub mod playbook;
+pub mod replication;
 pub mod telemetry;
 
 pub use choir_actors as actors;

@@ -32,6 +32,11 @@ enum Command {
         /// The node's TOML config file.
         config: PathBuf,
     },
+    /// Playbooks: run, show or check a playbook file.
+    #[command(subcommand)]
+    Playbook(choir::playbook::PlaybookCommand),
+    /// Emulate Choria daemons (each with its own NATS connection) until SIGINT or SIGTERM.
+    Emulate(choir::emulate::EmulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +53,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Playbook(command) => Ok(choir::playbook::main(command)),
+        Command::Emulate(args) => {
+            choir::emulate::run(args).context("emulator failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => match config::load(&config) {
             Ok(config) => {
                 println!("{}: ok", config.path.display());

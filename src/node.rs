@@ -5,6 +5,9 @@
 //! System
 //!  ├─ EmbeddedServerActor ×embedded networks   (a supervised nats-server child each)
 //!  ├─ NetworkActor ×networks                   (own arbiter each, actix Supervisor)
+//!  ├─ TopicReplicatorActor ×replicators      (workers on their own arbiters)
+//!  ├─ AdapterActor ×workers per adapter        (arbiter pool, actix Supervisor, watched)
+//!  ├─ EmulatedNodeActor ×[emulator] instances  (own connection each, one arbiter per core)
 //!  ├─ WatchdogActor                            (re-creates actors whose mailbox closed)
 //!  └─ monitor                                  (actix-web: /metrics, /healthz, /debug/vars)
 //! ```
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use choir_actors::connection::{Drain, NetworkActor, NetworkHealth, NetworkMetrics};
 use choir_actors::metrics::Metrics;
+use choir_actors::replicator::TopicReplicatorActor;
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{info, warn};
 
@@ -57,6 +61,7 @@ pub struct Node {
     /// The resolved URL of every network (an embedded one's server URL included).
     pub urls: BTreeMap<String, Vec<String>>,
     embedded: Vec<Addr<EmbeddedServerActor>>,
+    replicators: Vec<ActorSlot<TopicReplicatorActor>>,
     arbiters: Vec<Arbiter>,
     monitor: Option<actix_web::dev::ServerHandle>,
     _watchdog: Addr<WatchdogActor>,
@@ -125,6 +130,11 @@ impl Node {
             networks.insert(name.clone(), slot);
             arbiters.push(arbiter);
         }
+        arbiters.extend(crate::adapters::start(
+            config, &networks, &metrics, &watchdog,
+        ));
+        let replicators = crate::replication::start(config, &networks, &metrics, &watchdog);
+        arbiters.extend(crate::emulate::start(config, &urls, &metrics));
 
         let monitor = match node.monitor_addr() {
             Some(addr) => {
@@ -156,6 +166,7 @@ impl Node {
             networks,
             urls,
             embedded,
+            replicators,
             arbiters,
             monitor,
             _watchdog: watchdog,
@@ -165,6 +176,7 @@ impl Node {
     /// Drains every connection, stops the embedded servers and the monitor, within `timeout`.
     pub async fn shutdown(self, timeout: Duration) {
         let work = async {
+            crate::replication::stop(&self.replicators).await;
             let drains = self.networks.iter().map(|(name, slot)| {
                 let addr = slot.get();
                 async move {

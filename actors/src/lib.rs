@@ -15,14 +15,24 @@
 //!   request/reply), filters, subjects and mcorpc bodies; pure serde, no I/O.
 //! - [`replicator`]: the stream replicator: sampling tracker, inspector, advisories, the
 //!   in-order ack window of the pipelined ordered worker, and the actors around them.
+//! - [`adapter`]: the protocol adapter: `AdapterActor` workers subscribe a NATS subject with
+//!   a queue group and publish into a JetStream stream (raw copy, or Choria requests as
+//!   `choria:adapters:jetstream:output:1`).
+//! - [`emulator`]: emulated Choria daemons (`EmulatedNodeActor`, shared links, the `Fleet`
+//!   that starts them), their agents, registration and audit log.
+//! - [`playbook`]: playbooks: spec and validation, inputs, templates, data stores (memory,
+//!   nats_kv, etcd, file, environment), locks with TTL renewal, tasks, `PlaybookRunActor`, report.
 //! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
 //!
 //! Messages are commands (`Drain`), past-tense events (`ConnectionLost`) or queries
 //! (`GetClient`, `GetStatus`). Wire types (what travels over NATS) live apart from actor
 //! messages.
 
+pub mod adapter;
 pub mod connection;
+pub mod emulator;
 pub mod metrics;
+pub mod playbook;
 pub mod protocol;
 pub mod replicator;
 pub mod supervision;

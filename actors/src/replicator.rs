@@ -10,3 +10,19 @@ pub mod advisory;
 pub mod inspect;
 pub mod sampling;
 pub mod window;
+
+pub mod envelope;
+pub mod failure;
+pub mod gate;
+pub mod ordered;
+pub mod queued;
+pub mod settings;
+pub mod setup;
+pub mod stats;
+pub mod subject_map;
+pub mod topic;
+pub mod worker;
+
+pub use settings::{Mode, ReplicatorSettings, StartPosition};
+pub use stats::ReplicatorMetrics;
+pub use topic::{StopReplicator, TopicReplicatorActor};

@@ -1,20 +1,194 @@
 //! `[emulator]`: a fleet of emulated Choria daemons run by the node.
+//!
+//! ```toml
+//! [emulator]
+//! network = "region"              # required: the [networks.X] the daemons connect to
+//! name = "emulated"               # identities are <name>-<i>, i = 0..instances-1
+//! instances = 10                  # daemons
+//! agents = 1                      # emulated0..emulated{agents-1}, plus discovery and rpcutil
+//! collectives = 1                 # mcollective, collective1, … collective{N-1}
+//! connections = "dedicated"       # or "shared": few connections, less realistic
+//! shared_connections = 4          # connections in shared mode
+//! connect_concurrency = 64        # connects in flight while the fleet starts
+//! subscription_capacity = 1024    # messages buffered per subscription
+//! classes = ["emulated"]          # configuration classes the daemons report
+//! registration_interval = "60s"   # publish registration this often (absent: never)
+//! registration_splay = true       # random first delay up to the interval
+//! registration_subject = "choria.registration"   # default <collective>.broadcast.agent.registration
+//! audit = "emulator-audit.log"    # Choria audit log, one JSON line per RPC request
+//!
+//! [emulator.facts]                # every daemon's facts; "{instance}" and "{identity}" expand
+//! country = "mt"                  # instance, identity and fqdn are always added
+//! ```
 
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use choir_actors::connection::NetworkSettings;
+use choir_actors::emulator::{budget, ConnectionMode, FleetSpec, RegistrationSpec};
+use choir_actors::protocol::{classify_subject, SubjectKind};
 use serde::Deserialize;
 
+use super::defaults;
 use super::problems::Problems;
 use super::Config;
+
+/// `[emulator].connections`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Connections {
+    /// One NATS connection per daemon (realistic; bounded by the open-file limit).
+    #[default]
+    Dedicated,
+    /// Daemons multiplexed over `shared_connections` connections.
+    Shared,
+}
+
+impl From<Connections> for ConnectionMode {
+    fn from(c: Connections) -> Self {
+        match c {
+            Connections::Dedicated => ConnectionMode::Dedicated,
+            Connections::Shared => ConnectionMode::Shared,
+        }
+    }
+}
 
 /// `[emulator]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmulatorConfig {
-    /// The network the daemons connect to.
+    /// The network the daemons connect to (its URLs, credentials and TLS).
     pub network: String,
+    /// Identity prefix: daemon `i` is `<name>-<i>`.
+    #[serde(default = "defaults::emulator_name")]
+    pub name: String,
+    /// Number of daemons.
+    #[serde(default = "defaults::emulator_instances")]
+    pub instances: NonZeroUsize,
+    /// Number of emulated agents (`emulated0..N-1`), besides `discovery` and `rpcutil`.
+    #[serde(default = "defaults::emulator_agents")]
+    pub agents: usize,
+    /// Number of collectives (`mcollective`, `collective1`, …).
+    #[serde(default = "defaults::emulator_collectives")]
+    pub collectives: NonZeroUsize,
+    /// `dedicated` (one connection per daemon) or `shared`.
+    #[serde(default)]
+    pub connections: Connections,
+    /// Connections used in shared mode.
+    #[serde(default = "defaults::emulator_shared_connections")]
+    pub shared_connections: NonZeroUsize,
+    /// Connects in flight at once while the fleet starts.
+    #[serde(default = "defaults::emulator_connect_concurrency")]
+    pub connect_concurrency: NonZeroUsize,
+    /// Messages buffered per subscription before the client drops them.
+    #[serde(default = "defaults::emulator_subscription_capacity")]
+    pub subscription_capacity: NonZeroUsize,
+    /// Facts of every daemon (`{instance}` and `{identity}` expand in strings).
+    #[serde(default)]
+    pub facts: serde_json::Map<String, serde_json::Value>,
+    /// Configuration management classes of every daemon.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Publish a registration message this often; absent = no registration.
+    #[serde(default, with = "humantime_serde")]
+    pub registration_interval: Option<Duration>,
+    /// Wait a random time up to the interval before the first registration.
+    #[serde(default = "defaults::emulator_registration_splay")]
+    pub registration_splay: bool,
+    /// Registration subject (default `<main collective>.broadcast.agent.registration`).
+    pub registration_subject: Option<String>,
+    /// Audit log file (one JSON line per RPC request handled).
+    pub audit: Option<PathBuf>,
+}
+
+/// The soft limit this process can raise its open files to (the hard limit).
+pub fn fd_hard_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(_, hard)| hard)
+        .unwrap_or(1024)
 }
 
 impl EmulatorConfig {
     pub(super) fn validate(&self, config: &Config, problems: &mut Problems) {
         config.check_network_ref("emulator.network".to_owned(), &self.network, problems);
+        if self.name.is_empty()
+            || self
+                .name
+                .contains(|c: char| c == '*' || c == '>' || c.is_whitespace())
+        {
+            problems.value(
+                "emulator.name",
+                &self.name,
+                "must be non-empty without whitespace, '*' or '>' (it is part of NATS subjects)",
+            );
+        }
+        if let Err(message) = budget::check_fd_budget(
+            self.instances.get(),
+            self.connections.into(),
+            self.shared_connections.get(),
+            fd_hard_limit(),
+        ) {
+            problems.value("emulator.instances", self.instances, message);
+        }
+        if let Some(interval) = self.registration_interval {
+            if interval.is_zero() {
+                problems.value(
+                    "emulator.registration_interval",
+                    "0s",
+                    "must be longer than zero (leave it out for no registration)",
+                );
+            }
+        } else if let Some(subject) = &self.registration_subject {
+            problems.value(
+                "emulator.registration_subject",
+                subject,
+                "has no effect without registration_interval",
+            );
+        }
+        if let Some(subject) = &self.registration_subject {
+            let valid = !subject.is_empty()
+                && subject
+                    .split('.')
+                    .all(|t| !t.is_empty() && !t.contains(['*', '>', ' ', '\t']));
+            if !valid || matches!(classify_subject(subject), SubjectKind::Reply { .. }) {
+                problems.value(
+                    "emulator.registration_subject",
+                    subject,
+                    "not a publishable NATS subject",
+                );
+            }
+        }
+        if let Some(path) = &self.audit {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if parent.is_some_and(|p| !p.is_dir()) {
+                problems.value(
+                    "emulator.audit",
+                    path.display(),
+                    "its directory does not exist",
+                );
+            }
+        }
+    }
+
+    /// The fleet this section describes on `network` (the resolved network settings).
+    pub fn spec(&self, network: NetworkSettings) -> FleetSpec {
+        let mut spec = FleetSpec::new(&self.name, self.instances.get(), Vec::new());
+        spec.network = network;
+        spec.network.subscription_capacity = self.subscription_capacity;
+        spec.agents = self.agents;
+        spec.collectives = self.collectives;
+        spec.mode = self.connections.into();
+        spec.shared_connections = self.shared_connections;
+        spec.connect_concurrency = self.connect_concurrency;
+        spec.facts = self.facts.clone();
+        spec.classes = self.classes.clone();
+        spec.registration = self.registration_interval.map(|interval| RegistrationSpec {
+            interval,
+            splay: self.registration_splay,
+            subject: self.registration_subject.clone(),
+        });
+        spec.audit = self.audit.clone();
+        spec
     }
 }

@@ -1,9 +1,11 @@
 //! Test harness shared by the integration tests: real nats-server processes on free loopback
 //! ports, the `choir` binary as a child process, a tiny HTTP client and poll-until helpers.
 //! Every wait has a timeout; every process is killed on drop.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+pub mod etcd;
 pub mod http;
+pub mod jetstream;
 pub mod nats;
 pub mod node;
 pub mod poll;

@@ -37,7 +37,11 @@ impl ChoirNode {
             dir.path().join("state").display().to_string()
         );
         std::fs::write(dir.path().join("node.toml"), config).unwrap();
-        let mut node = Self { monitor, dir, child: None };
+        let mut node = Self {
+            monitor,
+            dir,
+            child: None,
+        };
         node.spawn();
         node
     }
@@ -61,7 +65,8 @@ impl ChoirNode {
         self.child = Some(child);
         let monitor = self.monitor;
         assert!(
-            poll_until(Duration::from_secs(20), || http_get(monitor, "/healthz").is_some()),
+            poll_until(Duration::from_secs(20), || http_get(monitor, "/healthz")
+                .is_some()),
             "choir monitor did not come up; log:\n{}",
             self.log()
         );
@@ -130,7 +135,11 @@ impl Drop for ChoirNode {
 
 /// Runs `choir check <path>`: (exit code, stdout, stderr).
 pub fn check(path: &Path) -> (i32, String, String) {
-    let out = Command::new(choir_bin()).arg("check").arg(path).output().unwrap();
+    let out = Command::new(choir_bin())
+        .arg("check")
+        .arg(path)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,0 +1,80 @@
+//! The emulator: thousands of Choria daemons in one process, each answering Choria protocol v1
+//! requests like a real server, for load tests of NATS and Choria networks.
+//!
+//! ```text
+//! Fleet ──start──▶ EmulatedNodeActor ×N          (dedicated: own NATS connection each,
+//!   │               spread over one arbiter        subscriptions per collective × agent
+//!   │               per core, bounded connects)    plus <collective>.node.<identity>)
+//!   └──────────▶ SharedLinkActor ×K               (shared: K connections, each carrying many
+//!                                                   EmulatedNode cores)
+//! ```
+//!
+//! Each actor is a thin shell around [`EmulatedNode`], the plain-Rust core that turns one NATS
+//! message into at most one reply: decode → TTL → collective → filter → agent dispatch →
+//! encoded reply ([`EmulatedNode::handle`]). Everything it refuses is counted in
+//! [`EmulatorMetrics`] by [`DropReason`] and never answered.
+//!
+//! - [`agents`]: `discovery`, `rpcutil` (ping, inventory, get_fact) and
+//!   `emulated0..N-1#generate`.
+//! - [`registration`]: the registration request each daemon publishes on a timer.
+//! - [`audit`]: the Choria audit log, one JSON line per RPC request handled.
+//! - [`budget`]: how many open files a fleet needs, checked before anything starts.
+//! - [`spec`]: [`FleetSpec`], everything a fleet is made of.
+//! - [`fleet`]: [`Fleet`], which starts the actors and reports progress.
+
+pub mod agents;
+pub mod audit;
+pub mod budget;
+mod connect;
+mod counters;
+mod daemon;
+pub mod fleet;
+mod node;
+pub mod registration;
+mod shared;
+pub mod spec;
+
+pub use agents::AgentOutcome;
+pub use audit::{AuditLog, AuditRecord};
+pub use budget::{check_fd_budget, FdBudget};
+pub use counters::{DropReason, EmulatorMetrics};
+pub use daemon::EmulatedNodeActor;
+pub use fleet::{Fleet, FleetProgress};
+pub use node::{EmulatedNode, Handled, Incoming, NodeProfile, Outgoing};
+pub use shared::SharedLinkActor;
+pub use spec::{ConnectionMode, FleetSpec, RegistrationSpec};
+
+/// Errors of the emulator.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The fleet needs more open files than this process may hold.
+    #[error("{0}")]
+    FdBudget(String),
+    /// The fleet has no server to connect to.
+    #[error("no NATS server given")]
+    NoServers,
+    /// The audit log cannot be opened.
+    #[error("cannot open audit log {path}: {source}")]
+    Audit {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A connect attempt failed (retried by the daemon).
+    #[error("connect to {url} failed: {source}")]
+    Connect {
+        /// The server.
+        url: String,
+        /// Why.
+        source: async_nats::ConnectError,
+    },
+    /// The credentials file cannot be read.
+    #[error("cannot read credentials file {path}: {source}")]
+    Credentials {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}

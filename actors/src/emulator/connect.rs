@@ -1,0 +1,92 @@
+//! One emulator connection: async-nats options from [`NetworkSettings`], reconnecting forever
+//! with jittered backoff, its events counted in [`EmulatorMetrics`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event};
+use rand::Rng as _;
+
+use super::{EmulatorError, EmulatorMetrics};
+use crate::connection::{Auth, NetworkSettings};
+
+/// Connects to `url` as `name`. After the first success async-nats reconnects by itself
+/// forever (with a random 0–2 s delay on top of a capped backoff, so a fleet does not come
+/// back in one burst after a server restart).
+pub(super) async fn connect(
+    settings: &NetworkSettings,
+    url: &str,
+    name: String,
+    metrics: EmulatorMetrics,
+) -> Result<Client, EmulatorError> {
+    let lost = Arc::new(AtomicBool::new(false));
+    let mut options = ConnectOptions::new()
+        .name(name)
+        .connection_timeout(settings.connect_timeout)
+        .subscription_capacity(settings.subscription_capacity.get())
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            let base = Duration::from_millis(250)
+                .saturating_mul(u32::try_from(attempts.min(16)).unwrap_or(16))
+                .min(Duration::from_secs(5));
+            base + Duration::from_millis(rand::thread_rng().gen_range(0..2000))
+        })
+        .event_callback(move |event| {
+            on_event(&metrics, &lost, event);
+            async {}
+        });
+    options = match &settings.auth {
+        Auth::None => options,
+        Auth::CredentialsFile(path) => {
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|source| EmulatorError::Credentials {
+                    path: path.display().to_string(),
+                    source,
+                })?
+        }
+        Auth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.clone())
+        }
+        Auth::Token(token) => options.token(token.clone()),
+        Auth::NkeySeed(seed) => options.nkey(seed.clone()),
+    };
+    if let Some(tls) = &settings.tls {
+        options = options.require_tls(true);
+        if let Some(ca) = &tls.ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    options
+        .connect(url)
+        .await
+        .map_err(|source| EmulatorError::Connect {
+            url: url.to_owned(),
+            source,
+        })
+}
+
+fn on_event(metrics: &EmulatorMetrics, lost: &AtomicBool, event: Event) {
+    match event {
+        Event::Connected => {
+            if lost.swap(false, Ordering::AcqRel) {
+                metrics.connected.inc();
+                metrics.reconnects.inc();
+            }
+        }
+        Event::Disconnected | Event::Closed => {
+            if !lost.swap(true, Ordering::AcqRel) {
+                metrics.connected.dec();
+            }
+        }
+        Event::SlowConsumer(_) => {
+            metrics.slow_consumers.inc();
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,235 @@
+//! `EmulatedNodeActor`: one emulated daemon with its own NATS connection.
+//!
+//! Started on one of the fleet's arbiters, it connects there (async-nats does its socket I/O
+//! on the runtime where `connect()` ran), waiting for a slot of the fleet's connect semaphore
+//! and retrying with backoff until the server answers. It then subscribes what a real daemon
+//! subscribes ([`EmulatedNode::subjects`]), merges those subscriptions into one stream and
+//! answers each message through [`EmulatedNode::handle`]. After a server restart async-nats
+//! reconnects and resubscribes by itself.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_nats::{Client, Message};
+use futures::stream;
+use rand::Rng as _;
+use tracing::{debug, warn};
+
+use super::fleet::FleetShared;
+use super::{registration, EmulatedNode, Outgoing};
+use crate::connection::backoff;
+use crate::protocol::unix_now;
+
+/// One emulated daemon (dedicated connection).
+pub struct EmulatedNodeActor {
+    node: EmulatedNode,
+    url: Arc<str>,
+    fleet: Arc<FleetShared>,
+    client: Option<Client>,
+    sequence: u64,
+}
+
+impl EmulatedNodeActor {
+    /// A daemon `node` that will connect to `url`.
+    pub(super) fn new(node: EmulatedNode, url: Arc<str>, fleet: Arc<FleetShared>) -> Self {
+        Self {
+            node,
+            url,
+            fleet,
+            client: None,
+            sequence: 0,
+        }
+    }
+
+    fn register(&mut self, ctx: &mut Context<Self>) {
+        let (Some(client), Some(plan)) = (self.client.clone(), self.fleet.registration.clone())
+        else {
+            return;
+        };
+        self.sequence += 1;
+        publish_registration::<Self>(
+            &self.node,
+            self.sequence,
+            &plan.subject,
+            client,
+            &self.fleet,
+            ctx,
+        );
+    }
+}
+
+/// Publishes registration number `sequence` of `node` from within an actor context.
+pub(super) fn publish_registration<A>(
+    node: &EmulatedNode,
+    sequence: u64,
+    subject: &str,
+    client: Client,
+    fleet: &Arc<FleetShared>,
+    ctx: &mut A::Context,
+) where
+    A: Actor,
+    A::Context: AsyncContext<A>,
+{
+    let payload = match registration::encode(node, sequence) {
+        Ok(p) => p,
+        Err(error) => {
+            warn!(identity = node.identity(), %error, "Cannot encode registration.");
+            return;
+        }
+    };
+    let metrics = fleet.metrics.clone();
+    let subject = subject.to_owned();
+    ctx.spawn(actix::fut::wrap_future::<_, A>(async move {
+        match client.publish(subject, payload.into()).await {
+            Ok(()) => metrics.registrations.inc(),
+            Err(_) => metrics.publish_errors.inc(),
+        };
+    }));
+}
+
+/// Sends `out` (a reply) on `client`, writing its audit line first.
+pub(super) fn send_reply(
+    fleet: &FleetShared,
+    client: Client,
+    out: Outgoing,
+) -> impl Future<Output = ()> {
+    if let (Some(log), Some(record)) = (&fleet.audit, &out.audit) {
+        if log.write(record).is_err() {
+            fleet.metrics.audit_errors.inc();
+        }
+    }
+    let metrics = fleet.metrics.clone();
+    async move {
+        match client.publish(out.subject, out.payload.into()).await {
+            Ok(()) => metrics.replies.inc(),
+            Err(_) => metrics.publish_errors.inc(),
+        };
+    }
+}
+
+/// Schedules the periodic registration of an actor: first after a random splay (or at once),
+/// then every `interval`.
+pub(super) fn schedule_registration<A, F>(fleet: &FleetShared, ctx: &mut A::Context, mut tick: F)
+where
+    A: Actor,
+    A::Context: AsyncContext<A>,
+    F: FnMut(&mut A, &mut A::Context) + Clone + 'static,
+{
+    let Some(plan) = fleet.registration.clone() else {
+        return;
+    };
+    let splay = if plan.splay {
+        let ms = u64::try_from(plan.interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Duration::from_millis(rand::thread_rng().gen_range(0..ms))
+    } else {
+        Duration::ZERO
+    };
+    let mut again = tick.clone();
+    ctx.run_later(splay, move |act, ctx| {
+        tick(act, ctx);
+        ctx.run_interval(plan.interval, move |act, ctx| again(act, ctx));
+    });
+}
+
+impl Actor for EmulatedNodeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(16);
+        let fleet = self.fleet.clone();
+        let url = self.url.clone();
+        let subjects = self.node.subjects();
+        let name = format!("choir-emulator-{}", self.node.identity());
+        let setup = connect_and_subscribe(fleet, url, name, subjects);
+        ctx.wait(setup.into_actor(self).map(|(client, messages), act, ctx| {
+            act.fleet.metrics.connected.inc();
+            act.fleet.metrics.started.inc();
+            act.client = Some(client);
+            ctx.add_stream(messages);
+            schedule_registration::<Self, _>(&act.fleet.clone(), ctx, |act, ctx| act.register(ctx));
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if self.client.take().is_some() {
+            self.fleet.metrics.started.dec();
+            self.fleet.metrics.connected.dec();
+        }
+    }
+}
+
+/// Connects to `url` (holding a slot of the fleet's connect semaphore during each attempt)
+/// and subscribes `subjects`, retrying with backoff until both work.
+pub(super) async fn connect_and_subscribe(
+    fleet: Arc<FleetShared>,
+    url: Arc<str>,
+    name: String,
+    subjects: Vec<String>,
+) -> (Client, stream::SelectAll<async_nats::Subscriber>) {
+    let mut attempt = 0u32;
+    loop {
+        let permit = fleet.connect_slots.acquire().await;
+        let connected =
+            super::connect::connect(&fleet.settings, &url, name.clone(), fleet.metrics.clone())
+                .await;
+        let result = match connected {
+            Ok(client) => subscribe(client, &subjects).await,
+            Err(e) => Err(e.to_string()),
+        };
+        drop(permit);
+        match result {
+            Ok(ok) => return ok,
+            Err(error) => {
+                fleet.metrics.connect_failures.inc();
+                let delay = backoff(attempt, Duration::from_millis(200), Duration::from_secs(5));
+                debug!(%url, %error, retry_in = ?delay, "Emulator cannot connect yet.");
+                actix_rt::time::sleep(delay).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// Subscribes `subjects` on `client` and merges them into one stream; flushes so the server
+/// has them all before the daemon counts as started.
+pub(super) async fn subscribe(
+    client: Client,
+    subjects: &[String],
+) -> Result<(Client, stream::SelectAll<async_nats::Subscriber>), String> {
+    let mut subs = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        subs.push(
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    client.flush().await.map_err(|e| e.to_string())?;
+    Ok((client, stream::select_all(subs)))
+}
+
+impl StreamHandler<Message> for EmulatedNodeActor {
+    fn handle(&mut self, msg: Message, ctx: &mut Self::Context) {
+        let metrics = &self.fleet.metrics;
+        metrics.messages.inc();
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        match self.node.handle(
+            &msg.subject,
+            &msg.payload,
+            unix_now(),
+            self.fleet.audit.is_some(),
+        ) {
+            Ok(out) => {
+                ctx.spawn(send_reply(&self.fleet, client, out).into_actor(self));
+            }
+            Err(reason) => metrics.drop_for(reason),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! [`Fleet`]: starts every daemon of a [`FleetSpec`] and reports how far it got.
+//!
+//! Daemons are spread round-robin over one arbiter per core and over every server URL; at
+//! most `connect_concurrency` connect at once. [`Fleet::progress`] tells how many are
+//! subscribed and connected, so a caller can draw a progress bar and log a summary.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::Semaphore;
+use tracing::info;
+
+use super::registration::default_subject;
+use super::{
+    AuditLog, ConnectionMode, EmulatedNode, EmulatedNodeActor, EmulatorError, EmulatorMetrics,
+    FleetSpec, NodeProfile, SharedLinkActor,
+};
+use crate::connection::NetworkSettings;
+use crate::protocol::Facts;
+
+/// Registration as the actors use it: the subject resolved.
+#[derive(Debug, Clone)]
+pub(super) struct RegistrationPlan {
+    pub(super) interval: Duration,
+    pub(super) splay: bool,
+    pub(super) subject: String,
+}
+
+/// What every actor of a fleet shares.
+#[derive(Debug)]
+pub(super) struct FleetShared {
+    pub(super) settings: NetworkSettings,
+    pub(super) metrics: EmulatorMetrics,
+    pub(super) connect_slots: Semaphore,
+    pub(super) audit: Option<AuditLog>,
+    pub(super) registration: Option<Arc<RegistrationPlan>>,
+}
+
+/// How far a fleet got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetProgress {
+    /// Daemons in the spec.
+    pub expected: usize,
+    /// Daemons whose subscriptions are in place.
+    pub started: usize,
+    /// Connections up right now (one per daemon in dedicated mode).
+    pub connected: usize,
+}
+
+impl FleetProgress {
+    /// Whether every daemon is started.
+    pub fn complete(&self) -> bool {
+        self.started >= self.expected
+    }
+}
+
+/// A running fleet of emulated daemons.
+pub struct Fleet {
+    spec: Arc<FleetSpec>,
+    metrics: EmulatorMetrics,
+    arbiters: Vec<Arbiter>,
+    started_at: Instant,
+}
+
+impl Fleet {
+    /// Starts every daemon of `spec` on new arbiters of the current actix System, counting into
+    /// `metrics`. Returns at once; daemons connect in the background (see [`Fleet::progress`]).
+    pub fn start(spec: FleetSpec, metrics: EmulatorMetrics) -> Result<Self, EmulatorError> {
+        let urls = spec.network.urls.clone();
+        if urls.is_empty() {
+            return Err(EmulatorError::NoServers);
+        }
+        let audit = spec.audit.as_deref().map(AuditLog::open).transpose()?;
+        let collectives = spec.collective_names();
+        let registration = spec.registration.as_ref().map(|r| {
+            Arc::new(RegistrationPlan {
+                interval: r.interval.max(Duration::from_millis(10)),
+                splay: r.splay,
+                subject: r
+                    .subject
+                    .clone()
+                    .unwrap_or_else(|| default_subject(&collectives[0])),
+            })
+        });
+        let profile = Arc::new(NodeProfile {
+            agents: spec.agent_names(),
+            classes: spec.classes.clone(),
+            collectives,
+        });
+        let shared = Arc::new(FleetShared {
+            settings: spec.network.clone(),
+            metrics: metrics.clone(),
+            connect_slots: Semaphore::new(spec.connect_concurrency.get()),
+            audit,
+            registration,
+        });
+        let threads = spec
+            .arbiters
+            .or_else(|| std::thread::available_parallelism().ok())
+            .unwrap_or(NonZeroUsize::MIN)
+            .get();
+        let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let urls: Vec<Arc<str>> = urls.iter().map(|u| Arc::from(u.as_str())).collect();
+        let node = |i: usize, url: &Arc<str>| {
+            EmulatedNode::new(
+                spec.identity(i),
+                Facts::new(spec.facts_of(i)),
+                profile.clone(),
+                url.clone(),
+            )
+        };
+        match spec.mode {
+            ConnectionMode::Dedicated => {
+                for i in 0..spec.instances {
+                    let url = &urls[i % urls.len()];
+                    let actor = EmulatedNodeActor::new(node(i, url), url.clone(), shared.clone());
+                    let arbiter = &arbiters[i % arbiters.len()];
+                    EmulatedNodeActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+                }
+            }
+            ConnectionMode::Shared => {
+                let links = spec.shared_connections.get().min(spec.instances.max(1));
+                for l in 0..links {
+                    let url = &urls[l % urls.len()];
+                    let nodes: Vec<EmulatedNode> = (l..spec.instances)
+                        .step_by(links)
+                        .map(|i| node(i, url))
+                        .collect();
+                    let actor = SharedLinkActor::new(l, nodes, url.clone(), shared.clone());
+                    let arbiter = &arbiters[l % arbiters.len()];
+                    SharedLinkActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+                }
+            }
+        }
+        info!(
+            instances = spec.instances,
+            agents = spec.agents,
+            collectives = spec.collectives.get(),
+            servers = urls.len(),
+            arbiters = arbiters.len(),
+            mode = spec.mode.as_str(),
+            "Starting emulated daemons."
+        );
+        Ok(Self {
+            spec: Arc::new(spec),
+            metrics,
+            arbiters,
+            started_at: Instant::now(),
+        })
+    }
+
+    /// The spec it runs.
+    pub fn spec(&self) -> &FleetSpec {
+        &self.spec
+    }
+
+    /// Its counters.
+    pub fn metrics(&self) -> &EmulatorMetrics {
+        &self.metrics
+    }
+
+    /// When it was started.
+    pub fn started_at(&self) -> Instant {
+        self.started_at
+    }
+
+    /// How far it got.
+    pub fn progress(&self) -> FleetProgress {
+        FleetProgress {
+            expected: self.spec.instances,
+            started: usize::try_from(self.metrics.started.get().max(0)).unwrap_or(0),
+            connected: usize::try_from(self.metrics.connected.get().max(0)).unwrap_or(0),
+        }
+    }
+
+    /// Waits until every daemon is started or `timeout` passes, calling `on_progress` every
+    /// 100 ms; returns whether all started.
+    pub async fn wait_started(
+        &self,
+        timeout: Duration,
+        mut on_progress: impl FnMut(FleetProgress),
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let p = self.progress();
+            on_progress(p);
+            if p.complete() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Hands the fleet's arbiters to an owner that stops them at shutdown (the node); the
+    /// counters keep working.
+    pub fn into_arbiters(self) -> Vec<Arbiter> {
+        self.arbiters
+    }
+
+    /// Stops every daemon (their connections close with their arbiters).
+    pub fn stop(self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        info!(instances = self.spec.instances, "Emulated daemons stopped.");
+    }
+}

@@ -1,0 +1,400 @@
+//! [`EmulatedNode`]: the plain-Rust core of one emulated daemon.
+//!
+//! A message becomes at most one reply in two steps, so that shared connections decode a
+//! broadcast once and let every daemon answer it:
+//!
+//! 1. [`Incoming::decode`]: transport → secure request → request (structure, TTL window,
+//!    `reply-to`, subject collective = envelope collective);
+//! 2. [`EmulatedNode::respond`]: collective membership → filter → agent dispatch → reply
+//!    encoded through the onion, addressed to the request's `reply-to`, federation header
+//!    copied and a `seen-by` hop added.
+//!
+//! [`EmulatedNode::handle`] chains both. Every refusal is a [`DropReason`]; nothing panics.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::agents::{dispatch, AgentOutcome, NodeInfo};
+use super::audit::AuditRecord;
+use super::DropReason;
+use crate::protocol::{
+    classify_subject, decode_request_unchecked_ttl, encode_reply, DecodedRequest, Facts,
+    FilterOutcome, NodeView, ProtocolError, Reply, SeenByHop, SubjectKind, TransportHeaders,
+};
+
+/// What every daemon of a fleet shares: agents, classes, collectives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeProfile {
+    /// Agent names (`discovery`, `rpcutil`, `emulated0..`).
+    pub agents: Vec<String>,
+    /// Configuration management classes.
+    pub classes: Vec<String>,
+    /// Collectives, the main one first.
+    pub collectives: Vec<String>,
+}
+
+/// Where a request was addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `<collective>.broadcast.agent.<agent>`.
+    Broadcast,
+    /// `<collective>.node.<identity>`.
+    Node(String),
+    /// Any other subject (a custom registration or test subject): treated as broadcast.
+    Other,
+}
+
+/// A request decoded and checked once, ready for any number of daemons to answer.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// Every layer of the request.
+    pub decoded: DecodedRequest,
+    /// Where it was addressed.
+    pub target: Target,
+}
+
+impl Incoming {
+    /// Decodes `payload` received on `subject` and checks what does not depend on the daemon:
+    /// structure, TTL window against `now`, a `reply-to`, and that the envelope's collective
+    /// is the subject's.
+    pub fn decode(subject: &str, payload: &[u8], now: i64) -> Result<Self, DropReason> {
+        let decoded = decode_request_unchecked_ttl(payload).map_err(|e| match e {
+            ProtocolError::Json { .. } => DropReason::Json,
+            ProtocolError::Base64(_) => DropReason::Base64,
+            ProtocolError::Expired { .. } => DropReason::Expired,
+            _ => DropReason::Invalid,
+        })?;
+        decoded
+            .request
+            .check_ttl(now)
+            .map_err(|_| DropReason::Expired)?;
+        if decoded.reply_to().is_none_or(str::is_empty) {
+            return Err(DropReason::NoReplyTo);
+        }
+        let collective = decoded.request.envelope.collective.as_str();
+        let target = match classify_subject(subject) {
+            SubjectKind::Broadcast { collective: c, .. } if c != collective => {
+                return Err(DropReason::WrongCollective)
+            }
+            SubjectKind::Node { collective: c, .. } if c != collective => {
+                return Err(DropReason::WrongCollective)
+            }
+            SubjectKind::Broadcast { .. } => Target::Broadcast,
+            SubjectKind::Node { identity, .. } => Target::Node(identity.to_owned()),
+            _ => Target::Other,
+        };
+        Ok(Self { decoded, target })
+    }
+}
+
+/// A reply ready to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// The request's `reply-to`.
+    pub subject: String,
+    /// The encoded reply transport.
+    pub payload: Vec<u8>,
+    /// The audit line, for mcorpc requests when auditing is on.
+    pub audit: Option<AuditRecord>,
+}
+
+/// The result of handling one message.
+pub type Handled = Result<Outgoing, DropReason>;
+
+/// One emulated daemon: identity, facts, and the fleet's shared profile.
+#[derive(Debug, Clone)]
+pub struct EmulatedNode {
+    identity: String,
+    facts: Facts,
+    profile: Arc<NodeProfile>,
+    server: Arc<str>,
+}
+
+impl EmulatedNode {
+    /// A daemon `identity` with `facts`, connected to `server` (used in its `seen-by` hops).
+    pub fn new(
+        identity: String,
+        facts: Facts,
+        profile: Arc<NodeProfile>,
+        server: Arc<str>,
+    ) -> Self {
+        Self {
+            identity,
+            facts,
+            profile,
+            server,
+        }
+    }
+
+    /// The identity.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The facts.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    /// The shared profile.
+    pub fn profile(&self) -> &NodeProfile {
+        &self.profile
+    }
+
+    /// The subjects a real daemon subscribes: `<c>.broadcast.agent.<a>` for every collective
+    /// × agent, and `<c>.node.<identity>` for every collective.
+    pub fn subjects(&self) -> Vec<String> {
+        let p = &self.profile;
+        let mut out = Vec::with_capacity(p.collectives.len() * (p.agents.len() + 1));
+        for c in &p.collectives {
+            for a in &p.agents {
+                out.push(crate::protocol::subject::broadcast_agent(c, a));
+            }
+            out.push(crate::protocol::subject::node(c, &self.identity));
+        }
+        out
+    }
+
+    /// Decodes and answers one message (see the module docs).
+    pub fn handle(&self, subject: &str, payload: &[u8], now: i64, audit: bool) -> Handled {
+        let incoming = Incoming::decode(subject, payload, now)?;
+        self.respond(&incoming, audit)
+    }
+
+    /// Answers an already decoded request: collective, filter, agent, reply.
+    pub fn respond(&self, incoming: &Incoming, audit: bool) -> Handled {
+        let decoded = &incoming.decoded;
+        let request = &decoded.request;
+        let env = &request.envelope;
+        if let Target::Node(identity) = &incoming.target {
+            if *identity != self.identity {
+                return Err(DropReason::UnknownIdentity);
+            }
+        }
+        if !self.profile.collectives.contains(&env.collective) {
+            return Err(DropReason::WrongCollective);
+        }
+        let view = NodeView {
+            identity: &self.identity,
+            agents: &self.profile.agents,
+            classes: &self.profile.classes,
+            facts: &self.facts,
+        };
+        match env.filter.matches(&view) {
+            FilterOutcome::Match => {}
+            FilterOutcome::NoMatch => return Err(DropReason::Filtered),
+            FilterOutcome::Unsupported => return Err(DropReason::UnsupportedFilter),
+        }
+        let info = NodeInfo {
+            identity: &self.identity,
+            agents: &self.profile.agents,
+            classes: &self.profile.classes,
+            collectives: &self.profile.collectives,
+            facts: &self.facts,
+        };
+        let (body, rpc) = match dispatch(&env.agent, &request.message, &decoded.payload(), &info) {
+            AgentOutcome::Reply { body, rpc } => (body, rpc),
+            AgentOutcome::NoReply(reason) => return Err(reason),
+        };
+        let reply = Reply::for_request(request, self.identity.clone(), body);
+        let mut headers =
+            TransportHeaders::for_reply_to(&decoded.transport.headers, &self.identity);
+        headers.push_seen_by(SeenByHop::new(&*self.server, &self.identity, &*self.server));
+        let payload = encode_reply(&reply, headers).map_err(|_| DropReason::Encode)?;
+        let subject = decoded.reply_to().unwrap_or_default().to_owned();
+        let audit = match (audit, rpc) {
+            (true, Some(rpc)) => Some(AuditRecord::new(request, &rpc, SystemTime::now())),
+            _ => None,
+        };
+        Ok(Outgoing {
+            subject,
+            payload,
+            audit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{
+        decode_reply, encode_base64, encode_request, subject, unix_now, FactFilter,
+        FederationHeader, Filter, NewRequest, RpcReply, Transport,
+    };
+    use serde_json::json;
+
+    fn node() -> EmulatedNode {
+        let profile = Arc::new(NodeProfile {
+            agents: ["discovery", "rpcutil", "emulated0"]
+                .map(String::from)
+                .to_vec(),
+            classes: vec!["emulated".into()],
+            collectives: vec!["mcollective".into(), "collective1".into()],
+        });
+        EmulatedNode::new(
+            "emu-7".into(),
+            Facts::from_value(json!({"country": "mt", "instance": 7})),
+            profile,
+            Arc::from("nats://127.0.0.1:4222"),
+        )
+    }
+
+    fn request(agent: &str, message: &str, filter: Filter, time: Option<i64>) -> NewRequest {
+        NewRequest {
+            message: message.into(),
+            senderid: "client".into(),
+            callerid: "choria=test".into(),
+            collective: "mcollective".into(),
+            agent: agent.into(),
+            filter,
+            time,
+            ..NewRequest::default()
+        }
+    }
+
+    fn encode(new: NewRequest, federated: bool) -> Vec<u8> {
+        let r = new.build().unwrap();
+        let mut headers = TransportHeaders::for_request(
+            subject::reply(&r.envelope.collective, "choria=test", &r.envelope.requestid),
+            "client",
+        );
+        headers.push_seen_by(SeenByHop::new("nats://a", "client", "nats://a"));
+        if federated {
+            headers.federation = Some(FederationHeader {
+                req: r.envelope.requestid.clone(),
+                reply_to: "mcollective.reply.x.y".into(),
+                target: vec!["mcollective.node.emu-7".into()],
+            });
+        }
+        encode_request(&r, headers).unwrap()
+    }
+
+    const BCAST: &str = "mcollective.broadcast.agent.emulated0";
+
+    #[test]
+    fn generate_reply_through_the_onion() {
+        let payload = encode(
+            request(
+                "emulated0",
+                r#"{"agent":"emulated0","action":"generate","data":{"size":100}}"#,
+                Filter::with_agent("emulated0"),
+                None,
+            ),
+            true,
+        );
+        let out = node().handle(BCAST, &payload, unix_now(), true).unwrap();
+        assert!(out.subject.starts_with("mcollective.reply."));
+        let reply = decode_reply(&out.payload).unwrap();
+        assert_eq!(reply.reply.envelope.senderid, "emu-7");
+        let rpc = RpcReply::from_slice(reply.body()).unwrap();
+        assert_eq!(rpc.data["message"].as_str().unwrap().len(), 100);
+        let h = &reply.transport.headers;
+        assert_eq!(h.reply_to, None);
+        assert_eq!(h.mc_sender.as_deref(), Some("emu-7"));
+        assert_eq!(h.seen_by.len(), 2);
+        assert_eq!(h.seen_by[1].1, "emu-7");
+        let fed = h.federation.as_ref().unwrap();
+        assert_eq!(fed.reply_to, "mcollective.reply.x.y");
+        assert!(fed.target.is_empty());
+        assert_eq!(out.audit.unwrap().action, "generate");
+    }
+
+    #[test]
+    fn discovery_pong_and_directed() {
+        let n = node();
+        let payload = encode(request("discovery", "ping", Filter::default(), None), false);
+        let out = n
+            .handle("mcollective.node.emu-7", &payload, unix_now(), true)
+            .unwrap();
+        assert_eq!(decode_reply(&out.payload).unwrap().body(), b"pong");
+        assert!(out.audit.is_none());
+        assert_eq!(
+            n.handle("mcollective.node.emu-8", &payload, unix_now(), false)
+                .unwrap_err(),
+            DropReason::UnknownIdentity
+        );
+    }
+
+    #[test]
+    fn refusals_are_reasons() {
+        let n = node();
+        let now = unix_now();
+        let check = |payload: &[u8], subject: &str, reason| {
+            assert_eq!(n.handle(subject, payload, now, false).unwrap_err(), reason);
+        };
+        let ping = || request("discovery", "ping", Filter::default(), None);
+        let sub = "mcollective.broadcast.agent.discovery";
+        // Expired and future-dated.
+        check(
+            &encode(
+                request("discovery", "ping", Filter::default(), Some(now - 600)),
+                false,
+            ),
+            sub,
+            DropReason::Expired,
+        );
+        check(
+            &encode(
+                request("discovery", "ping", Filter::default(), Some(now + 600)),
+                false,
+            ),
+            sub,
+            DropReason::Expired,
+        );
+        // Envelope collective differs from the subject's, or is not the daemon's.
+        let mut other = ping();
+        other.collective = "other".into();
+        check(
+            &encode(other.clone(), false),
+            sub,
+            DropReason::WrongCollective,
+        );
+        check(
+            &encode(other, false),
+            "other.broadcast.agent.discovery",
+            DropReason::WrongCollective,
+        );
+        // Filters.
+        let mut f = ping();
+        f.filter.fact = vec![FactFilter::new("country", "==", "uk")];
+        check(&encode(f, false), sub, DropReason::Filtered);
+        let mut f = ping();
+        f.filter.compound = vec![vec![json!({"expr": "true"})]];
+        check(&encode(f, false), sub, DropReason::UnsupportedFilter);
+        let mut f = ping();
+        f.filter.identity = vec!["/^emu-7$/".into()];
+        assert!(n.handle(sub, &encode(f, false), now, false).is_ok());
+        // Garbage at every layer.
+        let good = encode(ping(), false);
+        check(&good[..good.len() / 2], sub, DropReason::Json);
+        check(b"", sub, DropReason::Json);
+        let bad_b64 =
+            br#"{"protocol":"choria:transport:1","data":"!!!not base64!!!","headers":{}}"#;
+        check(bad_b64, sub, DropReason::Base64);
+        let inner_garbage = Transport::new(b"{\"protocol\":", TransportHeaders::default());
+        check(&inner_garbage.to_vec().unwrap(), sub, DropReason::Json);
+        let wrong = format!(
+            r#"{{"protocol":"choria:transport:1","data":"{}","headers":{{"reply-to":"x"}}}}"#,
+            encode_base64(br#"{"protocol":"choria:secure:reply:1","message":"m","hash":"h"}"#)
+        );
+        check(wrong.as_bytes(), sub, DropReason::Invalid);
+        // No reply-to.
+        let r = ping().build().unwrap();
+        let no_reply = encode_request(&r, TransportHeaders::default()).unwrap();
+        check(&no_reply, sub, DropReason::NoReplyTo);
+        // Agent the daemon does not run.
+        check(
+            &encode(request("puppet", "{}", Filter::default(), None), false),
+            "mcollective.broadcast.agent.puppet",
+            DropReason::UnknownAgent,
+        );
+    }
+
+    #[test]
+    fn subjects_per_collective_and_agent() {
+        let s = node().subjects();
+        assert_eq!(s.len(), 2 * 4);
+        assert!(s.contains(&"collective1.node.emu-7".to_owned()));
+        assert!(s.contains(&"mcollective.broadcast.agent.rpcutil".to_owned()));
+    }
+}

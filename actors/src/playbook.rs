@@ -1,0 +1,67 @@
+//! Playbooks: TOML files of inputs, data stores, distributed locks, node sets, tasks and hooks,
+//! run by a [`PlaybookRunActor`] that always releases its locks.
+//!
+//! # Layout
+//!
+//! - [`spec`]: the file as written (serde, `deny_unknown_fields`).
+//! - [`validate`]: loading and validation naming the file and key; the validated [`Playbook`].
+//! - [`input`]: typed input values and validation rules (`shellsafe`, `ipv4`, `/regex/`, …).
+//! - [`template`]: `{{ x }}` / `{{{ x }}}` rendering.
+//! - [`store`]: data stores behind one trait: memory, nats_kv, etcd, file, environment.
+//! - [`lock`]: `LockKeeper`, TTL renewal and lost-lock detection.
+//! - [`nodes`]: node sets.
+//! - [`task`]: shell, data, sleep, webhook, rpc.
+//! - [`run`]: the run core ([`Runner`]); [`actor`]: its actix shell.
+//! - [`report`]: the JSON report.
+
+pub mod actor;
+pub mod input;
+pub mod lock;
+pub mod nodes;
+pub mod report;
+pub mod run;
+pub mod spec;
+pub mod store;
+pub mod task;
+pub mod template;
+pub mod validate;
+
+use std::path::PathBuf;
+
+pub use actor::{PlaybookRunActor, RunPlaybook};
+pub use report::Report;
+pub use run::Runner;
+pub use validate::{load, parse, Playbook, Problem};
+
+/// Why a playbook could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybookError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or shape error.
+    #[error("{}{line}: {key}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// `:<line>` when known.
+        line: String,
+        /// Dotted key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Validation problems.
+    #[error("{}: invalid playbook:{}", path.display(), problems.iter().map(|p| format!("\n  {p}")).collect::<String>())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}

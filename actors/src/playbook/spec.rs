@@ -1,0 +1,339 @@
+//! The playbook file as written: serde types for TOML, every struct `deny_unknown_fields`.
+//!
+//! Task and store tables are "bags": one struct with every key any type may use, so an unknown
+//! key is rejected by serde and a key that does not belong to the chosen `type` is rejected by
+//! validation ([`super::validate`]), both naming the key.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A whole playbook file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybookSpec {
+    /// Editors' schema hint; ignored.
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
+    /// Name, version, author, description (all required).
+    pub metadata: Metadata,
+    /// Inputs by name.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, InputSpec>,
+    /// Data stores by name.
+    #[serde(default)]
+    pub data_stores: BTreeMap<String, StoreSpec>,
+    /// Locks: `store` (the playbook's own lock) or `store/key`.
+    #[serde(default)]
+    pub locks: Vec<String>,
+    /// Node sets by name.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeSetSpec>,
+    /// Agents the playbook uses with a version range; recorded, checked once the client exists.
+    #[serde(default)]
+    pub uses: BTreeMap<String, String>,
+    /// The main task list.
+    #[serde(default)]
+    pub tasks: Vec<TaskSpec>,
+    /// Hook task lists.
+    #[serde(default)]
+    pub hooks: HooksSpec,
+}
+
+/// `[metadata]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// The playbook's name; also names its default lock.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its author.
+    pub author: String,
+    /// What it does.
+    pub description: String,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// The type of an input value.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    /// Any string.
+    String,
+    /// A signed 64-bit integer.
+    Integer,
+    /// A float.
+    Float,
+    /// true / false (a bare `--NAME` flag on the command line).
+    Bool,
+    /// A list (JSON, or comma-separated on the command line).
+    Array,
+    /// A map (JSON on the command line).
+    Map,
+}
+
+impl InputType {
+    /// The name as written in playbooks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Float => "float",
+            Self::Bool => "bool",
+            Self::Array => "array",
+            Self::Map => "map",
+        }
+    }
+}
+
+/// A validation rule: a name (`shellsafe`, `ipv4`, `ipv6`, `/regex/`) or a list of allowed
+/// values.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ValidationSpec {
+    /// `shellsafe`, `ipv4`, `ipv6` (a leading `:` is accepted) or `/regex/`.
+    Named(String),
+    /// The value must be one of these.
+    OneOf(Vec<toml::Value>),
+}
+
+/// `[inputs.X]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Help text.
+    pub description: String,
+    /// The value's type.
+    #[serde(rename = "type")]
+    pub kind: InputType,
+    /// Whether the run fails without a value (explicit; default false).
+    #[serde(default)]
+    pub required: bool,
+    /// The value used when none is given or stored.
+    #[serde(default)]
+    pub default: Option<toml::Value>,
+    /// A rule every value (given or read from a store) must pass.
+    #[serde(default)]
+    pub validation: Option<ValidationSpec>,
+    /// `store/key` this input is bound to.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// Hidden from the command line: always read from `data` (or the default).
+    #[serde(default)]
+    pub dynamic: bool,
+    /// Write a command-line value to `data` during prepare.
+    #[serde(default)]
+    pub save: bool,
+}
+
+/// `[data_stores.X]`: every key any store type takes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// `memory`, `nats_kv`, `etcd`, `file` or `environment`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// How long to wait for a lock (default 120s).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// How long a lock outlives a crashed holder (default 20s).
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    /// nats_kv: server URLs.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// nats_kv: data bucket (default `CHOIR_PLAYBOOK`).
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// nats_kv: lock bucket (default `<bucket>_LOCKS`).
+    #[serde(default)]
+    pub lock_bucket: Option<String>,
+    /// nats_kv: bucket replicas (default 1).
+    #[serde(default)]
+    pub replicas: Option<usize>,
+    /// etcd: the client URL (default `http://127.0.0.1:2379`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// file: path of the JSON file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// file: create the file when missing.
+    #[serde(default)]
+    pub create: bool,
+    /// environment: variable prefix (default `PB_`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+/// `[nodes.X]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSetSpec {
+    /// `list`, `file` or `discovery`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// list: the nodes.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// file: one node per line (`#` comments) or a JSON list.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// discovery: agents every node must have.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// discovery: fact filters.
+    #[serde(default)]
+    pub facts: Vec<String>,
+    /// discovery: class filters.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// discovery: identity filters.
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// discovery: compound filter.
+    #[serde(default)]
+    pub compound: Option<String>,
+    /// Fail with fewer nodes than this (default 1).
+    #[serde(default)]
+    pub at_least: Option<usize>,
+    /// Keep only the first N.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// An empty set is fine (forces `at_least = 0`).
+    #[serde(default)]
+    pub empty_ok: bool,
+    /// Error message when the set is empty.
+    #[serde(default)]
+    pub when_empty: Option<String>,
+}
+
+/// A shell command: a string split like a shell would (without running one), or an argument
+/// list.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CommandSpec {
+    /// Split into words; each templated value stays inside its word.
+    Line(String),
+    /// Used as given; each element is templated on its own.
+    Args(Vec<String>),
+}
+
+/// One `[[tasks]]` (or hook) entry: every key any task type takes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// `shell`, `data`, `sleep`, `webhook` or `rpc`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What the task does (templated).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Attempts (default 1).
+    #[serde(default)]
+    pub tries: Option<u32>,
+    /// Sleep between tries (default 10s).
+    #[serde(default, with = "humantime_serde")]
+    pub try_sleep: Option<Duration>,
+    /// Sleep before the first try.
+    #[serde(default, with = "humantime_serde")]
+    pub pre_sleep: Option<Duration>,
+    /// A failure after the last try counts as success.
+    #[serde(default)]
+    pub fail_ok: bool,
+    /// shell: the command.
+    #[serde(default)]
+    pub command: Option<CommandSpec>,
+    /// shell: working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// shell, webhook, rpc: time limit.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// shell: extra environment.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// data: `write` or `delete`; rpc: the action.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// data: `store/key`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// data: the value to write (templated).
+    #[serde(default)]
+    pub value: Option<toml::Value>,
+    /// sleep: how long.
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+    /// webhook: the URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// webhook: GET or POST (default POST).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// webhook: extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// webhook: JSON body (POST) or query parameters (GET).
+    #[serde(default)]
+    pub body: Option<toml::Value>,
+    /// webhook: accepted status codes (default 200 and 201).
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    /// rpc: the agent.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// rpc: request properties.
+    #[serde(default)]
+    pub properties: Option<toml::Value>,
+    /// rpc, shell: node list (usually `{{ nodes.X }}`).
+    #[serde(default)]
+    pub nodes: Option<toml::Value>,
+    /// rpc: nodes per batch.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// rpc: expression every reply's data must satisfy.
+    #[serde(default)]
+    pub assert: Option<String>,
+}
+
+/// `[hooks]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksSpec {
+    /// Before the main tasks; a failure skips them.
+    #[serde(default)]
+    pub pre_book: Vec<TaskSpec>,
+    /// Before each main task; a failure fails that task.
+    #[serde(default)]
+    pub pre_task: Vec<TaskSpec>,
+    /// After each main task; a failure fails that task.
+    #[serde(default)]
+    pub post_task: Vec<TaskSpec>,
+    /// After the main tasks succeeded; decides success.
+    #[serde(default)]
+    pub on_success: Vec<TaskSpec>,
+    /// After a failure; its outcome is reported but ignored.
+    #[serde(default)]
+    pub on_fail: Vec<TaskSpec>,
+    /// Always last; a failure fails the playbook.
+    #[serde(default)]
+    pub post_book: Vec<TaskSpec>,
+}
+
+impl HooksSpec {
+    /// Every hook list with its name, in run order.
+    pub fn lists(&self) -> [(&'static str, &Vec<TaskSpec>); 6] {
+        [
+            ("pre_book", &self.pre_book),
+            ("pre_task", &self.pre_task),
+            ("post_task", &self.post_task),
+            ("on_success", &self.on_success),
+            ("on_fail", &self.on_fail),
+            ("post_book", &self.post_book),
+        ]
+    }
+}

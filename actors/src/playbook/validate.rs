@@ -1,0 +1,848 @@
+//! Loading and validating a playbook file: every problem is collected with its key and value,
+//! and the result is a [`Playbook`] the runner can trust.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::input::{coerce, toml_to_json, Rule};
+use super::spec::{CommandSpec, InputSpec, NodeSetSpec, PlaybookSpec, StoreSpec, TaskSpec};
+use super::store::{StoreConfig, StoreKind, DEFAULT_TIMEOUT, DEFAULT_TTL};
+use super::template::{self, Expr};
+use super::PlaybookError;
+
+/// One problem in a playbook file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `tasks[1].command`.
+    pub key: String,
+    /// The offending value, when there is one.
+    pub value: Option<String>,
+    /// What is wrong, lowercase.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{} = {:?}: {}", self.key, value, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn value(
+        &mut self,
+        key: impl Into<String>,
+        value: impl fmt::Display,
+        message: impl Into<String>,
+    ) {
+        self.0.push(Problem {
+            key: key.into(),
+            value: Some(value.to_string()),
+            message: message.into(),
+        });
+    }
+    fn key(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            value: None,
+            message: message.into(),
+        });
+    }
+}
+
+/// A validated input.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// Its name.
+    pub name: String,
+    /// As written.
+    pub spec: InputSpec,
+    /// Its compiled validation rule.
+    pub rule: Option<Rule>,
+    /// Its default, typed.
+    pub default: Option<Value>,
+    /// `(store, key)` it is bound to.
+    pub binding: Option<(String, String)>,
+}
+
+impl Input {
+    /// Checks a value's type and rule; the error names neither file nor key.
+    pub fn accept(&self, value: Value) -> Result<Value, String> {
+        let value = coerce(self.spec.kind, value)?;
+        if let Some(rule) = &self.rule {
+            rule.check(&value)?;
+        }
+        Ok(value)
+    }
+}
+
+/// A validated node set.
+#[derive(Clone, Debug)]
+pub struct NodeSet {
+    /// As written.
+    pub spec: NodeSetSpec,
+    /// The minimum size (0 with `empty_ok`).
+    pub at_least: usize,
+}
+
+/// The task types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Run a command without a shell.
+    Shell,
+    /// Write or delete a store key.
+    Data,
+    /// Wait.
+    Sleep,
+    /// HTTP request.
+    Webhook,
+    /// Choria RPC.
+    Rpc,
+}
+
+impl TaskKind {
+    /// The name as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shell => "shell",
+            Self::Data => "data",
+            Self::Sleep => "sleep",
+            Self::Webhook => "webhook",
+            Self::Rpc => "rpc",
+        }
+    }
+}
+
+/// A validated task.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Its type.
+    pub kind: TaskKind,
+    /// As written (templates rendered per try).
+    pub spec: TaskSpec,
+}
+
+/// The hook lists, validated.
+#[derive(Clone, Debug, Default)]
+pub struct Hooks {
+    /// Before the main tasks.
+    pub pre_book: Vec<Task>,
+    /// Before each main task.
+    pub pre_task: Vec<Task>,
+    /// After each main task.
+    pub post_task: Vec<Task>,
+    /// After success.
+    pub on_success: Vec<Task>,
+    /// After failure.
+    pub on_fail: Vec<Task>,
+    /// Always last.
+    pub post_book: Vec<Task>,
+}
+
+/// A validated playbook.
+#[derive(Clone, Debug)]
+pub struct Playbook {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// As written.
+    pub spec: PlaybookSpec,
+    /// Inputs by name.
+    pub inputs: BTreeMap<String, Input>,
+    /// Store definitions by name.
+    pub stores: BTreeMap<String, StoreConfig>,
+    /// `(store, key)` locks, sorted and deduplicated.
+    pub locks: Vec<(String, String)>,
+    /// Node sets by name.
+    pub nodes: BTreeMap<String, NodeSet>,
+    /// The main task list.
+    pub tasks: Vec<Task>,
+    /// The hooks.
+    pub hooks: Hooks,
+}
+
+impl Playbook {
+    /// The playbook's name.
+    pub fn name(&self) -> &str {
+        &self.spec.metadata.name
+    }
+}
+
+/// Reads, parses and validates `path`.
+pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PlaybookError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates `text` as if read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Playbook, PlaybookError> {
+    let deserializer = toml::Deserializer::new(text);
+    let spec: PlaybookSpec = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = error.path().to_string();
+        let inner = error.into_inner();
+        let line = inner
+            .span()
+            .map(|span| text[..span.start].lines().count().max(1));
+        PlaybookError::Parse {
+            path: path.to_path_buf(),
+            line: line.map(|l| format!(":{l}")).unwrap_or_default(),
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            message: inner.message().trim().to_string(),
+        }
+    })?;
+    validate(path, spec)
+}
+
+/// Parses a `store/key` reference.
+pub fn split_store_key(text: &str) -> Option<(&str, &str)> {
+    let (store, key) = text.split_once('/')?;
+    let valid = !store.is_empty()
+        && store
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !key.is_empty();
+    valid.then_some((store, key))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> {
+    let mut problems = Problems::default();
+    let meta = &spec.metadata;
+    for (key, value) in [
+        ("name", &meta.name),
+        ("version", &meta.version),
+        ("author", &meta.author),
+        ("description", &meta.description),
+    ] {
+        if value.trim().is_empty() {
+            problems.key(format!("metadata.{key}"), "must not be empty");
+        }
+    }
+
+    let stores = validate_stores(&spec, &mut problems);
+
+    let mut inputs = BTreeMap::new();
+    for (name, input) in &spec.inputs {
+        let key = format!("inputs.{name}");
+        if !valid_name(name) || name == "input" || name == "inputs" || name == "report" {
+            problems.value(
+                &key,
+                name,
+                "input names are letters, digits, _ and - (not input, inputs or report)",
+            );
+        }
+        let rule = match input.validation.as_ref().map(Rule::compile) {
+            Some(Ok(rule)) => Some(rule),
+            Some(Err(message)) => {
+                problems.key(format!("{key}.validation"), message);
+                None
+            }
+            None => None,
+        };
+        let mut compiled = Input {
+            name: name.clone(),
+            spec: input.clone(),
+            rule,
+            default: None,
+            binding: None,
+        };
+        if let Some(default) = &input.default {
+            match compiled.accept(toml_to_json(default)) {
+                Ok(value) => compiled.default = Some(value),
+                Err(message) => problems.value(format!("{key}.default"), default, message),
+            }
+        }
+        match &input.data {
+            Some(data) => match split_store_key(data) {
+                Some((store, store_key)) if stores.contains_key(store) => {
+                    compiled.binding = Some((store.to_string(), store_key.to_string()));
+                }
+                Some((store, _)) => problems.value(
+                    format!("{key}.data"),
+                    data,
+                    format!("unknown data store {store:?}"),
+                ),
+                None => problems.value(format!("{key}.data"), data, "expected store/key"),
+            },
+            None => {
+                if input.dynamic {
+                    problems.key(
+                        format!("{key}.dynamic"),
+                        "a dynamic input needs data = \"store/key\"",
+                    );
+                }
+                if input.save {
+                    problems.key(format!("{key}.save"), "save needs data = \"store/key\"");
+                }
+            }
+        }
+        inputs.insert(name.clone(), compiled);
+    }
+
+    let mut locks = BTreeSet::new();
+    for (i, lock) in spec.locks.iter().enumerate() {
+        let key = format!("locks[{i}]");
+        let (store, lock_key) = match split_store_key(lock) {
+            Some((store, k)) => (store.to_string(), k.to_string()),
+            None if valid_name(lock) => {
+                (lock.clone(), format!("choria/locks/playbook/{}", meta.name))
+            }
+            None => {
+                problems.value(&key, lock, "expected a store name or store/key");
+                continue;
+            }
+        };
+        match stores.get(&store) {
+            None => problems.value(&key, lock, format!("unknown data store {store:?}")),
+            Some(config) => match &config.kind {
+                StoreKind::File { .. } => {
+                    problems.value(&key, lock, "locks are not supported by the file store")
+                }
+                StoreKind::Environment { .. } => problems.value(
+                    &key,
+                    lock,
+                    "locks are not supported by the environment store",
+                ),
+                _ => {
+                    locks.insert((store, lock_key));
+                }
+            },
+        }
+    }
+
+    let mut nodes = BTreeMap::new();
+    for (name, set) in &spec.nodes {
+        let key = format!("nodes.{name}");
+        if !valid_name(name) {
+            problems.value(&key, name, "node set names are letters, digits, _ and -");
+        }
+        let mut present = Vec::new();
+        if !set.nodes.is_empty() {
+            present.push("nodes");
+        }
+        if set.file.is_some() {
+            present.push("file");
+        }
+        for (field, used) in [
+            ("agents", !set.agents.is_empty()),
+            ("facts", !set.facts.is_empty()),
+            ("classes", !set.classes.is_empty()),
+            ("identities", !set.identities.is_empty()),
+            ("compound", set.compound.is_some()),
+        ] {
+            if used {
+                present.push(field);
+            }
+        }
+        let allowed: &[&str] = match set.kind.as_str() {
+            "list" => &["nodes"],
+            "file" => &["file"],
+            "discovery" => &["agents", "facts", "classes", "identities", "compound"],
+            other => {
+                problems.value(
+                    format!("{key}.type"),
+                    other,
+                    "unknown node set type (list, file or discovery)",
+                );
+                &[]
+            }
+        };
+        for field in present.iter().filter(|f| !allowed.contains(f)) {
+            if !allowed.is_empty() {
+                problems.key(
+                    format!("{key}.{field}"),
+                    format!("not valid for a {} node set", set.kind),
+                );
+            }
+        }
+        if set.kind == "file" && set.file.is_none() {
+            problems.key(format!("{key}.file"), "a file node set needs file");
+        }
+        if set.limit == Some(0) {
+            problems.value(format!("{key}.limit"), 0, "must be at least 1");
+        }
+        let at_least = if set.empty_ok {
+            0
+        } else {
+            set.at_least.unwrap_or(1)
+        };
+        nodes.insert(
+            name.clone(),
+            NodeSet {
+                spec: set.clone(),
+                at_least,
+            },
+        );
+    }
+
+    let names = Names {
+        inputs: &inputs,
+        nodes: &nodes,
+        stores: &stores,
+    };
+    let tasks = validate_tasks("tasks", &spec.tasks, &names, &mut problems);
+    let hooks = Hooks {
+        pre_book: validate_tasks(
+            "hooks.pre_book",
+            &spec.hooks.pre_book,
+            &names,
+            &mut problems,
+        ),
+        pre_task: validate_tasks(
+            "hooks.pre_task",
+            &spec.hooks.pre_task,
+            &names,
+            &mut problems,
+        ),
+        post_task: validate_tasks(
+            "hooks.post_task",
+            &spec.hooks.post_task,
+            &names,
+            &mut problems,
+        ),
+        on_success: validate_tasks(
+            "hooks.on_success",
+            &spec.hooks.on_success,
+            &names,
+            &mut problems,
+        ),
+        on_fail: validate_tasks("hooks.on_fail", &spec.hooks.on_fail, &names, &mut problems),
+        post_book: validate_tasks(
+            "hooks.post_book",
+            &spec.hooks.post_book,
+            &names,
+            &mut problems,
+        ),
+    };
+
+    if !problems.0.is_empty() {
+        return Err(PlaybookError::Invalid {
+            path: path.to_path_buf(),
+            problems: problems.0,
+        });
+    }
+    Ok(Playbook {
+        path: path.to_path_buf(),
+        locks: locks.into_iter().collect(),
+        spec,
+        inputs,
+        stores,
+        nodes,
+        tasks,
+        hooks,
+    })
+}
+
+fn validate_stores(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<String, StoreConfig> {
+    let mut stores = BTreeMap::new();
+    for (name, store) in &spec.data_stores {
+        let key = format!("data_stores.{name}");
+        if !valid_name(name) {
+            problems.value(&key, name, "store names are letters, digits, _ and -");
+        }
+        let StoreSpec {
+            kind,
+            timeout,
+            ttl,
+            servers,
+            bucket,
+            lock_bucket,
+            replicas,
+            url,
+            file,
+            create,
+            prefix,
+        } = store;
+        let mut present = Vec::new();
+        for (field, used) in [
+            ("servers", !servers.is_empty()),
+            ("bucket", bucket.is_some()),
+            ("lock_bucket", lock_bucket.is_some()),
+            ("replicas", replicas.is_some()),
+            ("url", url.is_some()),
+            ("file", file.is_some()),
+            ("create", *create),
+            ("prefix", prefix.is_some()),
+        ] {
+            if used {
+                present.push(field);
+            }
+        }
+        let (allowed, config_kind): (&[&str], Option<StoreKind>) = match kind.as_str() {
+            "memory" => (&[], Some(StoreKind::Memory)),
+            "nats_kv" => {
+                let bucket = bucket.clone().unwrap_or_else(|| "CHOIR_PLAYBOOK".into());
+                let lock_bucket = lock_bucket
+                    .clone()
+                    .unwrap_or_else(|| format!("{bucket}_LOCKS"));
+                for (field, value) in [("bucket", &bucket), ("lock_bucket", &lock_bucket)] {
+                    if !valid_name(value) {
+                        problems.value(
+                            format!("{key}.{field}"),
+                            value,
+                            "bucket names are letters, digits, _ and -",
+                        );
+                    }
+                }
+                if servers.is_empty() {
+                    problems.key(
+                        format!("{key}.servers"),
+                        "a nats_kv store needs servers = [\"nats://host:port\"]",
+                    );
+                }
+                if replicas == &Some(0) {
+                    problems.value(format!("{key}.replicas"), 0, "must be at least 1");
+                }
+                (
+                    &["servers", "bucket", "lock_bucket", "replicas"],
+                    Some(StoreKind::NatsKv {
+                        servers: servers.clone(),
+                        bucket,
+                        lock_bucket,
+                        replicas: replicas.unwrap_or(1),
+                    }),
+                )
+            }
+            "etcd" => (
+                &["url"],
+                Some(StoreKind::Etcd {
+                    url: url
+                        .clone()
+                        .unwrap_or_else(|| "http://127.0.0.1:2379".into()),
+                }),
+            ),
+            "file" => match file {
+                Some(file) => (
+                    &["file", "create"],
+                    Some(StoreKind::File {
+                        path: file.into(),
+                        create: *create,
+                    }),
+                ),
+                None => {
+                    problems.key(format!("{key}.file"), "a file store needs file");
+                    (&["file", "create"], None)
+                }
+            },
+            "environment" => (
+                &["prefix"],
+                Some(StoreKind::Environment {
+                    prefix: prefix.clone().unwrap_or_else(|| "PB_".into()),
+                }),
+            ),
+            "consul" => {
+                problems.value(
+                    format!("{key}.type"),
+                    kind,
+                    "the consul store is not built yet",
+                );
+                (&[], None)
+            }
+            other => {
+                problems.value(
+                    format!("{key}.type"),
+                    other,
+                    "unknown store type (memory, nats_kv, etcd, file or environment)",
+                );
+                continue;
+            }
+        };
+        for field in present.iter().filter(|f| !allowed.contains(f)) {
+            problems.key(
+                format!("{key}.{field}"),
+                format!("not valid for a {kind} store"),
+            );
+        }
+        let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let ttl = ttl.unwrap_or(DEFAULT_TTL);
+        if ttl < Duration::from_secs(1) {
+            problems.value(
+                format!("{key}.ttl"),
+                humantime::format_duration(ttl),
+                "must be at least 1s",
+            );
+        }
+        if let Some(kind) = config_kind {
+            stores.insert(
+                name.clone(),
+                StoreConfig {
+                    name: name.clone(),
+                    timeout,
+                    ttl,
+                    kind,
+                },
+            );
+        }
+    }
+    stores
+}
+
+struct Names<'a> {
+    inputs: &'a BTreeMap<String, Input>,
+    nodes: &'a BTreeMap<String, NodeSet>,
+    stores: &'a BTreeMap<String, StoreConfig>,
+}
+
+fn check_template(key: &str, text: &str, names: &Names<'_>, problems: &mut Problems) {
+    match template::expressions(text) {
+        Err(error) => problems.value(key, text, error.to_string()),
+        Ok(exprs) => {
+            for expr in exprs {
+                match expr {
+                    Expr::Input(name, _) if !names.inputs.contains_key(&name) => problems.value(
+                        key,
+                        text,
+                        format!("template refers to unknown input {name:?}"),
+                    ),
+                    Expr::Nodes(name) if !names.nodes.contains_key(&name) => problems.value(
+                        key,
+                        text,
+                        format!("template refers to unknown node set {name:?}"),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn check_value_templates(
+    key: &str,
+    value: &toml::Value,
+    names: &Names<'_>,
+    problems: &mut Problems,
+) {
+    match value {
+        toml::Value::String(text) => check_template(key, text, names, problems),
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_value_templates(&format!("{key}[{i}]"), item, names, problems);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                check_value_templates(&format!("{key}.{k}"), v, names, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn validate_tasks(
+    list: &str,
+    tasks: &[TaskSpec],
+    names: &Names<'_>,
+    problems: &mut Problems,
+) -> Vec<Task> {
+    let mut out = Vec::new();
+    for (i, task) in tasks.iter().enumerate() {
+        let key = format!("{list}[{i}]");
+        if let Some(task) = validate_task(&key, task, names, problems) {
+            out.push(task);
+        }
+    }
+    out
+}
+
+fn validate_task(
+    key: &str,
+    task: &TaskSpec,
+    names: &Names<'_>,
+    problems: &mut Problems,
+) -> Option<Task> {
+    let kind = match task.kind.as_str() {
+        "shell" => TaskKind::Shell,
+        "data" => TaskKind::Data,
+        "sleep" => TaskKind::Sleep,
+        "webhook" => TaskKind::Webhook,
+        "rpc" => TaskKind::Rpc,
+        other => {
+            problems.value(
+                format!("{key}.type"),
+                other,
+                "unknown task type (shell, data, sleep, webhook or rpc)",
+            );
+            return None;
+        }
+    };
+    let present: Vec<&str> = [
+        ("command", task.command.is_some()),
+        ("cwd", task.cwd.is_some()),
+        ("timeout", task.timeout.is_some()),
+        ("environment", !task.environment.is_empty()),
+        ("action", task.action.is_some()),
+        ("key", task.key.is_some()),
+        ("value", task.value.is_some()),
+        ("duration", task.duration.is_some()),
+        ("url", task.url.is_some()),
+        ("method", task.method.is_some()),
+        ("headers", !task.headers.is_empty()),
+        ("body", task.body.is_some()),
+        ("expect_status", !task.expect_status.is_empty()),
+        ("agent", task.agent.is_some()),
+        ("properties", task.properties.is_some()),
+        ("nodes", task.nodes.is_some()),
+        ("batch_size", task.batch_size.is_some()),
+        ("assert", task.assert.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, used)| used.then_some(field))
+    .collect();
+    let (allowed, required): (&[&str], &[&str]) = match kind {
+        TaskKind::Shell => (
+            &["command", "cwd", "timeout", "environment", "nodes"],
+            &["command"],
+        ),
+        TaskKind::Data => (&["action", "key", "value"], &["action", "key"]),
+        TaskKind::Sleep => (&["duration"], &["duration"]),
+        TaskKind::Webhook => (
+            &[
+                "url",
+                "method",
+                "headers",
+                "body",
+                "expect_status",
+                "timeout",
+            ],
+            &["url"],
+        ),
+        TaskKind::Rpc => (
+            &[
+                "agent",
+                "action",
+                "properties",
+                "nodes",
+                "batch_size",
+                "assert",
+                "timeout",
+            ],
+            &["agent", "action", "nodes"],
+        ),
+    };
+    for field in present.iter().filter(|f| !allowed.contains(f)) {
+        problems.key(
+            format!("{key}.{field}"),
+            format!("not valid for a {} task", kind.as_str()),
+        );
+    }
+    for field in required.iter().filter(|f| !present.contains(f)) {
+        problems.key(
+            format!("{key}.{field}"),
+            format!("a {} task needs {field}", kind.as_str()),
+        );
+    }
+    if task.tries == Some(0) {
+        problems.value(format!("{key}.tries"), 0, "must be at least 1");
+    }
+    let field = |name: &str| format!("{key}.{name}");
+    if let Some(description) = &task.description {
+        check_template(&field("description"), description, names, problems);
+    }
+    match &task.command {
+        Some(CommandSpec::Line(line)) => {
+            check_template(&field("command"), line, names, problems);
+            if let Err(error) = super::task::shell::split_command(line) {
+                problems.value(field("command"), line, error);
+            }
+        }
+        Some(CommandSpec::Args(args)) => {
+            if args.is_empty() {
+                problems.key(field("command"), "must not be empty");
+            }
+            for (i, arg) in args.iter().enumerate() {
+                check_template(&format!("{key}.command[{i}]"), arg, names, problems);
+            }
+        }
+        None => {}
+    }
+    for (name, text) in [
+        ("cwd", &task.cwd),
+        ("url", &task.url),
+        ("agent", &task.agent),
+        ("assert", &task.assert),
+    ] {
+        if let Some(text) = text {
+            check_template(&field(name), text, names, problems);
+        }
+    }
+    for (k, v) in task.environment.iter().chain(task.headers.iter()) {
+        check_template(&field(k), v, names, problems);
+    }
+    for (name, value) in [
+        ("value", &task.value),
+        ("body", &task.body),
+        ("properties", &task.properties),
+        ("nodes", &task.nodes),
+    ] {
+        if let Some(value) = value {
+            check_value_templates(&field(name), value, names, problems);
+        }
+    }
+    match kind {
+        TaskKind::Data => {
+            match task.action.as_deref() {
+                Some("write") if task.value.is_none() => {
+                    problems.key(field("value"), "a data write needs value")
+                }
+                Some("write") | Some("delete") | None => {}
+                Some(other) => problems.value(field("action"), other, "expected write or delete"),
+            }
+            if let Some(data_key) = &task.key {
+                check_template(&field("key"), data_key, names, problems);
+                if !data_key.contains("{{") {
+                    match split_store_key(data_key) {
+                        Some((store, _)) if !names.stores.contains_key(store) => problems.value(
+                            field("key"),
+                            data_key,
+                            format!("unknown data store {store:?}"),
+                        ),
+                        Some(_) => {}
+                        None => problems.value(field("key"), data_key, "expected store/key"),
+                    }
+                }
+            }
+        }
+        TaskKind::Webhook => {
+            if let Some(method) = &task.method {
+                if !matches!(
+                    method.to_ascii_uppercase().as_str(),
+                    "GET" | "POST" | "PUT" | "DELETE"
+                ) {
+                    problems.value(field("method"), method, "expected GET, POST, PUT or DELETE");
+                }
+            }
+        }
+        TaskKind::Rpc => {
+            if let Some(action) = &task.action {
+                check_template(&field("action"), action, names, problems);
+            }
+        }
+        TaskKind::Shell | TaskKind::Sleep => {}
+    }
+    Some(Task {
+        kind,
+        spec: task.clone(),
+    })
+}

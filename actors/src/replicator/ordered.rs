@@ -1,0 +1,310 @@
+//! The ordered copy loop: one worker, pipelined, in order, exactly once.
+//!
+//! Every source message becomes one entry of a `FuturesOrdered` pipeline of at most `window`
+//! entries: a target publish awaiting its ack, or an already-finished skip (sampled out, too
+//! old). Entries finish in source order, so the source is acknowledged in order (AckAll, in
+//! batches) only after the target acked.
+//!
+//! Each copy carries `Nats-Expected-Last-Sequence`: it lands only directly after its
+//! predecessor, so a lost publish can never let a later one overtake it. Any failure ends the
+//! *session*: the loop resumes from the last source sequence the target holds (read from the
+//! provenance header of the target's last message), the consumer's ack floor, or what this
+//! worker saw confirmed, whichever is furthest, by re-creating the durable consumer there. A
+//! target that is down is retried forever with backoff; a message the target rejects is retried
+//! `max_rejections` times and then dead-lettered.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::{self, Context as JetStream, ContextBuilder};
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use tracing::{debug, error, warn};
+
+use super::envelope::{from_unix_nanos, target_headers};
+use super::failure::{classify, dead_letter, Failure};
+use super::gate::Verdict;
+use super::setup::{self, SetupError};
+use super::worker::WorkerContext;
+use crate::connection::backoff;
+
+enum Done {
+    Copied {
+        seq: u64,
+        message: jetstream::Message,
+        sent: Instant,
+        published: SystemTime,
+        ack: PublishAck,
+    },
+    Skipped {
+        seq: u64,
+        message: jetstream::Message,
+    },
+    Failed {
+        seq: u64,
+        message: jetstream::Message,
+        published: SystemTime,
+        error: PublishError,
+    },
+}
+
+type Entry = Pin<Box<dyn Future<Output = Done>>>;
+
+/// Why a session ended.
+enum End {
+    /// Resume from the target's position (after a rejection, an out-of-order refusal, a
+    /// duplicate, or the source stream ending).
+    Resync,
+    /// Something is down: back off, then resume.
+    Trouble(String),
+}
+
+struct Session<'a> {
+    w: &'a WorkerContext,
+    source_js: &'a JetStream,
+    target_js: &'a JetStream,
+    confirmed: &'a AtomicU64,
+    rejections: &'a mut HashMap<u64, usize>,
+    progressed: bool,
+}
+
+/// Runs the ordered copy loop forever.
+pub async fn run(w: Arc<WorkerContext>, confirmed: Arc<AtomicU64>) {
+    let window = w.settings.window.get();
+    let source_js = jetstream::new(w.source.clone());
+    let target_js = ContextBuilder::new()
+        .max_ack_inflight(window.saturating_mul(2))
+        .build(w.target.clone());
+    let mut rejections = HashMap::new();
+    let mut streak: u32 = 0;
+    loop {
+        let mut session = Session {
+            w: &w,
+            source_js: &source_js,
+            target_js: &target_js,
+            confirmed: &confirmed,
+            rejections: &mut rejections,
+            progressed: false,
+        };
+        let end = match session.prepare().await {
+            Ok(messages) => session.copy(messages).await,
+            Err(e) => End::Trouble(e.to_string()),
+        };
+        let progressed = session.progressed;
+        w.stats.resyncs.inc();
+        match end {
+            End::Resync => {
+                if progressed {
+                    streak = 0;
+                } else {
+                    streak = streak.saturating_add(1);
+                }
+            }
+            End::Trouble(reason) => {
+                if streak == 0 {
+                    warn!(replicator = %w.settings.name, %reason, "Ordered replication interrupted; resuming from the target's position.");
+                } else {
+                    debug!(replicator = %w.settings.name, %reason, streak, "Ordered replication still interrupted.");
+                }
+                streak = if progressed {
+                    1
+                } else {
+                    streak.saturating_add(1)
+                };
+            }
+        }
+        if streak > 0 {
+            actix_rt::time::sleep(backoff(
+                streak - 1,
+                Duration::from_millis(50),
+                Duration::from_secs(2),
+            ))
+            .await;
+        }
+    }
+}
+
+impl Session<'_> {
+    async fn prepare(&mut self) -> Result<jetstream::consumer::pull::Stream, SetupError> {
+        let s = &self.w.settings;
+        let from_target = setup::target_resume_point(self.target_js, s).await?;
+        let floor = setup::consumer_ack_floor(self.source_js, s)
+            .await?
+            .filter(|f| *f > 0);
+        let local = Some(self.confirmed.load(Ordering::Acquire)).filter(|c| *c > 0);
+        let resume = [from_target, floor, local].into_iter().flatten().max();
+        let consumer = setup::ordered_consumer(self.source_js, s, resume).await?;
+        debug!(replicator = %s.name, ?resume, ?from_target, ?floor, "Ordered session starts.");
+        consumer
+            .stream()
+            .max_messages_per_batch(s.window.get())
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| SetupError::Consumer {
+                stream: s.source_stream.clone(),
+                consumer: s.durable_name(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn copy(&mut self, mut messages: jetstream::consumer::pull::Stream) -> End {
+        let w = self.w;
+        let s = &w.settings;
+        let window = s.window.get();
+        let mut expected_last = match setup::target_last_sequence(self.target_js, s).await {
+            Ok(last) => last,
+            Err(e) => return End::Trouble(e.to_string()),
+        };
+        let mut dispatched = self.confirmed.load(Ordering::Acquire);
+        let mut pipeline: FuturesOrdered<Entry> = FuturesOrdered::new();
+        let mut ack_candidate: Option<jetstream::Message> = None;
+        let mut unacked = 0usize;
+
+        let end = loop {
+            tokio::select! {
+                biased;
+                Some(done) = pipeline.next(), if !pipeline.is_empty() => {
+                    match done {
+                        Done::Copied { seq, message, sent, published, ack } => {
+                            w.copied(message.payload.len(), sent, published);
+                            self.confirmed.store(seq, Ordering::Release);
+                            self.rejections.remove(&seq);
+                            self.progressed = true;
+                            ack_candidate = Some(message);
+                            unacked += 1;
+                            if ack.duplicate {
+                                break End::Resync;
+                            }
+                        }
+                        Done::Skipped { seq, message } => {
+                            self.confirmed.store(seq, Ordering::Release);
+                            ack_candidate = Some(message);
+                            unacked += 1;
+                        }
+                        Done::Failed { seq, message, published, error } => {
+                            break self.failed(seq, message, published, &error, &mut ack_candidate).await;
+                        }
+                    }
+                    if unacked >= 64 {
+                        ack_source(&mut ack_candidate, &mut unacked).await;
+                    }
+                }
+                next = messages.next(), if pipeline.len() < window => {
+                    let message = match next {
+                        None => break End::Resync,
+                        Some(Err(e)) => break End::Trouble(format!("source consumer: {e}")),
+                        Some(Ok(m)) => m,
+                    };
+                    let (seq, published) = match message.info() {
+                        Ok(info) => (info.stream_sequence, from_unix_nanos(info.published.unix_timestamp_nanos())),
+                        Err(e) => break End::Trouble(format!("source message without JetStream info: {e}")),
+                    };
+                    if seq <= dispatched {
+                        continue;
+                    }
+                    dispatched = seq;
+                    w.stats.received.inc();
+                    let raw = &message.message;
+                    match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
+                        Verdict::Copy => {
+                            let sent = Instant::now();
+                            let result = w.publish_copy(self.target_js, raw, seq, published, Some(expected_last)).await;
+                            expected_last += 1;
+                            pipeline.push_back(match result {
+                                Ok(ack) => Box::pin(async move {
+                                    match ack.await {
+                                        Ok(ack) => Done::Copied { seq, message, sent, published, ack },
+                                        Err(error) => Done::Failed { seq, message, published, error },
+                                    }
+                                }),
+                                Err(error) => Box::pin(async move { Done::Failed { seq, message, published, error } }),
+                            });
+                        }
+                        Verdict::Sampled | Verdict::TooOld => {
+                            pipeline.push_back(Box::pin(async move { Done::Skipped { seq, message } }));
+                        }
+                    }
+                }
+                _ = actix_rt::time::sleep(Duration::from_millis(100)), if unacked > 0 => {
+                    ack_source(&mut ack_candidate, &mut unacked).await;
+                }
+            }
+        };
+        ack_source(&mut ack_candidate, &mut unacked).await;
+        end
+    }
+
+    async fn failed(
+        &mut self,
+        seq: u64,
+        message: jetstream::Message,
+        published: SystemTime,
+        error: &PublishError,
+        ack_candidate: &mut Option<jetstream::Message>,
+    ) -> End {
+        let w = self.w;
+        let s = &w.settings;
+        match classify(error) {
+            Failure::OutOfOrder => {
+                w.stats.failed_out_of_order.inc();
+                End::Resync
+            }
+            Failure::Transient(reason) => {
+                w.stats.failed_transient.inc();
+                End::Trouble(format!("target publish: {reason}"))
+            }
+            Failure::Rejected(reason) => {
+                w.stats.failed_rejected.inc();
+                let tries = self.rejections.entry(seq).or_insert(0);
+                *tries += 1;
+                if *tries < s.max_rejections.get() {
+                    warn!(replicator = %s.name, seq, tries = *tries, %reason, "Target rejected a message; retrying.");
+                    return End::Resync;
+                }
+                let headers = target_headers(
+                    message.headers.as_ref(),
+                    &s.name,
+                    &s.source_stream,
+                    seq,
+                    published,
+                    None,
+                );
+                let sent = dead_letter(
+                    &w.target,
+                    &s.dead_letter,
+                    headers,
+                    message.payload.clone(),
+                    &reason,
+                )
+                .await;
+                w.stats.dead_lettered.inc();
+                error!(
+                    replicator = %s.name, seq, %reason, subject = %s.dead_letter, dead_letter_sent = sent,
+                    "Target rejected a message for good; it was not copied and went to the dead-letter subject."
+                );
+                self.rejections.remove(&seq);
+                self.confirmed.store(seq, Ordering::Release);
+                self.progressed = true;
+                *ack_candidate = Some(message);
+                End::Resync
+            }
+        }
+    }
+}
+
+async fn ack_source(candidate: &mut Option<jetstream::Message>, unacked: &mut usize) {
+    if let Some(message) = candidate.take() {
+        if let Err(e) = message.ack().await {
+            debug!(error = %e, "Source ack failed; the next session resumes from the target's position.");
+        }
+    }
+    *unacked = 0;
+}

@@ -1,0 +1,136 @@
+//! What a replicator needs to run: plain values, validated by the config layer.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::advisory::SubjectTemplate;
+use super::inspect::{Inspector, JsonPath};
+use super::sampling::SamplingConfig;
+use super::subject_map::SubjectMap;
+
+/// How messages are spread over workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One pinned worker: target order equals source order.
+    Ordered,
+    /// A pool of workers sharing one durable consumer; no order promise.
+    Queued {
+        /// How many workers.
+        workers: NonZeroUsize,
+    },
+}
+
+/// Where a new consumer starts (only when there is no resume point).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The first message in the stream.
+    All,
+    /// Only messages published from now on.
+    New,
+    /// This stream sequence.
+    Sequence(u64),
+    /// Messages stored at or after this time.
+    Time(SystemTime),
+}
+
+/// Per-sender sampling.
+#[derive(Clone, Debug)]
+pub struct SamplingSettings {
+    /// Where the sender comes from.
+    pub inspector: Inspector,
+    /// Copy when this JSON field is `true`.
+    pub force_field: Option<JsonPath>,
+    /// Age, timeouts, bounds.
+    pub config: SamplingConfig,
+    /// Where the tracker is persisted.
+    pub state_file: PathBuf,
+}
+
+/// Sender advisories.
+#[derive(Clone, Debug)]
+pub struct AdvisorySettings {
+    /// Subject template (`%s` event, `%v` value).
+    pub template: SubjectTemplate,
+    /// Publish through JetStream and wait for the ack.
+    pub reliable: bool,
+}
+
+/// Everything one replicator needs.
+#[derive(Clone, Debug)]
+pub struct ReplicatorSettings {
+    /// The replicator's name.
+    pub name: String,
+    /// The source stream.
+    pub source_stream: String,
+    /// The target stream.
+    pub target_stream: String,
+    /// Create the target stream from the source's config when missing.
+    pub create_target: bool,
+    /// Only messages matching this subject filter.
+    pub filter_subject: Option<String>,
+    /// Source subject → target subject.
+    pub subject_map: SubjectMap,
+    /// Ordered or queued.
+    pub mode: Mode,
+    /// Target publishes in flight per worker.
+    pub window: NonZeroUsize,
+    /// Where a new consumer starts.
+    pub start: StartPosition,
+    /// Skip messages older than this.
+    pub max_age: Option<Duration>,
+    /// Sampling, when `inspect` is set.
+    pub sampling: Option<SamplingSettings>,
+    /// Advisories, when configured.
+    pub advisories: Option<AdvisorySettings>,
+    /// Core NATS subject on the target network for messages rejected for good.
+    pub dead_letter: String,
+    /// Attempts before a rejected message is dead-lettered.
+    pub max_rejections: NonZeroUsize,
+    /// Source redelivery delay (queued mode).
+    pub ack_wait: Duration,
+    /// Status heartbeat interval.
+    pub heartbeat: Option<Duration>,
+}
+
+impl ReplicatorSettings {
+    /// Settings copying `stream` to the same name with every option at its default.
+    pub fn new(name: impl Into<String>, stream: impl Into<String>) -> Self {
+        let name = name.into();
+        let stream = stream.into();
+        Self {
+            dead_letter: format!("choir.replicator.{name}.dead_letter"),
+            name,
+            target_stream: stream.clone(),
+            source_stream: stream,
+            create_target: true,
+            filter_subject: None,
+            subject_map: SubjectMap::default(),
+            mode: Mode::Ordered,
+            window: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
+            start: StartPosition::All,
+            max_age: None,
+            sampling: None,
+            advisories: None,
+            max_rejections: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+            ack_wait: Duration::from_secs(30),
+            heartbeat: None,
+        }
+    }
+
+    /// The durable consumer's name on the source stream.
+    pub fn durable_name(&self) -> String {
+        let clean: String = self
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("choir_{clean}")
+    }
+}

@@ -1,0 +1,328 @@
+//! Talking to JetStream about streams and consumers: the target stream, the durable source
+//! consumer, and the resume point.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::Config as PullConfig;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::{Config as StreamConfig, RetentionPolicy};
+use async_nats::jetstream::Context;
+
+use super::envelope::{Provenance, PROVENANCE};
+use super::settings::{ReplicatorSettings, StartPosition};
+
+/// Errors of replicator setup.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The source stream is not there.
+    #[error("source stream {stream}: {message}")]
+    Source {
+        /// The stream.
+        stream: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The target stream is not there and may not be created, or creating it failed.
+    #[error("target stream {stream}: {message}")]
+    Target {
+        /// The stream.
+        stream: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A consumer call failed.
+    #[error("consumer {consumer} on {stream}: {message}")]
+    Consumer {
+        /// The stream.
+        stream: String,
+        /// The consumer.
+        consumer: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Makes sure the target stream exists, creating it from the source stream's config (subjects
+/// mapped, limits retention, no mirror or sources) when it is missing and allowed.
+pub async fn ensure_target_stream(
+    source: &Context,
+    target: &Context,
+    settings: &ReplicatorSettings,
+) -> Result<(), SetupError> {
+    let target_err = |message: String| SetupError::Target {
+        stream: settings.target_stream.clone(),
+        message,
+    };
+    match target.get_stream(&settings.target_stream).await {
+        Ok(_) => return Ok(()),
+        Err(e) if !settings.create_target => {
+            return Err(target_err(format!("{e} (and create_target = false)")));
+        }
+        Err(_) => {}
+    }
+    let mut source_stream = source
+        .get_stream(&settings.source_stream)
+        .await
+        .map_err(|e| SetupError::Source {
+            stream: settings.source_stream.clone(),
+            message: e.to_string(),
+        })?;
+    let info = source_stream.info().await.map_err(|e| SetupError::Source {
+        stream: settings.source_stream.clone(),
+        message: e.to_string(),
+    })?;
+    let source_config = info.config.clone();
+    let mut subjects: Vec<String> = source_config
+        .subjects
+        .iter()
+        .map(|s| settings.subject_map.map(s))
+        .collect();
+    if subjects.is_empty() {
+        subjects.push(format!("{}.>", settings.target_stream));
+    }
+    let config = StreamConfig {
+        name: settings.target_stream.clone(),
+        subjects,
+        retention: RetentionPolicy::Limits,
+        storage: source_config.storage,
+        max_messages: source_config.max_messages,
+        max_bytes: source_config.max_bytes,
+        max_age: source_config.max_age,
+        max_message_size: source_config.max_message_size,
+        max_messages_per_subject: source_config.max_messages_per_subject,
+        discard: source_config.discard,
+        duplicate_window: source_config.duplicate_window.max(Duration::from_secs(120)),
+        num_replicas: 1,
+        description: Some(format!(
+            "choir replica of {} (replicator {})",
+            settings.source_stream, settings.name
+        )),
+        ..Default::default()
+    };
+    target
+        .create_stream(config)
+        .await
+        .map_err(|e| target_err(e.to_string()))?;
+    tracing::info!(
+        replicator = %settings.name,
+        stream = %settings.target_stream,
+        "Created the target stream from the source stream's config."
+    );
+    Ok(())
+}
+
+/// The last source sequence the target holds from this replicator, read from the provenance
+/// header of the target stream's last message.
+pub async fn target_resume_point(
+    target: &Context,
+    settings: &ReplicatorSettings,
+) -> Result<Option<u64>, SetupError> {
+    let err = |message: String| SetupError::Target {
+        stream: settings.target_stream.clone(),
+        message,
+    };
+    let mut stream = target
+        .get_stream(&settings.target_stream)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .state
+        .last_sequence;
+    if last == 0 {
+        return Ok(None);
+    }
+    let message = match stream.get_raw_message(last).await {
+        Ok(m) => m,
+        // Deleted or purged: nothing to resume from.
+        Err(_) => return Ok(None),
+    };
+    Ok(message
+        .headers
+        .get(PROVENANCE)
+        .and_then(|v| Provenance::parse(v.as_str()))
+        .filter(|p| p.replicator == settings.name && p.stream == settings.source_stream)
+        .map(|p| p.seq))
+}
+
+/// The target stream's last sequence.
+pub async fn target_last_sequence(
+    target: &Context,
+    settings: &ReplicatorSettings,
+) -> Result<u64, SetupError> {
+    let err = |message: String| SetupError::Target {
+        stream: settings.target_stream.clone(),
+        message,
+    };
+    let mut stream = target
+        .get_stream(&settings.target_stream)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(stream
+        .info()
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .state
+        .last_sequence)
+}
+
+fn deliver_policy(start: StartPosition) -> DeliverPolicy {
+    match start {
+        StartPosition::All => DeliverPolicy::All,
+        StartPosition::New => DeliverPolicy::New,
+        StartPosition::Sequence(start_sequence) => {
+            DeliverPolicy::ByStartSequence { start_sequence }
+        }
+        StartPosition::Time(t) => {
+            let nanos = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+                .unwrap_or(0);
+            match time_from_nanos(nanos) {
+                Some(start_time) => DeliverPolicy::ByStartTime { start_time },
+                None => DeliverPolicy::All,
+            }
+        }
+    }
+}
+
+fn time_from_nanos(nanos: i128) -> Option<async_nats::datetime::DateTime> {
+    async_nats::datetime::from_nanos(nanos).ok()
+}
+
+fn consumer_err(settings: &ReplicatorSettings, e: impl std::fmt::Display) -> SetupError {
+    SetupError::Consumer {
+        stream: settings.source_stream.clone(),
+        consumer: settings.durable_name(),
+        message: e.to_string(),
+    }
+}
+
+fn pull_config(
+    settings: &ReplicatorSettings,
+    ack_policy: AckPolicy,
+    deliver: DeliverPolicy,
+    max_ack_pending: i64,
+) -> PullConfig {
+    PullConfig {
+        durable_name: Some(settings.durable_name()),
+        description: Some(format!("choir replicator {}", settings.name)),
+        ack_policy,
+        deliver_policy: deliver,
+        ack_wait: settings.ack_wait,
+        max_ack_pending,
+        max_deliver: -1,
+        filter_subject: settings.filter_subject.clone().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// The source consumer's acknowledged floor (stream sequence), if the consumer exists.
+pub async fn consumer_ack_floor(
+    source: &Context,
+    settings: &ReplicatorSettings,
+) -> Result<Option<u64>, SetupError> {
+    let stream = source
+        .get_stream(&settings.source_stream)
+        .await
+        .map_err(|e| SetupError::Source {
+            stream: settings.source_stream.clone(),
+            message: e.to_string(),
+        })?;
+    match stream.consumer_info(settings.durable_name()).await {
+        Ok(info) => Ok(Some(info.ack_floor.stream_sequence)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// (Re)creates the ordered worker's durable consumer so that it delivers from just after
+/// `resume` (or from the configured start when there is no resume point), acking with
+/// AckAll.
+pub async fn ordered_consumer(
+    source: &Context,
+    settings: &ReplicatorSettings,
+    resume: Option<u64>,
+) -> Result<PullConsumer, SetupError> {
+    let stream = source
+        .get_stream(&settings.source_stream)
+        .await
+        .map_err(|e| SetupError::Source {
+            stream: settings.source_stream.clone(),
+            message: e.to_string(),
+        })?;
+    let _ = stream.delete_consumer(&settings.durable_name()).await;
+    let deliver = match resume {
+        Some(seq) => DeliverPolicy::ByStartSequence {
+            start_sequence: seq.saturating_add(1),
+        },
+        None => deliver_policy(settings.start),
+    };
+    let window = i64::try_from(settings.window.get()).unwrap_or(i64::MAX);
+    let config = pull_config(
+        settings,
+        AckPolicy::All,
+        deliver,
+        window.saturating_mul(4).saturating_add(1024),
+    );
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| consumer_err(settings, e))
+}
+
+/// The queued workers' shared durable consumer (explicit acks), created when missing, and
+/// re-created from its ack floor when it exists with another ack policy (a mode change).
+pub async fn queued_consumer(
+    source: &Context,
+    settings: &ReplicatorSettings,
+    workers: usize,
+) -> Result<PullConsumer, SetupError> {
+    let stream = source
+        .get_stream(&settings.source_stream)
+        .await
+        .map_err(|e| SetupError::Source {
+            stream: settings.source_stream.clone(),
+            message: e.to_string(),
+        })?;
+    let name = settings.durable_name();
+    let mut deliver = deliver_policy(settings.start);
+    if let Ok(info) = stream.consumer_info(&name).await {
+        if info.config.ack_policy == AckPolicy::Explicit {
+            return stream
+                .get_consumer(&name)
+                .await
+                .map_err(|e| consumer_err(settings, e));
+        }
+        deliver = DeliverPolicy::ByStartSequence {
+            start_sequence: info.ack_floor.stream_sequence.saturating_add(1),
+        };
+        let _ = stream.delete_consumer(&name).await;
+    }
+    let pending = settings
+        .window
+        .get()
+        .saturating_mul(workers)
+        .saturating_mul(2);
+    let config = pull_config(
+        settings,
+        AckPolicy::Explicit,
+        deliver,
+        i64::try_from(pending).unwrap_or(i64::MAX),
+    );
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| consumer_err(settings, e))
+}
+
+/// Source messages not yet acknowledged: pending plus ack pending.
+pub async fn consumer_lag(source: &Context, settings: &ReplicatorSettings) -> Option<u64> {
+    let stream = source.get_stream(&settings.source_stream).await.ok()?;
+    let info = stream.consumer_info(settings.durable_name()).await.ok()?;
+    Some(
+        info.num_pending
+            .saturating_add(u64::try_from(info.num_ack_pending).unwrap_or(0)),
+    )
+}

@@ -1,0 +1,233 @@
+//! Replicator metrics: families registered once per node, handles resolved once per
+//! replicator so the hot path only touches atomics.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+use crate::metrics::Metrics;
+
+/// Label of replicator metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicatorLabel {
+    /// The replicator's name.
+    pub replicator: String,
+}
+
+/// Replicator plus a reason or kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// The replicator's name.
+    pub replicator: String,
+    /// Why (`sampling`, `too_old`; `transient`, `rejected`, `out_of_order`; event names).
+    pub reason: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The metric families of every replicator.
+#[derive(Clone, Debug)]
+pub struct ReplicatorMetrics {
+    received: Family<ReplicatorLabel, Counter>,
+    copied: Family<ReplicatorLabel, Counter>,
+    bytes: Family<ReplicatorLabel, Counter>,
+    skipped: Family<ReasonLabels, Counter>,
+    no_sender: Family<ReplicatorLabel, Counter>,
+    failed: Family<ReasonLabels, Counter>,
+    dead_lettered: Family<ReplicatorLabel, Counter>,
+    resyncs: Family<ReplicatorLabel, Counter>,
+    advisories: Family<ReasonLabels, Counter>,
+    lag: Family<ReplicatorLabel, Gauge>,
+    last_copied_age: Family<ReplicatorLabel, FloatGauge>,
+    senders: Family<ReplicatorLabel, Gauge>,
+    latency: Family<ReplicatorLabel, Histogram, fn() -> Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+impl ReplicatorMetrics {
+    /// Creates the families and registers them in `metrics`.
+    pub fn register(metrics: &Metrics) -> Self {
+        let this = Self {
+            received: Family::default(),
+            copied: Family::default(),
+            bytes: Family::default(),
+            skipped: Family::default(),
+            no_sender: Family::default(),
+            failed: Family::default(),
+            dead_lettered: Family::default(),
+            resyncs: Family::default(),
+            advisories: Family::default(),
+            lag: Family::default(),
+            last_copied_age: Family::default(),
+            senders: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        };
+        metrics.register(
+            "choir_replicator_received",
+            "Source messages received",
+            this.received.clone(),
+        );
+        metrics.register(
+            "choir_replicator_copied",
+            "Messages copied into the target (target acked)",
+            this.copied.clone(),
+        );
+        metrics.register(
+            "choir_replicator_bytes",
+            "Payload bytes copied into the target",
+            this.bytes.clone(),
+        );
+        metrics.register(
+            "choir_replicator_skipped",
+            "Messages not copied, by reason (sampling, too_old)",
+            this.skipped.clone(),
+        );
+        metrics.register(
+            "choir_replicator_no_sender",
+            "Messages copied without sampling because the inspected field was missing or not JSON",
+            this.no_sender.clone(),
+        );
+        metrics.register(
+            "choir_replicator_failed_publishes",
+            "Target publishes that failed, by kind (transient, rejected, out_of_order)",
+            this.failed.clone(),
+        );
+        metrics.register(
+            "choir_replicator_dead_lettered",
+            "Messages the target rejected for good, sent to the dead-letter subject",
+            this.dead_lettered.clone(),
+        );
+        metrics.register(
+            "choir_replicator_resyncs",
+            "Times a worker resumed from the last position known to be in the target",
+            this.resyncs.clone(),
+        );
+        metrics.register(
+            "choir_replicator_advisories",
+            "Sender advisories published, by event",
+            this.advisories.clone(),
+        );
+        metrics.register(
+            "choir_replicator_lag_messages",
+            "Source messages not yet acknowledged by the replicator (pending + ack pending)",
+            this.lag.clone(),
+        );
+        metrics.register(
+            "choir_replicator_last_copied_age_seconds",
+            "Age of the last copied message when it was copied",
+            this.last_copied_age.clone(),
+        );
+        metrics.register(
+            "choir_replicator_tracker_senders",
+            "Senders in the sampling tracker",
+            this.senders.clone(),
+        );
+        metrics.register(
+            "choir_replicator_ack_latency_seconds",
+            "Target publish to target ack",
+            this.latency.clone(),
+        );
+        this
+    }
+
+    /// Resolved handles for replicator `name`.
+    pub fn for_replicator(&self, name: &str) -> ReplicatorStats {
+        let l = ReplicatorLabel {
+            replicator: name.to_owned(),
+        };
+        let reason = |r: &str| ReasonLabels {
+            replicator: name.to_owned(),
+            reason: r.to_owned(),
+        };
+        // One statement per handle: a family's read guard must be gone before the next
+        // get_or_create on it takes the write lock.
+        fn get<
+            L: Clone + std::hash::Hash + Eq,
+            M: Clone,
+            C: prometheus_client::metrics::family::MetricConstructor<M>,
+        >(
+            family: &Family<L, M, C>,
+            label: &L,
+        ) -> M {
+            let guard = family.get_or_create(label);
+            let metric = guard.clone();
+            drop(guard);
+            metric
+        }
+        ReplicatorStats {
+            received: get(&self.received, &l),
+            copied: get(&self.copied, &l),
+            bytes: get(&self.bytes, &l),
+            skipped_sampling: get(&self.skipped, &reason("sampling")),
+            skipped_too_old: get(&self.skipped, &reason("too_old")),
+            no_sender: get(&self.no_sender, &l),
+            failed_transient: get(&self.failed, &reason("transient")),
+            failed_rejected: get(&self.failed, &reason("rejected")),
+            failed_out_of_order: get(&self.failed, &reason("out_of_order")),
+            dead_lettered: get(&self.dead_lettered, &l),
+            resyncs: get(&self.resyncs, &l),
+            advisories: self.advisories.clone(),
+            lag: get(&self.lag, &l),
+            last_copied_age: get(&self.last_copied_age, &l),
+            senders: get(&self.senders, &l),
+            latency: get(&self.latency, &l),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// One replicator's metric handles (cheap to clone; all atomics).
+#[derive(Clone, Debug)]
+pub struct ReplicatorStats {
+    name: String,
+    /// Source messages received.
+    pub received: Counter,
+    /// Messages copied (target acked).
+    pub copied: Counter,
+    /// Payload bytes copied.
+    pub bytes: Counter,
+    /// Skipped by sampling.
+    pub skipped_sampling: Counter,
+    /// Skipped as older than `max_age`.
+    pub skipped_too_old: Counter,
+    /// Copied without sampling: no sender found.
+    pub no_sender: Counter,
+    /// Publishes that failed for a transient reason (target down, timeout).
+    pub failed_transient: Counter,
+    /// Publishes the target rejected.
+    pub failed_rejected: Counter,
+    /// Ordered publishes refused because the target's last sequence moved.
+    pub failed_out_of_order: Counter,
+    /// Dead-lettered messages.
+    pub dead_lettered: Counter,
+    /// Resyncs.
+    pub resyncs: Counter,
+    advisories: Family<ReasonLabels, Counter>,
+    /// Source lag.
+    pub lag: Gauge,
+    /// Age of the last copied message, seconds.
+    pub last_copied_age: FloatGauge,
+    /// Senders tracked.
+    pub senders: Gauge,
+    /// Publish → ack latency.
+    pub latency: Histogram,
+}
+
+impl ReplicatorStats {
+    /// Counts one advisory of `event`.
+    pub fn advisory(&self, event: &str) {
+        self.advisories
+            .get_or_create(&ReasonLabels {
+                replicator: self.name.clone(),
+                reason: event.to_owned(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,361 @@
+//! `TopicReplicatorActor`: one per `[replicators.X]`. It gets the clients of its two
+//! networks, makes sure the target stream (and, queued, the shared consumer) exists, starts
+//! its workers on their own arbiters, and owns the sampling tracker: scrubbing it on a timer,
+//! persisting it, and publishing sender advisories from a bounded queue.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use async_nats::jetstream;
+use async_nats::{Client, HeaderMap};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::advisory::Advisory;
+use super::gate::Gate;
+use super::sampling::{write_state_file, SamplingTracker, SenderEvent};
+use super::settings::{Mode, ReplicatorSettings};
+use super::setup;
+use super::stats::ReplicatorStats;
+use super::worker::{ReplicaWorkerActor, WorkerContext, WorkerKind};
+use crate::connection::{backoff, GetClient, NetworkActor};
+use crate::supervision::ActorSlot;
+
+/// Capacity of the advisory queue; advisories beyond it are counted as dropped.
+const ADVISORY_QUEUE: usize = 65_536;
+
+/// One replicator.
+pub struct TopicReplicatorActor {
+    settings: Arc<ReplicatorSettings>,
+    source: ActorSlot<NetworkActor>,
+    target: ActorSlot<NetworkActor>,
+    stats: ReplicatorStats,
+    tracker: Option<Arc<Mutex<SamplingTracker>>>,
+    events: mpsc::Sender<SenderEvent>,
+    pending_events: Option<mpsc::Receiver<SenderEvent>>,
+    workers: Vec<Addr<ReplicaWorkerActor>>,
+    arbiters: Vec<Arbiter>,
+    caught_up: bool,
+}
+
+impl TopicReplicatorActor {
+    /// A replicator copying between the networks behind `source` and `target`; the tracker
+    /// is loaded from its state file when sampling is on.
+    pub fn new(
+        settings: ReplicatorSettings,
+        source: ActorSlot<NetworkActor>,
+        target: ActorSlot<NetworkActor>,
+        stats: ReplicatorStats,
+    ) -> Self {
+        let tracker = settings.sampling.as_ref().map(|sampling| {
+            let tracker = match SamplingTracker::load(&sampling.state_file, sampling.config.clone()) {
+                Ok(t) => {
+                    if !t.is_empty() {
+                        info!(replicator = %settings.name, senders = t.len(), file = %sampling.state_file.display(), "Loaded the sampling tracker.");
+                    }
+                    t
+                }
+                Err(e) => {
+                    warn!(replicator = %settings.name, error = %e, file = %sampling.state_file.display(), "Cannot load the sampling tracker; starting empty.");
+                    SamplingTracker::new(sampling.config.clone()).unwrap_or_else(|_| {
+                        // validated config: cannot fail; fall back to a one-second age
+                        #[allow(clippy::expect_used)]
+                        SamplingTracker::new(super::sampling::SamplingConfig::new(Duration::from_secs(1)))
+                            .expect("a one-second sampling config is valid")
+                    })
+                }
+            };
+            Arc::new(Mutex::new(tracker))
+        });
+        let (events, pending_events) = mpsc::channel(ADVISORY_QUEUE);
+        Self {
+            settings: Arc::new(settings),
+            source,
+            target,
+            stats,
+            tracker,
+            events,
+            pending_events: Some(pending_events),
+            workers: Vec::new(),
+            arbiters: Vec::new(),
+            caught_up: false,
+        }
+    }
+
+    fn start_workers(&mut self, source: Client, target: Client) {
+        let context = Arc::new(WorkerContext {
+            settings: self.settings.clone(),
+            source,
+            target,
+            gate: Gate::new(
+                self.settings.clone(),
+                self.tracker.clone(),
+                self.events.clone(),
+                self.stats.clone(),
+            ),
+            stats: self.stats.clone(),
+        });
+        let kinds: Vec<WorkerKind> = match self.settings.mode {
+            Mode::Ordered => vec![WorkerKind::Ordered],
+            Mode::Queued { workers } => (0..workers.get()).map(WorkerKind::Queued).collect(),
+        };
+        for kind in kinds {
+            let arbiter = Arbiter::new();
+            let context = context.clone();
+            let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                ReplicaWorkerActor::new(context, kind)
+            });
+            self.workers.push(addr);
+            self.arbiters.push(arbiter);
+        }
+        info!(
+            replicator = %self.settings.name,
+            mode = ?self.settings.mode,
+            source = %self.settings.source_stream,
+            target = %self.settings.target_stream,
+            "Replicator started."
+        );
+    }
+
+    fn start_advisories(&mut self, target: Client) {
+        let (Some(mut events), Some(advisories), Some(sampling)) = (
+            self.pending_events.take(),
+            self.settings.advisories.clone(),
+            self.settings.sampling.as_ref(),
+        ) else {
+            return;
+        };
+        let name = self.settings.name.clone();
+        let field = sampling.inspector.field_name().into_owned();
+        let age = sampling.config.age;
+        let stats = self.stats.clone();
+        let js = jetstream::new(target.clone());
+        // Not tied to this actor's context: the queue outlives a restart of the actor.
+        actix_rt::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let advisory = Advisory::new(&event, &field, age, &name, SystemTime::now());
+                let subject = advisories.template.render(event.kind, &event.sender);
+                let Ok(body) = advisory.to_json() else {
+                    continue;
+                };
+                let sent = if advisories.reliable {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(super::envelope::MSG_ID, advisory.event_id.as_str());
+                    match js.publish_with_headers(subject, headers, body.into()).await {
+                        Ok(ack) => ack.await.is_ok(),
+                        Err(_) => false,
+                    }
+                } else {
+                    target.publish(subject, body.into()).await.is_ok()
+                };
+                if sent {
+                    stats.advisory(event.kind.as_str());
+                } else {
+                    stats.advisory("failed");
+                }
+            }
+        });
+    }
+
+    fn scrub(&mut self) {
+        let Some(tracker) = &self.tracker else { return };
+        if !self.caught_up {
+            // While a backlog replays every sender looks quiet: wait until caught up.
+            return;
+        }
+        let events = tracker.lock().scrub(SystemTime::now());
+        self.stats
+            .senders
+            .set(i64::try_from(tracker.lock().len()).unwrap_or(i64::MAX));
+        if self.settings.advisories.is_some() {
+            for event in events {
+                if self.events.try_send(event).is_err() {
+                    self.stats.advisory("dropped");
+                }
+            }
+        }
+    }
+
+    fn persist(&self) -> Option<impl std::future::Future<Output = ()> + 'static> {
+        let (Some(tracker), Some(sampling)) = (&self.tracker, &self.settings.sampling) else {
+            return None;
+        };
+        let bytes = match tracker.lock().encode() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                error!(replicator = %self.settings.name, error = %e, "Cannot encode the sampling tracker.");
+                return None;
+            }
+        };
+        let path = sampling.state_file.clone();
+        let name = self.settings.name.clone();
+        Some(async move {
+            let result =
+                actix_rt::task::spawn_blocking(move || write_state_file(&path, &bytes)).await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(replicator = %name, error = %e, "Cannot persist the sampling tracker.")
+                }
+                Err(e) => {
+                    warn!(replicator = %name, error = %e, "Persisting the sampling tracker failed.")
+                }
+            }
+        })
+    }
+}
+
+async fn client(slot: &ActorSlot<NetworkActor>) -> Option<Client> {
+    slot.get().send(GetClient).await.ok()?.ok()
+}
+
+impl Actor for TopicReplicatorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let (source, target, settings) = (
+            self.source.clone(),
+            self.target.clone(),
+            self.settings.clone(),
+        );
+        let setup = async move {
+            let mut attempt = 0u32;
+            loop {
+                let clients = match (client(&source).await, client(&target).await) {
+                    (Some(s), Some(t)) => Some((s, t)),
+                    _ => None,
+                };
+                if let Some((s, t)) = clients {
+                    let (sjs, tjs) = (jetstream::new(s.clone()), jetstream::new(t.clone()));
+                    let result = match setup::ensure_target_stream(&sjs, &tjs, &settings).await {
+                        Ok(()) => match settings.mode {
+                            Mode::Queued { workers } => {
+                                setup::queued_consumer(&sjs, &settings, workers.get())
+                                    .await
+                                    .map(|_| ())
+                            }
+                            Mode::Ordered => Ok(()),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(()) => return (s, t),
+                        Err(e) => {
+                            let level_error = attempt == 0;
+                            if level_error {
+                                error!(replicator = %settings.name, error = %e, "Cannot set the replicator up; retrying.");
+                            }
+                        }
+                    }
+                }
+                actix_rt::time::sleep(backoff(
+                    attempt,
+                    Duration::from_millis(200),
+                    Duration::from_secs(5),
+                ))
+                .await;
+                attempt = attempt.saturating_add(1);
+            }
+        };
+        ctx.spawn(setup.into_actor(self).map(|(source, target), act, ctx| {
+            act.start_advisories(target.clone());
+            act.start_workers(source.clone(), target.clone());
+            let sjs = jetstream::new(source);
+            let settings = act.settings.clone();
+            ctx.run_interval(Duration::from_secs(1), move |act, ctx| {
+                let (sjs, settings) = (sjs.clone(), settings.clone());
+                ctx.spawn(
+                    async move { setup::consumer_lag(&sjs, &settings).await }
+                        .into_actor(act)
+                        .map(|lag, act, _| {
+                            if let Some(lag) = lag {
+                                act.stats.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+                                act.caught_up = lag < act.settings.window.get() as u64;
+                            }
+                        }),
+                );
+            });
+            if let Some(sampling) = &act.settings.sampling {
+                let every = (sampling.config.age / 4)
+                    .clamp(Duration::from_millis(100), Duration::from_secs(5));
+                ctx.run_interval(every, |act, _| act.scrub());
+                ctx.run_interval(Duration::from_secs(5), |act, ctx| {
+                    if let Some(fut) = act.persist() {
+                        ctx.spawn(fut.into_actor(act));
+                    }
+                });
+            }
+            if let Some(every) = act.settings.heartbeat {
+                let subject = format!("choir.replicator.{}.heartbeat", act.settings.name);
+                ctx.run_interval(every, move |act, ctx| {
+                    let body = serde_json::json!({
+                        "replicator": act.settings.name,
+                        "time": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                        "copied": act.stats.copied.get(),
+                        "lag": act.stats.lag.get(),
+                    });
+                    let target = target.clone();
+                    let subject = subject.clone();
+                    ctx.spawn(
+                        async move {
+                            let _ = target.publish(subject, body.to_string().into()).await;
+                        }
+                        .into_actor(act),
+                    );
+                });
+            }
+        }));
+    }
+}
+
+impl Supervised for TopicReplicatorActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        warn!(replicator = %self.settings.name, "Restarting the replicator.");
+        for arbiter in self.arbiters.drain(..) {
+            arbiter.stop();
+        }
+        self.workers.clear();
+    }
+}
+
+/// Command: persist the tracker and stop the workers (the node is shutting down).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopReplicator;
+
+impl Handler<StopReplicator> for TopicReplicatorActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopReplicator, _: &mut Self::Context) -> Self::Result {
+        for arbiter in self.arbiters.drain(..) {
+            arbiter.stop();
+        }
+        self.workers.clear();
+        let persist = self.persist();
+        let name = self.settings.name.clone();
+        Box::pin(async move {
+            if let Some(persist) = persist {
+                persist.await;
+            }
+            info!(replicator = %name, "Replicator stopped.");
+        })
+    }
+}
+
+/// Query: the tracker's size and counters, for tests and tools.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<(usize, super::sampling::SamplingCounters)>")]
+pub struct GetTracker;
+
+impl Handler<GetTracker> for TopicReplicatorActor {
+    type Result = MessageResult<GetTracker>;
+
+    fn handle(&mut self, _: GetTracker, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.tracker.as_ref().map(|t| {
+            let t = t.lock();
+            (t.len(), t.counters())
+        }))
+    }
+}

@@ -1,0 +1,467 @@
+//! `choir emulate` and the `[emulator]` section of `choir run`: thousands of Choria daemons
+//! in one process (see `choir_actors::emulator`).
+//!
+//! Before anything starts, the soft open-file limit is raised to the hard limit and the fleet
+//! is checked against it: a dedicated daemon holds one socket, so a fleet that cannot fit fails
+//! at once with a message suggesting the multi-process layout. Daemons then connect at a
+//! bounded rate behind a progress bar (stderr, hidden when it is not a terminal) and an INFO
+//! summary reports the start-up time and memory per daemon.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use choir_actors::connection::{Auth, TlsSettings};
+use choir_actors::emulator::{budget, ConnectionMode, Fleet, FleetSpec, RegistrationSpec};
+use choir_actors::emulator::{EmulatorError, EmulatorMetrics};
+use choir_actors::metrics::Metrics;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::monitor::{self, rss_bytes, MonitorState};
+
+/// Errors of `choir emulate` and of starting the `[emulator]` fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulateError {
+    /// The fleet cannot start.
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    /// A command-line value is wrong.
+    #[error("{flag} {value:?}: {message}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The monitor cannot listen.
+    #[error("--http-port {port}: cannot listen: {source}")]
+    Monitor {
+        /// The port.
+        port: u16,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// `choir emulate` flags (the original Choria emulator's, plus choir's own).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmulateArgs {
+    /// Number of daemons to emulate.
+    #[arg(short, long)]
+    pub instances: usize,
+    /// Emulated agents per daemon (emulated0..N-1), besides discovery and rpcutil.
+    #[arg(short, long, default_value_t = 1)]
+    pub agents: usize,
+    /// Collectives per daemon: mcollective, collective1, ...
+    #[arg(long, default_value_t = NonZeroUsize::MIN)]
+    pub collectives: NonZeroUsize,
+    /// Identity prefix: daemon i is <name>-<i> (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// NATS server, host:port or URL; repeat (or comma-separate) to spread daemons
+    /// round-robin over several servers.
+    #[arg(
+        long = "server",
+        short = 's',
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub servers: Vec<String>,
+    /// Connect with TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// Verify the servers' certificates (always done with --tls; kept for compatibility).
+    #[arg(long)]
+    pub verify: bool,
+    /// CA bundle (PEM) for --tls.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for --tls, with --key.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM) for --tls, with --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// NATS credentials file.
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
+    /// Serve /debug/vars and /metrics on 127.0.0.1:<port>; 0 turns it off.
+    #[arg(short = 'p', long, default_value_t = 8080)]
+    pub http_port: u16,
+    /// Publish registration this often per daemon (e.g. 60s); off by default.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub registration_interval: Option<Duration>,
+    /// Registration subject (default <collective>.broadcast.agent.registration).
+    #[arg(long, requires = "registration_interval")]
+    pub registration_subject: Option<String>,
+    /// Publish the first registration at once instead of after a random splay.
+    #[arg(long)]
+    pub no_registration_splay: bool,
+    /// dedicated: one connection per daemon (realistic); shared: few connections
+    /// (fits more daemons than open files, but the broker sees fewer connections).
+    #[arg(long, value_enum, default_value_t = Connections::Dedicated)]
+    pub connections: Connections,
+    /// Connections used by --connections shared.
+    #[arg(long, default_value = "4")]
+    pub shared_connections: NonZeroUsize,
+    /// Connects in flight at once while starting.
+    #[arg(long, default_value = "64")]
+    pub connect_concurrency: NonZeroUsize,
+    /// Threads the daemons are spread over (default: one per core).
+    #[arg(long)]
+    pub arbiters: Option<NonZeroUsize>,
+    /// A fact of every daemon, key=value (repeatable; {instance} and {identity} expand).
+    #[arg(long = "fact", value_parser = parse_fact)]
+    pub facts: Vec<(String, String)>,
+    /// A configuration class of every daemon (repeatable).
+    #[arg(long = "class")]
+    pub classes: Vec<String>,
+    /// Append a Choria audit log line per RPC request to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+}
+
+/// `--connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Connections {
+    /// One NATS connection per daemon.
+    Dedicated,
+    /// Daemons multiplexed over --shared-connections connections.
+    Shared,
+}
+
+fn parse_fact(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err("expected key=value".to_owned()),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "choir".to_owned())
+}
+
+fn server_url(server: &str, tls: bool) -> Result<String, EmulateError> {
+    let server = server.trim();
+    let url = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("{}://{server}", if tls { "tls" } else { "nats" })
+    };
+    match url::Url::parse(&url) {
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        _ => Err(EmulateError::Flag {
+            flag: "--server",
+            value: server.to_owned(),
+            message: "expected host:port or nats://host:port".to_owned(),
+        }),
+    }
+}
+
+impl EmulateArgs {
+    /// The fleet these flags describe.
+    pub fn spec(&self) -> Result<FleetSpec, EmulateError> {
+        let urls = self
+            .servers
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| server_url(s, self.tls))
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = self.name.clone().unwrap_or_else(hostname);
+        let mut spec = FleetSpec::new(name, self.instances, urls);
+        spec.network.connection_name = "choir-emulator".to_owned();
+        if let Some(path) = &self.credentials {
+            spec.network.auth = Auth::CredentialsFile(path.clone());
+        }
+        if self.tls {
+            if !self.verify {
+                warn!("--tls without --verify: choir always verifies server certificates.");
+            }
+            spec.network.tls = Some(TlsSettings {
+                ca: self.ca.clone(),
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            });
+        }
+        spec.agents = self.agents;
+        spec.collectives = self.collectives;
+        spec.mode = match self.connections {
+            Connections::Dedicated => ConnectionMode::Dedicated,
+            Connections::Shared => ConnectionMode::Shared,
+        };
+        spec.shared_connections = self.shared_connections;
+        spec.connect_concurrency = self.connect_concurrency;
+        spec.arbiters = self.arbiters;
+        spec.facts = self
+            .facts
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+            .collect();
+        spec.classes = self.classes.clone();
+        spec.registration = self.registration_interval.map(|interval| RegistrationSpec {
+            interval,
+            splay: !self.no_registration_splay,
+            subject: self.registration_subject.clone(),
+        });
+        spec.audit = self.audit.clone();
+        Ok(spec)
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit in force.
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                info!(from = soft, to = hard, "Raised the open-file limit.");
+                hard
+            }
+            Err(error) => {
+                warn!(%error, soft, hard, "Cannot raise the open-file limit.");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    }
+}
+
+fn ephemeral_ports() -> u64 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u64>().ok());
+            match (it.next().flatten(), it.next().flatten()) {
+                (Some(lo), Some(hi)) if hi >= lo => Some(hi - lo + 1),
+                _ => None,
+            }
+        })
+        .unwrap_or(budget::DEFAULT_EPHEMERAL_PORTS)
+}
+
+/// Raises the fd limit and checks that `spec` fits it and the ephemeral port range.
+pub fn preflight(spec: &FleetSpec) -> Result<(), EmulateError> {
+    let limit = raise_fd_limit();
+    budget::check_fd_budget(
+        spec.instances,
+        spec.mode,
+        spec.shared_connections.get(),
+        limit,
+    )
+    .map_err(EmulatorError::FdBudget)?;
+    if spec.mode == ConnectionMode::Dedicated {
+        if let Some(message) = budget::ephemeral_port_warning(
+            spec.instances,
+            spec.network.urls.len(),
+            ephemeral_ports(),
+        ) {
+            warn!("{message}");
+        }
+    }
+    Ok(())
+}
+
+/// The `config` object of `/debug/vars`, as the original emulator's expvar.
+pub fn debug_config(spec: &FleetSpec) -> serde_json::Value {
+    serde_json::json!({
+        "instances": spec.instances,
+        "agents": spec.agents,
+        "collectives": spec.collectives.get(),
+        "pid": std::process::id(),
+        "TLS": u8::from(spec.network.tls.is_some()),
+        "tlsVerify": u8::from(spec.network.tls.is_some()),
+        "connections": spec.mode.as_str(),
+        "servers": spec.network.urls,
+    })
+}
+
+/// Waits for `fleet` to start with a progress bar, then logs the summary.
+pub async fn report_start(fleet: &Fleet) {
+    let expected = fleet.spec().instances;
+    let bar = ProgressBar::with_draw_target(
+        Some(u64::try_from(expected).unwrap_or(u64::MAX)),
+        ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} daemons started ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    fleet
+        .wait_started(Duration::MAX / 4, |p| {
+            bar.set_position(u64::try_from(p.started).unwrap_or(0));
+            if bar.is_hidden() && last_log.elapsed() >= Duration::from_secs(10) {
+                last_log = Instant::now();
+                info!(started = p.started, expected, "Emulated daemons starting.");
+            }
+        })
+        .await;
+    bar.finish_and_clear();
+    let rss = rss_bytes();
+    let per_daemon = rss / u64::try_from(expected.max(1)).unwrap_or(1);
+    info!(
+        instances = expected,
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        rss_mib = rss / (1024 * 1024),
+        rss_per_daemon_kib = per_daemon / 1024,
+        connect_failures = fleet.metrics().connect_failures.get(),
+        "Emulated daemons started."
+    );
+}
+
+/// Runs `choir emulate` until SIGINT or SIGTERM.
+pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
+    let spec = args.spec()?;
+    preflight(&spec)?;
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let metrics = Metrics::new();
+        let counters = EmulatorMetrics::register(&metrics);
+        let monitor = if args.http_port == 0 {
+            None
+        } else {
+            let addr = SocketAddr::from(([127, 0, 0, 1], args.http_port));
+            let state = MonitorState {
+                metrics: metrics.clone(),
+                health: Default::default(),
+                name: spec.name.clone(),
+                config: debug_config(&spec),
+                started: Instant::now(),
+            };
+            let handle = monitor::start(addr, state).map_err(|source| EmulateError::Monitor {
+                port: args.http_port,
+                source,
+            })?;
+            info!(%addr, "Monitor listening (/debug/vars, /metrics).");
+            Some(handle)
+        };
+        let fleet = Fleet::start(spec, counters)?;
+        tokio::select! {
+            _ = report_start(&fleet) => crate::node::wait_for_signal().await,
+            _ = crate::node::wait_for_signal() => {}
+        }
+        info!("Stopping the emulated daemons.");
+        fleet.stop();
+        if let Some(monitor) = monitor {
+            monitor.stop(true).await;
+        }
+        Ok(())
+    })
+}
+
+/// Starts the `[emulator]` fleet of `config`, if any, for `choir run`, and returns its arbiters
+/// (the node stops them at shutdown). A fleet that cannot start is logged as an ERROR; the
+/// rest of the node runs on.
+pub fn start(
+    config: &Config,
+    urls: &BTreeMap<String, Vec<String>>,
+    metrics: &Metrics,
+) -> Vec<actix::Arbiter> {
+    match start_from_config(config, urls, metrics) {
+        Ok(Some(fleet)) => fleet.into_arbiters(),
+        Ok(None) => Vec::new(),
+        Err(error) => {
+            tracing::error!(%error, "Cannot start the [emulator] fleet.");
+            Vec::new()
+        }
+    }
+}
+
+/// Starts the `[emulator]` fleet of `config`, if any, on the current actix System; `urls` are
+/// the resolved URLs of every network.
+pub fn start_from_config(
+    config: &Config,
+    urls: &BTreeMap<String, Vec<String>>,
+    metrics: &Metrics,
+) -> Result<Option<Fleet>, EmulateError> {
+    let Some(section) = &config.emulator else {
+        return Ok(None);
+    };
+    let Some(network) = config.networks.get(&section.network) else {
+        return Ok(None);
+    };
+    let settings = network.settings(
+        &config.node.name,
+        &section.network,
+        urls.get(&section.network).cloned().unwrap_or_default(),
+    );
+    let spec = section.spec(settings);
+    preflight(&spec)?;
+    let fleet = Fleet::start(spec, EmulatorMetrics::register(metrics))?;
+    Ok(Some(fleet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EmulateArgs,
+    }
+
+    #[test]
+    fn flags_make_a_spec() {
+        let cli = Cli::parse_from([
+            "x",
+            "--instances",
+            "10",
+            "--agents",
+            "3",
+            "--collectives",
+            "2",
+            "--name",
+            "emu",
+            "--server",
+            "127.0.0.1:4222",
+            "--server",
+            "nats://127.0.0.1:4223,127.0.0.1:4224",
+            "--fact",
+            "country=mt",
+            "--registration-interval",
+            "30s",
+            "--connections",
+            "shared",
+        ]);
+        let spec = cli.args.spec().unwrap();
+        assert_eq!(spec.instances, 10);
+        assert_eq!(spec.agents, 3);
+        assert_eq!(spec.collectives.get(), 2);
+        assert_eq!(
+            spec.network.urls,
+            [
+                "nats://127.0.0.1:4222",
+                "nats://127.0.0.1:4223",
+                "nats://127.0.0.1:4224"
+            ]
+        );
+        assert_eq!(spec.facts["country"], "mt");
+        assert_eq!(spec.mode, ConnectionMode::Shared);
+        assert_eq!(spec.registration.unwrap().interval, Duration::from_secs(30));
+        let config = debug_config(&cli.args.spec().unwrap());
+        assert_eq!(config["instances"], 10);
+        assert!(config["pid"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn bad_server_is_named() {
+        let cli = Cli::parse_from(["x", "-i", "1", "--server", "nats://"]);
+        let err = cli.args.spec().unwrap_err().to_string();
+        assert!(err.starts_with("--server"), "{err}");
+    }
+}

@@ -1,0 +1,96 @@
+//! The embedded default: `choir run` starts its own nats-server, serves the monitor, restarts
+//! the server when it dies and stops everything cleanly on SIGINT.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::http::metric_value;
+use common::{poll_until, ChoirNode};
+use nix::sys::signal::Signal;
+
+const EMBEDDED: &str = "[networks.local]\nembedded = true\n";
+
+fn embedded_pid(node: &ChoirNode) -> Option<u32> {
+    let file = node.state_dir().join("nats/local/nats-server.pid");
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn embedded_node_serves_health_metrics_and_vars_then_stops_cleanly_on_sigint() {
+    let mut node = ChoirNode::start(EMBEDDED);
+    assert!(
+        poll_until(Duration::from_secs(20), || node
+            .get("/healthz")
+            .is_some_and(|(s, _)| s == 200)),
+        "never healthy; log:\n{}",
+        node.log()
+    );
+    let (status, metrics) = node.get("/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric_value(&metrics, "choir_network_connected", &[("network", "local")]),
+        Some(1.0),
+        "{metrics}"
+    );
+    let (_, vars) = node.get("/debug/vars").unwrap();
+    let vars: serde_json::Value = serde_json::from_str(&vars).unwrap();
+    assert_eq!(vars["name"], "test");
+    assert_eq!(vars["pid"], node.pid());
+    assert!(vars["rss_bytes"].as_u64().unwrap() > 0);
+    assert!(vars["uptime_seconds"].as_f64().is_some());
+    assert_eq!(vars["config"]["networks"]["local"]["embedded"], true);
+
+    let server = embedded_pid(&node).expect("embedded nats-server pid file");
+    assert!(alive(server));
+    node.signal(Signal::SIGINT);
+    let status = node
+        .wait(Duration::from_secs(15))
+        .expect("choir did not exit after SIGINT");
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        node.log()
+    );
+    assert!(
+        poll_until(Duration::from_secs(5), || !alive(server)),
+        "embedded server left running"
+    );
+    let log = node.log();
+    assert!(log.contains("Draining the NATS connection"), "{log}");
+    assert!(log.contains("Node stopped"), "{log}");
+}
+
+#[test]
+fn a_dead_embedded_server_is_restarted_and_the_node_reconnects() {
+    let node = ChoirNode::start(EMBEDDED);
+    assert!(poll_until(Duration::from_secs(20), || node
+        .get("/healthz")
+        .is_some_and(|(s, _)| s == 200)));
+    let first = embedded_pid(&node).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+
+    let reconnected = poll_until(Duration::from_secs(30), || {
+        let Some((_, metrics)) = node.get("/metrics") else {
+            return false;
+        };
+        let up = node.get("/healthz").is_some_and(|(s, _)| s == 200);
+        let reconnects = metric_value(
+            &metrics,
+            "choir_network_events_total",
+            &[("network", "local"), ("event", "reconnected")],
+        );
+        up && reconnects.unwrap_or(0.0) >= 1.0
+    });
+    assert!(reconnected, "no reconnect; log:\n{}", node.log());
+    let second = embedded_pid(&node).unwrap();
+    assert_ne!(first, second, "the server was not restarted");
+    assert!(node
+        .log()
+        .contains("Embedded nats-server exited; restarting it"));
+}
