@@ -103,6 +103,9 @@ pub struct Config {
     pub adapters: BTreeMap<String, AdapterConfig>,
     /// `[emulator]`.
     pub emulator: Option<EmulatorConfig>,
+    /// Networks that are declared but could not be parsed (already reported); references to
+    /// them are not reported again.
+    pub broken_networks: std::collections::BTreeSet<String>,
 }
 
 /// Reads and validates the config at `path`.
@@ -176,6 +179,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         None => NodeConfig::default(),
     };
     let networks = named_tables::<NetworkConfig>(&root, "networks", &mut problems);
+    let broken_networks = root
+        .get("networks")
+        .and_then(toml::Value::as_table)
+        .map(|t| {
+            t.keys()
+                .filter(|k| !networks.contains_key(*k))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     let replicators = named_tables::<ReplicatorConfig>(&root, "replicators", &mut problems);
     let adapters = named_tables::<AdapterConfig>(&root, "adapters", &mut problems);
     let emulator = root
@@ -188,6 +201,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         replicators,
         adapters,
         emulator,
+        broken_networks,
     };
     config.validate(&mut problems);
     if problems.is_empty() {
@@ -240,7 +254,7 @@ impl Config {
     /// Checks that `network` names a `[networks.X]` section; for sections that refer to
     /// networks.
     pub fn check_network_ref(&self, key: String, network: &str, problems: &mut Problems) {
-        if !self.networks.contains_key(network) {
+        if !self.networks.contains_key(network) && !self.broken_networks.contains(network) {
             let known: Vec<&str> = self.networks.keys().map(String::as_str).collect();
             problems.value(
                 key,

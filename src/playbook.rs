@@ -83,6 +83,10 @@ pub fn parse_run_args(pb: &Playbook, args: &[String]) -> Result<RunArgs, ArgsErr
             Some((name, value)) => (name.to_string(), Some(value.to_string())),
             None => (flag.to_string(), None),
         };
+        if !matches!(name.as_str(), "report" | "input" | "inputs") && !pb.inputs.contains_key(&name)
+        {
+            return Err(ArgsError::Unknown(format!("--{name}"), names()));
+        }
         let is_bool = pb
             .inputs
             .get(&name)

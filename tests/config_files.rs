@@ -48,6 +48,7 @@ reconnect_forever = true
 [replicators.copy]
 source = "region"
 target = "centre"
+stream = "ORDERS"
 "#,
     )
     .unwrap();

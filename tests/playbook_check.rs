@@ -1,6 +1,8 @@
 //! `choir playbook check`: every example in config/playbooks/ passes; every invalid playbook
 //! gets an error naming the file and the key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! timeout fails with a clear error; a run killed with SIGKILL frees its lock after the TTL;
 //! Ctrl-C releases at once; a lock on a file store is refused with the capability error.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! shell task, a data write of "bravo" and the same deploy again: the first deploy sees alpha,
 //! the second bravo; with pb_data in NATS JetStream KV and in etcd.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -124,8 +124,8 @@ impl ChoirNode {
 
 impl Drop for ChoirNode {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.child.as_ref().map(|_| self.signal(Signal::SIGTERM));
+        if self.running() {
+            let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGTERM);
             if self.wait(Duration::from_secs(5)).is_none() {
                 self.kill();
             }
