@@ -11,6 +11,7 @@
 pub mod adapter;
 pub mod defaults;
 pub mod emulator;
+pub mod federation;
 pub mod network;
 pub mod node;
 pub mod problems;
@@ -24,13 +25,14 @@ use serde::de::DeserializeOwned;
 
 pub use adapter::AdapterConfig;
 pub use emulator::EmulatorConfig;
+pub use federation::FederationConfig;
 pub use network::{NetworkConfig, TlsConfig};
 pub use node::NodeConfig;
 pub use problems::{Problem, Problems};
 pub use replicator::ReplicatorConfig;
 
 /// The top-level tables a config file may have.
-pub const SECTIONS: &[&str] = &["node", "networks", "replicators", "adapters", "emulator"];
+pub const SECTIONS: &[&str] = &["node", "networks", "replicators", "adapters", "emulator", "federation"];
 
 const NAME_RULE: &str = "names use letters, digits, '-' and '_' only";
 
@@ -103,6 +105,8 @@ pub struct Config {
     pub adapters: BTreeMap<String, AdapterConfig>,
     /// `[emulator]`.
     pub emulator: Option<EmulatorConfig>,
+    /// `[federation.<cluster>]`.
+    pub federation: BTreeMap<String, FederationConfig>,
     /// Networks that are declared but could not be parsed (already reported); references to
     /// them are not reported again.
     pub broken_networks: std::collections::BTreeSet<String>,
@@ -191,6 +195,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         .unwrap_or_default();
     let replicators = named_tables::<ReplicatorConfig>(&root, "replicators", &mut problems);
     let adapters = named_tables::<AdapterConfig>(&root, "adapters", &mut problems);
+    let federation = named_tables::<FederationConfig>(&root, "federation", &mut problems);
     let emulator = root
         .get("emulator")
         .and_then(|v| table(v, "emulator", &mut problems));
@@ -201,6 +206,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         replicators,
         adapters,
         emulator,
+        federation,
         broken_networks,
     };
     config.validate(&mut problems);
@@ -248,6 +254,9 @@ impl Config {
         }
         if let Some(emulator) = &self.emulator {
             emulator.validate(self, problems);
+        }
+        for (cluster, broker) in &self.federation {
+            broker.validate(cluster, self, problems);
         }
     }
 

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //!
+//! - [`client_cli`]: `choir ping`, `choir rpc` and `choir measure` (the measuring client).
 //! - [`config`]: the TOML config: one struct per section, defaults in one place, validation
 //!   that reports every problem with its key and value.
 //! - [`node`]: the supervision tree that turns a config into running actors, and the ordered
@@ -15,6 +16,7 @@
 //!   `EmbeddedServerActor`.
 //! - [`emulate`]: `choir emulate` and the `[emulator]` fleet of `choir run` (fd limit,
 //!   progress bar, `/debug/vars`).
+//! - [`federation`]: starts the `[federation.<cluster>]` brokers.
 //! - [`monitor`]: the HTTP monitor (`/metrics`, `/healthz`, `/debug/vars`).
 //! - [`playbook`]: `choir playbook run|show|check`, the command-line playbook runner.
 //! - [`replication`]: starts the `[replicators.*]` (the actors live in `choir-actors`).
@@ -23,9 +25,11 @@
 //! The binary (`src/main.rs`) is only the command line.
 
 pub mod adapters;
+pub mod client_cli;
 pub mod config;
 pub mod embedded;
 pub mod emulate;
+pub mod federation;
 pub mod monitor;
 pub mod node;
 pub mod playbook;

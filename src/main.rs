@@ -37,6 +37,12 @@ enum Command {
     Playbook(choir::playbook::PlaybookCommand),
     /// Emulate Choria daemons (each with its own NATS connection) until SIGINT or SIGTERM.
     Emulate(choir::emulate::EmulateArgs),
+    /// Discover nodes (discovery agent ping) and list who answered, with reply times.
+    Ping(choir::client_cli::PingArgs),
+    /// Call an agent action on the discovered nodes: rpc <agent> <action> [key=value ...].
+    Rpc(choir::client_cli::RpcArgs),
+    /// Run <count> RPCs of emulated0#generate to <expect> nodes and report arrival times.
+    Measure(choir::client_cli::MeasureArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +60,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Playbook(command) => Ok(choir::playbook::main(command)),
+        Command::Ping(args) => Ok(choir::client_cli::ping(args)?),
+        Command::Rpc(args) => Ok(choir::client_cli::rpc(args)?),
+        Command::Measure(args) => Ok(choir::client_cli::measure(args)?),
         Command::Emulate(args) => {
             choir::emulate::run(args).context("emulator failed")?;
             Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@
 //!  ├─ NetworkActor ×networks                   (own arbiter each, actix Supervisor)
 //!  ├─ TopicReplicatorActor ×replicators      (workers on their own arbiters)
 //!  ├─ AdapterActor ×workers per adapter        (arbiter pool, actix Supervisor, watched)
+//!  ├─ FederationBrokerActor ×clusters         (request and reply paths, pooled workers)
 //!  ├─ EmulatedNodeActor ×[emulator] instances  (own connection each, one arbiter per core)
 //!  ├─ WatchdogActor                            (re-creates actors whose mailbox closed)
 //!  └─ monitor                                  (actix-web: /metrics, /healthz, /debug/vars)
@@ -134,6 +135,9 @@ impl Node {
             config, &networks, &metrics, &watchdog,
         ));
         let replicators = crate::replication::start(config, &networks, &metrics, &watchdog);
+        arbiters.extend(crate::federation::start(
+            config, &urls, &metrics, &watchdog,
+        ));
         arbiters.extend(crate::emulate::start(config, &urls, &metrics));
 
         let monitor = match node.monitor_addr() {

@@ -20,8 +20,12 @@
 //!   `choria:adapters:jetstream:output:1`).
 //! - [`emulator`]: emulated Choria daemons (`EmulatedNodeActor`, shared links, the `Fleet`
 //!   that starts them), their agents, registration and audit log.
+//! - [`federation`]: the federation broker, `FederationBrokerActor` per cluster: federated
+//!   requests into a collective, replies back, headers rewritten, signed data untouched.
 //! - [`playbook`]: playbooks: spec and validation, inputs, templates, data stores (memory,
 //!   nats_kv, etcd, file, environment), locks with TTL renewal, tasks, `PlaybookRunActor`, report.
+//! - [`client`]: the measuring client: discovery, RPC, federation-aware publishing, reply
+//!   collection (`RequestActor` per request), measure suites and their reports and chart.
 //! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
 //!
 //! Messages are commands (`Drain`), past-tense events (`ConnectionLost`) or queries
@@ -29,8 +33,10 @@
 //! messages.
 
 pub mod adapter;
+pub mod client;
 pub mod connection;
 pub mod emulator;
+pub mod federation;
 pub mod metrics;
 pub mod playbook;
 pub mod protocol;

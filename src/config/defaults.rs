@@ -191,3 +191,19 @@ pub const fn emulator_subscription_capacity() -> NonZeroUsize {
 pub const fn emulator_registration_splay() -> bool {
     true
 }
+
+/// `[federation.X].workers`: workers per stage, as the Go broker.
+pub const fn federation_workers() -> NonZeroUsize {
+    match NonZeroUsize::new(10) {
+        Some(n) => n,
+        None => NonZeroUsize::MIN,
+    }
+}
+
+/// `[federation.X].queue_size`: messages queued per transformer or egest worker.
+pub const fn federation_queue_size() -> NonZeroUsize {
+    match NonZeroUsize::new(1_000) {
+        Some(n) => n,
+        None => NonZeroUsize::MIN,
+    }
+}

@@ -9,6 +9,7 @@ pub mod jetstream;
 pub mod nats;
 pub mod node;
 pub mod poll;
+pub mod replication;
 
 pub use http::http_get;
 pub use nats::NatsServer;

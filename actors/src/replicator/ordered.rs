@@ -208,6 +208,14 @@ impl Session<'_> {
                         Err(e) => break End::Trouble(format!("source message without JetStream info: {e}")),
                     };
                     if seq <= dispatched {
+                        // A redelivery (the source lost our ack, or ack_wait passed while the
+                        // target was slow). In flight: a later AckAll covers it. Already
+                        // confirmed: ack it now, or the consumer stalls at max_ack_pending.
+                        if seq <= self.confirmed.load(Ordering::Acquire) {
+                            if let Err(e) = message.ack().await {
+                                debug!(error = %e, seq, "Ack of a redelivered message failed.");
+                            }
+                        }
                         continue;
                     }
                     dispatched = seq;

@@ -1,0 +1,245 @@
+//! [`RequestActor`]: one per request; owns the reply subscription, a [`ReplyCollector`] and
+//! the deadline, and hands the [`Collected`] result back through a oneshot channel.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::{Collected, Expectation, ReplyCollector, ReplyRecord};
+use crate::protocol::{decode_reply, RpcReply, STATUS_UNKNOWN_ERROR};
+
+/// A message arrived on the reply subject at `at`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReplyArrived {
+    /// The NATS payload.
+    pub payload: Bytes,
+    /// When it was taken off the subscription.
+    pub at: Instant,
+}
+
+/// Collects the replies of one request until every expected node answered or the timeout.
+pub struct RequestActor {
+    collector: Option<ReplyCollector>,
+    requestid: String,
+    started: Instant,
+    timeout: Duration,
+    mcorpc: bool,
+    keep_bodies: bool,
+    done: Option<oneshot::Sender<Collected>>,
+}
+
+impl RequestActor {
+    /// An actor for request `requestid` published from `started`: replies are mcorpc when
+    /// `mcorpc` (statuscodes decoded), bodies and `seen-by` kept when `keep_bodies`; the
+    /// result goes to `done` at completion or `timeout` after `started`.
+    pub fn new(
+        requestid: String,
+        expectation: Expectation,
+        started: Instant,
+        timeout: Duration,
+        mcorpc: bool,
+        keep_bodies: bool,
+        done: oneshot::Sender<Collected>,
+    ) -> Self {
+        Self {
+            collector: Some(ReplyCollector::new(expectation)),
+            requestid,
+            started,
+            timeout,
+            mcorpc,
+            keep_bodies,
+            done: Some(done),
+        }
+    }
+
+    fn on_reply(&mut self, payload: &[u8], at: Instant, ctx: &mut Context<Self>) {
+        let Some(collector) = self.collector.as_mut() else {
+            return;
+        };
+        let decoded = match decode_reply(payload) {
+            Ok(d) if d.reply.envelope.requestid == self.requestid => d,
+            _ => {
+                collector.record_undecodable();
+                return;
+            }
+        };
+        let elapsed = at.saturating_duration_since(self.started);
+        let mut record = ReplyRecord::new(decoded.reply.envelope.senderid, elapsed, None);
+        if self.mcorpc {
+            match RpcReply::from_slice(decoded.reply.message.as_bytes()) {
+                Ok(rpc) => {
+                    record.statuscode = Some(rpc.statuscode);
+                    if self.keep_bodies {
+                        record.statusmsg = Some(rpc.statusmsg);
+                        record.data = Some(rpc.data);
+                    }
+                }
+                Err(e) => {
+                    record.statuscode = Some(STATUS_UNKNOWN_ERROR);
+                    record.statusmsg = Some(format!("invalid mcorpc reply: {e}"));
+                }
+            }
+        } else if self.keep_bodies {
+            record.statusmsg = Some(decoded.reply.message);
+        }
+        if self.keep_bodies {
+            record.seen_by = decoded.transport.headers.seen_by;
+        }
+        collector.record(record);
+        if collector.is_complete() {
+            self.finish(false, ctx);
+        }
+    }
+
+    fn finish(&mut self, timed_out: bool, ctx: &mut Context<Self>) {
+        if let Some(collector) = self.collector.take() {
+            let result = collector.finish(Duration::ZERO, self.started.elapsed(), timed_out);
+            if let Some(done) = self.done.take() {
+                // The caller may have given up (its own bound): nothing to do then.
+                let _ = done.send(result);
+            }
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for RequestActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let left = self.timeout.saturating_sub(self.started.elapsed());
+        ctx.run_later(left, |act, ctx| act.finish(true, ctx));
+    }
+}
+
+impl Handler<ReplyArrived> for RequestActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReplyArrived, ctx: &mut Self::Context) {
+        self.on_reply(&msg.payload, msg.at, ctx);
+    }
+}
+
+impl StreamHandler<async_nats::Message> for RequestActor {
+    fn handle(&mut self, msg: async_nats::Message, ctx: &mut Self::Context) {
+        self.on_reply(&msg.payload, Instant::now(), ctx);
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The subscription ended (connection closed): report what arrived.
+        let timed_out = self.started.elapsed() >= self.timeout;
+        self.finish(timed_out, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{encode_reply, NewRequest, Reply, Request, RpcReply, TransportHeaders};
+    use serde_json::json;
+
+    fn request() -> Request {
+        NewRequest {
+            message: "x".into(),
+            senderid: "me".into(),
+            callerid: "choria=me".into(),
+            collective: "mcollective".into(),
+            agent: "emulated0".into(),
+            ..NewRequest::default()
+        }
+        .build()
+        .unwrap()
+    }
+
+    fn reply(req: &Request, sender: &str, status: u8) -> Bytes {
+        let body = RpcReply {
+            action: None,
+            statuscode: status,
+            statusmsg: "x".into(),
+            data: json!({"message": "abc"}),
+        };
+        let r = Reply::for_request(req, sender, body.to_json().unwrap());
+        Bytes::from(encode_reply(&r, TransportHeaders::default()).unwrap())
+    }
+
+    #[actix_rt::test]
+    async fn finishes_when_all_expected_answered() {
+        let req = request();
+        let (tx, rx) = oneshot::channel();
+        let nodes = ["a", "b"].map(String::from).into_iter().collect();
+        let addr = RequestActor::new(
+            req.envelope.requestid.clone(),
+            Expectation::Nodes(nodes),
+            Instant::now(),
+            Duration::from_secs(30),
+            true,
+            true,
+            tx,
+        )
+        .start();
+        let now = Instant::now();
+        for (sender, status) in [("a", 0), ("zz", 0), ("b", 4)] {
+            addr.send(ReplyArrived {
+                payload: reply(&req, sender, status),
+                at: now,
+            })
+            .await
+            .unwrap();
+        }
+        let other = request();
+        let _ = addr
+            .send(ReplyArrived {
+                payload: reply(&other, "a", 0),
+                at: now,
+            })
+            .await;
+        let out = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!out.timed_out);
+        assert_eq!((out.ok(), out.failed()), (1, 1));
+        assert_eq!(out.unexpected, ["zz"]);
+        assert_eq!(out.replies[1].data, Some(json!({"message": "abc"})));
+    }
+
+    #[actix_rt::test]
+    async fn times_out_reporting_missing_nodes() {
+        let req = request();
+        let (tx, rx) = oneshot::channel();
+        let nodes = ["a", "b", "c"].map(String::from).into_iter().collect();
+        let addr = RequestActor::new(
+            req.envelope.requestid.clone(),
+            Expectation::Nodes(nodes),
+            Instant::now(),
+            Duration::from_millis(200),
+            true,
+            false,
+            tx,
+        )
+        .start();
+        addr.send(ReplyArrived {
+            payload: Bytes::from_static(b"garbage"),
+            at: Instant::now(),
+        })
+        .await
+        .unwrap();
+        addr.send(ReplyArrived {
+            payload: reply(&req, "b", 0),
+            at: Instant::now(),
+        })
+        .await
+        .unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(out.timed_out);
+        assert_eq!(out.no_responses, ["a", "c"]);
+        assert_eq!(out.undecodable, 1);
+        assert_eq!(out.replies[0].data, None);
+    }
+}

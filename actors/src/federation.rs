@@ -1,0 +1,217 @@
+//! The federation broker: joins a federation NATS network to one collective's NATS network,
+//! wire-compatible with Choria's Federation Broker.
+//!
+//! ```text
+//! federation NATS                                                  collective NATS
+//!  choria.federation.<c>.federation ─[<c>_federation]─► request path ─► each target subject
+//!  client reply-to ◄─ reply path ◄─[<c>_collective]─ choria.federation.<c>.collective
+//! ```
+//!
+//! One [`FederationBrokerActor`] per `[federation.<cluster>]` runs both paths, each a pool of
+//! ingest, transformer and egest workers joined by bounded queues ([`pipeline`]):
+//!
+//! - **request path**: a federated request (`headers.federation = {req, target: […]}`) has its
+//!   `reply-to` moved into `federation.reply-to`, `reply-to` set to
+//!   `choria.federation.<cluster>.collective`, a `seen-by` hop appended, and the same bytes
+//!   published to every target on the collective network;
+//! - **reply path**: a reply carrying the federation header loses it, gains a `seen-by` hop
+//!   and goes to the saved reply-to on the federation network.
+//!
+//! Only headers change: the transport's `data` (the signed message) is kept as the exact
+//! string received ([`transform`]). Targets must be `*.broadcast.agent.*` or `*.node.*`,
+//! reply-to must be `*.reply.*`: the broker refuses to bridge into any other subject. Every
+//! refused or failed message is counted (`choria_federation_errors`,
+//! `choir_federation_dropped_total{reason}`) and dropped; no input stops a worker.
+//!
+//! # Scaling
+//!
+//! Any number of brokers (in one process or many) with the same cluster name share the work:
+//! every ingest worker joins the `<cluster>_federation` / `<cluster>_collective` queue group
+//! and the NATS server hands each message to one member.
+//!
+//! # Failures
+//!
+//! The actor connects to both networks itself, from its own arbiter (so socket I/O and the
+//! workers share a thread, see [`connect`]), subscribes, and runs the paths. If a subscription ends
+//! (the connection closed for good) or subscribing fails, it stops and its actix `Supervisor`
+//! restarts it after a backoff. Connection blips are handled by async-nats, which keeps the
+//! subscriptions across reconnects; messages in flight at that moment are lost, as in core
+//! NATS, and the client's request times out.
+
+pub mod connect;
+pub mod metrics;
+pub mod pipeline;
+pub mod settings;
+pub mod transform;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_nats::Client;
+use tracing::{info, warn};
+
+use connect::connect_with_retry;
+
+use crate::connection::{backoff, NetworkSettings};
+
+pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, WorkerMetrics};
+pub use pipeline::{Direction, PathSpec};
+pub use settings::BrokerSettings;
+pub use transform::{transform_reply, transform_request, Rejection, Rewritten};
+
+/// Errors setting up a broker (each ends in a restart with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// A subscription failed.
+    #[error("cannot subscribe {subject}: {source}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// Why.
+        source: async_nats::SubscribeError,
+    },
+    /// The subscriptions could not be confirmed by a flush.
+    #[error("cannot flush the subscriptions: {0}")]
+    Flush(#[from] async_nats::client::FlushError),
+}
+
+/// The broker of one cluster: a request path and a reply path.
+pub struct FederationBrokerActor {
+    settings: Arc<BrokerSettings>,
+    federation: Arc<NetworkSettings>,
+    collective: Arc<NetworkSettings>,
+    metrics: FederationMetrics,
+    failures: u32,
+    ran: bool,
+}
+
+impl FederationBrokerActor {
+    /// The broker `settings` between the `federation` and `collective` networks. The actor
+    /// makes its own connections to both, from its own arbiter.
+    pub fn new(
+        settings: BrokerSettings,
+        federation: NetworkSettings,
+        collective: NetworkSettings,
+        metrics: FederationMetrics,
+    ) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            federation: Arc::new(federation),
+            collective: Arc::new(collective),
+            metrics,
+            failures: 0,
+            ran: false,
+        }
+    }
+}
+
+/// Subscribes both paths of a broker between `federation` and `collective` and runs them
+/// until a subscription ends. Usable without an actor (benches, tools).
+pub async fn run_broker(
+    settings: Arc<BrokerSettings>,
+    federation: Client,
+    collective: Client,
+    metrics: FederationMetrics,
+) -> Result<(), FederationError> {
+    let request = PathSpec {
+        direction: Direction::Request,
+        settings: settings.clone(),
+        ingest: federation.clone(),
+        egest: collective.clone(),
+        metrics: metrics.clone(),
+    };
+    let reply = PathSpec {
+        direction: Direction::Reply,
+        settings: settings.clone(),
+        ingest: collective.clone(),
+        egest: federation.clone(),
+        metrics,
+    };
+    let mut subscriptions = Vec::new();
+    for path in [&request, &reply] {
+        let subscribers = path.subscribe().await.map_err(|source| {
+            FederationError::Subscribe {
+                subject: path.subscription().0,
+                source,
+            }
+        })?;
+        subscriptions.push(subscribers);
+    }
+    federation.flush().await?;
+    collective.flush().await?;
+    info!(
+        cluster = %settings.cluster, identity = %settings.identity,
+        federation = %settings.federation_network, collective = %settings.collective_network,
+        workers = settings.workers.get(), "Federation broker subscribed."
+    );
+    let reply_subscribers = subscriptions.pop().unwrap_or_default();
+    let request_subscribers = subscriptions.pop().unwrap_or_default();
+    futures::future::select(
+        Box::pin(pipeline::run(request, request_subscribers)),
+        Box::pin(pipeline::run(reply, reply_subscribers)),
+    )
+    .await;
+    Ok(())
+}
+
+impl Actor for FederationBrokerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let delay = if self.ran {
+            Duration::from_secs(1)
+        } else if self.failures == 0 {
+            Duration::ZERO
+        } else {
+            backoff(
+                self.failures - 1,
+                Duration::from_millis(100),
+                Duration::from_secs(5),
+            )
+        };
+        let (settings, federation, collective, metrics) = (
+            self.settings.clone(),
+            self.federation.clone(),
+            self.collective.clone(),
+            self.metrics.clone(),
+        );
+        let work = async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let cluster = settings.cluster.as_str();
+            let suffix = format!("federation-{cluster}");
+            let fed = connect_with_retry(&federation, cluster, &suffix).await;
+            let coll = connect_with_retry(&collective, cluster, &suffix).await;
+            run_broker(settings.clone(), fed, coll, metrics).await
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+            match result {
+                Ok(()) => {
+                    act.failures = 0;
+                    act.ran = true;
+                    info!(
+                        cluster = %act.settings.cluster,
+                        "Federation broker subscriptions ended; restarting."
+                    );
+                }
+                Err(error) => {
+                    act.ran = false;
+                    act.failures = act.failures.saturating_add(1);
+                    warn!(
+                        cluster = %act.settings.cluster, failures = act.failures, %error,
+                        "Federation broker setup failed; retrying."
+                    );
+                }
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+impl Supervised for FederationBrokerActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        info!(cluster = %self.settings.cluster, "Restarting the federation broker.");
+    }
+}

@@ -1,0 +1,151 @@
+//! `[federation.<cluster>]`: a Choria Federation Broker between a federation network and one
+//! collective network.
+//!
+//! ```toml
+//! [federation.london]               # the cluster name: choria.federation.london.*
+//! federation = "central"            # required: the [networks.X] clients publish to
+//! collective = "london"             # required: the [networks.X] the managed nodes are on
+//! identity = "fb1.example.net"      # seen-by hops and metrics (default: [node].name)
+//! workers = 10                      # workers per stage (ingest, transformer, egest), per path
+//! queue_size = 1000                 # messages queued per transformer / egest worker
+//! ```
+
+use std::num::NonZeroUsize;
+
+use choir_actors::federation::BrokerSettings;
+use serde::Deserialize;
+
+use super::defaults;
+use super::problems::Problems;
+use super::Config;
+
+/// Most workers per stage.
+pub const MAX_WORKERS: usize = 256;
+/// Longest queue per worker.
+pub const MAX_QUEUE_SIZE: usize = 1_000_000;
+
+/// `[federation.<cluster>]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// The federation network: where federated requests arrive and replies go back.
+    pub federation: String,
+    /// The collective network: where the managed nodes are.
+    pub collective: String,
+    /// The broker's identity in `seen-by` hops and the `identity` metric label (default: the
+    /// node's name).
+    pub identity: Option<String>,
+    /// Workers per stage and path (the Go broker runs 10).
+    #[serde(default = "defaults::federation_workers")]
+    pub workers: NonZeroUsize,
+    /// Messages queued per transformer or egest worker before the stage ahead waits.
+    #[serde(default = "defaults::federation_queue_size")]
+    pub queue_size: NonZeroUsize,
+}
+
+impl FederationConfig {
+    pub(super) fn validate(&self, cluster: &str, config: &Config, problems: &mut Problems) {
+        let key = |k: &str| format!("federation.{cluster}.{k}");
+        config.check_network_ref(key("federation"), &self.federation, problems);
+        config.check_network_ref(key("collective"), &self.collective, problems);
+        if self.federation == self.collective {
+            problems.value(
+                key("collective"),
+                &self.collective,
+                "must be another network than federation: a broker joins two networks",
+            );
+        }
+        if let Some(identity) = &self.identity {
+            if identity.is_empty() || identity.chars().any(|c| c.is_control()) {
+                problems.value(
+                    key("identity"),
+                    identity,
+                    "must be non-empty, without control characters",
+                );
+            }
+        }
+        if self.workers.get() > MAX_WORKERS {
+            problems.value(
+                key("workers"),
+                self.workers,
+                format!("at most {MAX_WORKERS}"),
+            );
+        }
+        if self.queue_size.get() > MAX_QUEUE_SIZE {
+            problems.value(
+                key("queue_size"),
+                self.queue_size,
+                format!("at most {MAX_QUEUE_SIZE}"),
+            );
+        }
+    }
+
+    /// What the `FederationBrokerActor` needs; `node` is the node's name (default identity).
+    pub fn settings(&self, cluster: &str, node: &str) -> BrokerSettings {
+        BrokerSettings {
+            cluster: cluster.to_owned(),
+            identity: self.identity.clone().unwrap_or_else(|| node.to_owned()),
+            federation_network: self.federation.clone(),
+            collective_network: self.collective.clone(),
+            workers: self.workers,
+            queue_size: self.queue_size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{parse, ConfigError};
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(Path::new("t.toml"), text) {
+            Ok(_) => vec![],
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    const NETWORKS: &str = r#"
+        [networks.fed]
+        urls = ["nats://127.0.0.1:4222"]
+        [networks.ldn]
+        urls = ["nats://127.0.0.1:4223"]
+    "#;
+
+    #[test]
+    fn defaults_and_settings() {
+        let text = format!("{NETWORKS}\n[federation.london]\nfederation = \"fed\"\ncollective = \"ldn\"\n");
+        let config = parse(Path::new("t.toml"), &text).unwrap();
+        let broker = &config.federation["london"];
+        assert_eq!(broker.workers.get(), 10);
+        assert_eq!(broker.queue_size.get(), 1000);
+        let settings = broker.settings("london", "node1");
+        assert_eq!(settings.identity, "node1");
+        assert_eq!(settings.request_queue_group(), "london_federation");
+    }
+
+    #[test]
+    fn every_problem_names_key_and_value() {
+        let text = format!(
+            "{NETWORKS}\n[federation.london]\nfederation = \"nope\"\ncollective = \"nope\"\nworkers = 1000\nqueue_size = 2000000\nidentity = \"\"\n\n[federation.paris]\nfederation = \"fed\"\ncollective = \"ldn\"\nworkerz = 3\n"
+        );
+        let found = problems(&text);
+        assert_eq!(found.len(), 7, "{found:#?}");
+        let all = found.join("\n");
+        for expected in [
+            "federation.london.federation = \"nope\": no such network",
+            "federation.london.collective = \"nope\": no such network",
+            "federation.london.collective = \"nope\": must be another network",
+            "federation.london.workers = \"1000\": at most 256",
+            "federation.london.queue_size = \"2000000\"",
+            "federation.london.identity = \"\"",
+            "federation.paris: unknown field `workerz`",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in\n{all}");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Shared pieces of the replication tests.
+
+use std::time::Duration;
+
+use super::http::metric_value;
+use super::jetstream::{count, read_all, Stored};
+use super::nats::NatsServer;
+use super::node::ChoirNode;
+use super::poll::eventually;
+
+/// A node config with networks `region` (source) and `central` (target) and replicator
+/// `orders` copying stream `ORDERS`, plus `extra` keys for the replicator.
+pub fn replicator_config(source: &NatsServer, target: &NatsServer, extra: &str) -> String {
+    format!(
+        "[networks.region]\nurls = [\"{}\"]\n\n[networks.central]\nurls = [\"{}\"]\n\n\
+         [replicators.orders]\nsource = \"region\"\ntarget = \"central\"\nstream = \"ORDERS\"\n{extra}\n",
+        source.url(),
+        target.url()
+    )
+}
+
+/// A metric of replicator `orders` on `node`, 0 when absent.
+pub fn replicator_metric(node: &ChoirNode, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let (_, text) = node.get("/metrics").unwrap_or_default();
+    let mut all = vec![("replicator", "orders")];
+    all.extend_from_slice(labels);
+    metric_value(&text, metric, &all).unwrap_or(0.0)
+}
+
+/// Waits until the target holds `n` messages and the replicator's source lag is 0, then
+/// returns the target's messages.
+pub async fn settled(
+    client: &async_nats::Client,
+    node: &ChoirNode,
+    n: u64,
+    timeout: Duration,
+) -> Vec<Stored> {
+    let done = eventually(timeout, || async {
+        count(client, "ORDERS").await >= n
+            && node.get("/metrics").is_some()
+            && replicator_metric(node, "choir_replicator_lag_messages", &[]) == 0.0
+    })
+    .await;
+    assert!(
+        done,
+        "target has {} of {n}, lag {}; log:\n{}",
+        count(client, "ORDERS").await,
+        replicator_metric(node, "choir_replicator_lag_messages", &[]),
+        node.log()
+    );
+    read_all(client, "ORDERS").await
+}
+
+/// The `"n"` field of each payload (`{"n":<i>}`).
+pub fn indices(messages: &[Stored]) -> Vec<usize> {
+    messages
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            v["n"].as_u64().unwrap() as usize
+        })
+        .collect()
+}
+
+/// Asserts the target holds 0..n exactly once each, in order when `ordered`.
+pub fn assert_exactly_once(messages: &[Stored], n: usize, ordered: bool) {
+    let mut got = indices(messages);
+    assert_eq!(got.len(), n, "message count");
+    if !ordered {
+        got.sort_unstable();
+    }
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(*g, i, "position {i} (ordered: {ordered})");
+    }
+}

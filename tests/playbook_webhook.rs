@@ -1,0 +1,131 @@
+//! The webhook task against a real (tiny) HTTP server: JSON body, request id header, expected
+//! status; an unexpected status fails the task and, with tries, is retried.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::node::choir_bin;
+use serde_json::Value;
+
+/// Answers each request with the next status; sends (head, body) of each request.
+fn server(statuses: Vec<u16>) -> (String, mpsc::Receiver<(String, String)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for status in statuses {
+            let (stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut stream = stream;
+            let reply = "{\"ok\":true}";
+            write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            )
+            .unwrap();
+            tx.send((head, String::from_utf8(body).unwrap())).unwrap();
+        }
+    });
+    (url, rx)
+}
+
+fn playbook(url: &str) -> String {
+    format!(
+        r#"[metadata]
+name = "hook"
+version = "1"
+author = "test"
+description = "calls a webhook"
+
+[inputs.ticket]
+description = "ticket"
+type = "string"
+default = "CHG-1"
+
+[[tasks]]
+type = "webhook"
+url = "{url}"
+body = {{ ticket = "{{{{ inputs.ticket }}}}", playbook = "{{{{ metadata.name }}}}", try = "{{{{ uuid }}}}" }}
+headers = {{ X-Test = "yes" }}
+expect_status = [202]
+tries = 2
+try_sleep = "10ms"
+"#
+    )
+}
+
+#[test]
+fn a_webhook_posts_json_and_retries_an_unexpected_status() {
+    let (url, requests) = server(vec![500, 202]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hook.toml");
+    std::fs::write(&file, playbook(&url)).unwrap();
+    let report = dir.path().join("r.json");
+    let out = Command::new(choir_bin())
+        .args(["playbook", "run"])
+        .arg(&file)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (head, body) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(head.starts_with("POST /hook"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("x-choria-request-id:") && lower.contains("x-test: yes"),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["ticket"], "CHG-1");
+    assert_eq!(body["playbook"], "hook");
+    let (_, second) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    let second: Value = serde_json::from_str(&second).unwrap();
+    assert_ne!(
+        body["try"], second["try"],
+        "templates are rendered again on every try"
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let tries = report["tasks"].as_array().unwrap();
+    assert_eq!(tries.len(), 2);
+    assert_eq!(tries[0]["success"], false);
+    assert!(
+        tries[0]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("HTTP 500, expected one of [202]"),
+        "{tries:?}"
+    );
+    assert_eq!(tries[1]["success"], true);
+    assert_eq!(tries[1]["data"]["ok"], true);
+}
