@@ -51,7 +51,9 @@ async fn time_to_last_reply(
     let mut sub = nats.subscribe(reply_to.to_owned()).await.unwrap();
     nats.flush().await.unwrap();
     let started = Instant::now();
-    nats.publish(target.to_owned(), payload.into()).await.unwrap();
+    nats.publish(target.to_owned(), payload.into())
+        .await
+        .unwrap();
     nats.flush().await.unwrap();
     let mut got = 0;
     let mut last = started.elapsed();
@@ -69,7 +71,10 @@ async fn time_to_last_reply(
 }
 
 fn rpc() -> Request {
-    FedClient::request("rpcutil", r#"{"agent":"rpcutil","action":"ping","data":{}}"#)
+    FedClient::request(
+        "rpcutil",
+        r#"{"agent":"rpcutil","action":"ping","data":{}}"#,
+    )
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -100,8 +105,7 @@ fn main() {
             let request = rpc();
             let reply_to = FedClient::reply_subject(&request);
             let payload =
-                encode_request(&request, TransportHeaders::for_request(&reply_to, SENDER))
-                    .unwrap();
+                encode_request(&request, TransportHeaders::for_request(&reply_to, SENDER)).unwrap();
             let (d, got_d) =
                 time_to_last_reply(&direct.nats, &broadcast, &reply_to, payload, daemons).await;
             let request = rpc();
@@ -186,16 +190,36 @@ fn main() {
         let errors = metric_sum(&node, "choria_federation_errors", &[]);
 
         println!();
-        println!("federation broker benchmark ({daemons} emulated daemons, median of {ROUNDS} rounds)");
+        println!(
+            "federation broker benchmark ({daemons} emulated daemons, median of {ROUNDS} rounds)"
+        );
         println!("{:<44} {:>12}", "measure", "value");
-        println!("{:<44} {:>9.1} ms", "direct RPC, time to last reply", direct_ms);
-        println!("{:<44} {:>9.1} ms", "federated RPC, time to last reply", federated_ms);
-        println!("{:<44} {:>12.2}   (goal <= 1.30)", "ratio federated / direct", ratio);
+        println!(
+            "{:<44} {:>9.1} ms",
+            "direct RPC, time to last reply", direct_ms
+        );
+        println!(
+            "{:<44} {:>9.1} ms",
+            "federated RPC, time to last reply", federated_ms
+        );
+        println!(
+            "{:<44} {:>12.2}   (goal <= 1.30)",
+            "ratio federated / direct", ratio
+        );
         println!("{:<44} {:>12}", "throughput: requests sent", sent);
-        println!("{:<44} {:>12}", "throughput: arrived at the collective", got);
+        println!(
+            "{:<44} {:>12}",
+            "throughput: arrived at the collective", got
+        );
         println!("{:<44} {:>12} B", "throughput: request size", payload_bytes);
-        println!("{:<44} {:>12.0}   (goal >= 100000)", "broker forwarded msg/s", rate);
-        println!("{:<44} {:>12}", "broker egest published (all phases)", published);
+        println!(
+            "{:<44} {:>12.0}   (goal >= 100000)",
+            "broker forwarded msg/s", rate
+        );
+        println!(
+            "{:<44} {:>12}",
+            "broker egest published (all phases)", published
+        );
         println!("{:<44} {:>12}", "broker errors", errors);
 
         let json = serde_json::json!({

@@ -32,7 +32,14 @@ pub use problems::{Problem, Problems};
 pub use replicator::ReplicatorConfig;
 
 /// The top-level tables a config file may have.
-pub const SECTIONS: &[&str] = &["node", "networks", "replicators", "adapters", "emulator", "federation"];
+pub const SECTIONS: &[&str] = &[
+    "node",
+    "networks",
+    "replicators",
+    "adapters",
+    "emulator",
+    "federation",
+];
 
 const NAME_RULE: &str = "names use letters, digits, '-' and '_' only";
 

@@ -35,7 +35,10 @@ pub fn start(
             config.networks.get(&broker.collective),
         ) else {
             // Unreachable on a validated config; never panic on it.
-            error!(cluster, "Federation broker refers to an unknown network; not started.");
+            error!(
+                cluster,
+                "Federation broker refers to an unknown network; not started."
+            );
             continue;
         };
         let Some(arbiter) = arbiters.get(i % arbiters.len()) else {

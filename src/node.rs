@@ -135,9 +135,7 @@ impl Node {
             config, &networks, &metrics, &watchdog,
         ));
         let replicators = crate::replication::start(config, &networks, &metrics, &watchdog);
-        arbiters.extend(crate::federation::start(
-            config, &urls, &metrics, &watchdog,
-        ));
+        arbiters.extend(crate::federation::start(config, &urls, &metrics, &watchdog));
         arbiters.extend(crate::emulate::start(config, &urls, &metrics));
 
         let monitor = match node.monitor_addr() {

@@ -33,7 +33,11 @@ fn dropped(node: &ChoirNode, path: &str, reason: &str) -> f64 {
 async fn broken_and_bridging_messages_are_dropped_and_counted() {
     let fed = NatsServer::start();
     let collective = NatsServer::start();
-    let node = ChoirNode::start(&broker_config(&fed, &[(CLUSTER, &collective)], "workers = 2"));
+    let node = ChoirNode::start(&broker_config(
+        &fed,
+        &[(CLUSTER, &collective)],
+        "workers = 2",
+    ));
     let _fleet = support::start_fleet("emu", 5, &collective).await;
     wait_subscribed(&node, 1);
     let client = FedClient::connect(&fed.url()).await;
@@ -65,7 +69,10 @@ async fn broken_and_bridging_messages_are_dropped_and_counted() {
         (with(&|h| h.federation = None), "unfederated"),
         (with(&|h| fed_header(h).req.clear()), "no_req"),
         (with(&|h| fed_header(h).target.clear()), "no_targets"),
-        (with(&|h| fed_header(h).target = vec!["foo.bar".into()]), "bad_target"),
+        (
+            with(&|h| fed_header(h).target = vec!["foo.bar".into()]),
+            "bad_target",
+        ),
         (
             with(&|h| {
                 fed_header(h).target = vec![
@@ -76,7 +83,10 @@ async fn broken_and_bridging_messages_are_dropped_and_counted() {
             "bad_target",
         ),
         (with(&|h| h.reply_to = None), "no_reply_to"),
-        (with(&|h| h.reply_to = Some("secret.subject".into())), "bad_reply_to"),
+        (
+            with(&|h| h.reply_to = Some("secret.subject".into())),
+            "bad_reply_to",
+        ),
     ];
     for (payload, _) in &requests {
         client.publish_to_clusters(&[CLUSTER], payload).await;
@@ -132,8 +142,12 @@ async fn broken_and_bridging_messages_are_dropped_and_counted() {
     assert_eq!(senders(&replies).len(), 5);
     assert_eq!(replies.len(), 5);
     let quiet = Duration::from_millis(300);
-    assert!(tokio::time::timeout(quiet, on_fed_secret.next()).await.is_err());
-    assert!(tokio::time::timeout(quiet, on_fed_foo.next()).await.is_err());
+    assert!(tokio::time::timeout(quiet, on_fed_secret.next())
+        .await
+        .is_err());
+    assert!(tokio::time::timeout(quiet, on_fed_foo.next())
+        .await
+        .is_err());
     let mut seen_on_collective = Vec::new();
     while let Ok(Some(msg)) = tokio::time::timeout(quiet, on_collective.next()).await {
         seen_on_collective.push(msg.subject.to_string());
@@ -144,6 +158,14 @@ async fn broken_and_bridging_messages_are_dropped_and_counted() {
             "unexpected subject on the collective: {s}"
         );
     }
-    assert!(node.log().matches("panicked").count() == 0, "{}", node.log());
-    assert!(!node.log().contains("subscriptions ended"), "{}", node.log());
+    assert!(
+        node.log().matches("panicked").count() == 0,
+        "{}",
+        node.log()
+    );
+    assert!(
+        !node.log().contains("subscriptions ended"),
+        "{}",
+        node.log()
+    );
 }

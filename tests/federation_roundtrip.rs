@@ -59,7 +59,10 @@ async fn three_collectives_discover_rpc_and_direct_through_one_broker_node() {
     }
 
     // An RPC on all of them: 300 mcorpc replies.
-    let rpc = FedClient::request("rpcutil", r#"{"agent":"rpcutil","action":"ping","data":{}}"#);
+    let rpc = FedClient::request(
+        "rpcutil",
+        r#"{"agent":"rpcutil","action":"ping","data":{}}"#,
+    );
     let replies = client
         .broadcast(&CLUSTERS, &rpc, all.len(), Duration::from_secs(30))
         .await;
@@ -86,7 +89,10 @@ async fn three_collectives_discover_rpc_and_direct_through_one_broker_node() {
         .collect();
     targets.extend((0..200).map(|i| subject::node("mcollective", &format!("ghost-{i}"))));
     assert_eq!(targets.len(), 450);
-    let direct = FedClient::request("rpcutil", r#"{"agent":"rpcutil","action":"ping","data":{}}"#);
+    let direct = FedClient::request(
+        "rpcutil",
+        r#"{"agent":"rpcutil","action":"ping","data":{}}"#,
+    );
     let replies = client
         .call(
             &CLUSTERS,
@@ -118,8 +124,15 @@ async fn three_collectives_discover_rpc_and_direct_through_one_broker_node() {
         let published = metric_sum(
             &node,
             "choria_federation_published_msgs",
-            &[("name", "nats_egest"), ("connected_to", "federation"), ("cluster", cluster)],
+            &[
+                ("name", "nats_egest"),
+                ("connected_to", "federation"),
+                ("cluster", cluster),
+            ],
         );
-        assert!(published >= 200.0, "replies published for {cluster}: {published}");
+        assert!(
+            published >= 200.0,
+            "replies published for {cluster}: {published}"
+        );
     }
 }

@@ -75,8 +75,15 @@ async fn two_broker_processes_share_one_cluster_and_replies_arrive_once() {
         }
     }
     let (ia, ib) = (ingested(&a), ingested(&b));
-    assert_eq!(ia + ib, REQUESTS as f64, "each request ingested once: {ia} + {ib}");
-    assert!(ia > 0.0 && ib > 0.0, "both brokers took requests: {ia} / {ib}");
+    assert_eq!(
+        ia + ib,
+        REQUESTS as f64,
+        "each request ingested once: {ia} + {ib}"
+    );
+    assert!(
+        ia > 0.0 && ib > 0.0,
+        "both brokers took requests: {ia} / {ib}"
+    );
     let replies_a = metric_sum(
         &a,
         "choria_federation_received_msgs",
@@ -88,7 +95,10 @@ async fn two_broker_processes_share_one_cluster_and_replies_arrive_once() {
         &[("name", "nats_ingest"), ("connected_to", "collective")],
     );
     assert_eq!(replies_a + replies_b, (REQUESTS * DAEMONS) as f64);
-    assert!(replies_a > 0.0 && replies_b > 0.0, "{replies_a} / {replies_b}");
+    assert!(
+        replies_a > 0.0 && replies_b > 0.0,
+        "{replies_a} / {replies_b}"
+    );
     assert_eq!(
         brokers_seen,
         ["fb-a".to_owned(), "fb-b".to_owned()].into_iter().collect(),

@@ -58,11 +58,12 @@ async fn sigkill_restart_and_a_lost_collective() {
 
     // One collective down: the other two keep answering.
     collectives[1].kill();
-    let others: BTreeSet<String> = per_cluster[0]
-        .union(&per_cluster[2])
-        .cloned()
-        .collect();
-    assert_eq!(discover(others.len()).await, others, "with c1's server down");
+    let others: BTreeSet<String> = per_cluster[0].union(&per_cluster[2]).cloned().collect();
+    assert_eq!(
+        discover(others.len()).await,
+        others,
+        "with c1's server down"
+    );
     assert_eq!(discover(others.len()).await, others, "still, a second time");
 
     // Back: its daemons and its broker reconnect and answer again.

@@ -130,12 +130,13 @@ pub async fn run_broker(
     };
     let mut subscriptions = Vec::new();
     for path in [&request, &reply] {
-        let subscribers = path.subscribe().await.map_err(|source| {
-            FederationError::Subscribe {
+        let subscribers = path
+            .subscribe()
+            .await
+            .map_err(|source| FederationError::Subscribe {
                 subject: path.subscription().0,
                 source,
-            }
-        })?;
+            })?;
         subscriptions.push(subscribers);
     }
     federation.flush().await?;

@@ -118,7 +118,9 @@ mod tests {
 
     #[test]
     fn defaults_and_settings() {
-        let text = format!("{NETWORKS}\n[federation.london]\nfederation = \"fed\"\ncollective = \"ldn\"\n");
+        let text = format!(
+            "{NETWORKS}\n[federation.london]\nfederation = \"fed\"\ncollective = \"ldn\"\n"
+        );
         let config = parse(Path::new("t.toml"), &text).unwrap();
         let broker = &config.federation["london"];
         assert_eq!(broker.workers.get(), 10);

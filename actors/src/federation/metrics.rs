@@ -201,7 +201,9 @@ mod tests {
         });
         worker.received.inc_by(2);
         worker.time.observe(0.001);
-        families.drop_counter("london", "request", "bad_target").inc();
+        families
+            .drop_counter("london", "request", "bad_target")
+            .inc();
         let text = metrics.encode().unwrap();
         assert!(
             text.contains(

@@ -7,9 +7,7 @@
 
 use bytes::Bytes;
 
-use crate::protocol::{
-    classify_subject, FederationHeader, ProtocolError, SeenByHop, Transport,
-};
+use crate::protocol::{classify_subject, FederationHeader, ProtocolError, SeenByHop, Transport};
 
 /// Why a message was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -172,7 +170,8 @@ mod tests {
     };
 
     const COLLECTIVE: &str = "choria.federation.london.collective";
-    const REPLY: &str = "mcollective.reply.37bdf08389145a56c13096c178802d3b.a3f1c0d2e4b54c6f8a9b0c1d2e3f4a5b";
+    const REPLY: &str =
+        "mcollective.reply.37bdf08389145a56c13096c178802d3b.a3f1c0d2e4b54c6f8a9b0c1d2e3f4a5b";
 
     fn request(targets: &[&str], reply_to: Option<&str>) -> (Vec<u8>, String) {
         let request = NewRequest {
@@ -187,7 +186,11 @@ mod tests {
         .unwrap();
         let mut headers = TransportHeaders::for_request(REPLY, "client.example.net");
         headers.reply_to = reply_to.map(str::to_owned);
-        headers.push_seen_by(SeenByHop::new("nats://fed:4222", "client", "nats://fed:4222"));
+        headers.push_seen_by(SeenByHop::new(
+            "nats://fed:4222",
+            "client",
+            "nats://fed:4222",
+        ));
         headers.federation = Some(FederationHeader {
             req: request.envelope.requestid.clone(),
             reply_to: String::new(),
@@ -201,13 +204,19 @@ mod tests {
     #[test]
     fn request_headers_move_and_data_stays() {
         let (bytes, data) = request(
-            &["mcollective.node.n1", "mcollective.broadcast.agent.discovery"],
+            &[
+                "mcollective.node.n1",
+                "mcollective.broadcast.agent.discovery",
+            ],
             Some(REPLY),
         );
         let out = transform_request(&bytes, COLLECTIVE).unwrap();
         assert_eq!(
             out.targets,
-            ["mcollective.node.n1", "mcollective.broadcast.agent.discovery"]
+            [
+                "mcollective.node.n1",
+                "mcollective.broadcast.agent.discovery"
+            ]
         );
         let hop = SeenByHop::new("nats://fed:4222", "fb1 (…)", "nats://ldn:4222");
         let (_, payload) = out.finish(hop.clone()).unwrap();

@@ -659,6 +659,9 @@ pub fn write_state_file(path: &Path, bytes: &[u8]) -> Result<(), SamplingError> 
         move |source| SamplingError::Write { path, source }
     };
 
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(write_error(dir))?;
+    }
     let written = File::create(&tmp)
         .and_then(|mut file| {
             file.write_all(bytes)?;
