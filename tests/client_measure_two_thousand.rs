@@ -166,7 +166,7 @@ async fn ping_measure_reports_and_stopped_daemons() {
     // Stop 100 daemons after the first test: they are reported as no-response, and every
     // test still ends within its timeout.
     let client = ChoriaClient::connect(
-        &[url.clone()],
+        std::slice::from_ref(&url),
         ClientOptions::new("mcollective", url.clone()),
         1 << 18,
     )

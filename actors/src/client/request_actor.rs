@@ -7,8 +7,9 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::decode::{decode_reply_view, statuscode};
 use super::{Collected, Expectation, ReplyCollector, ReplyRecord};
-use crate::protocol::{decode_reply, RpcReply, STATUS_UNKNOWN_ERROR};
+use crate::protocol::{RpcReply, STATUS_UNKNOWN_ERROR};
 
 /// A message arrived on the reply subject at `at`.
 #[derive(Debug, Message)]
@@ -59,23 +60,23 @@ impl RequestActor {
         let Some(collector) = self.collector.as_mut() else {
             return;
         };
-        let decoded = match decode_reply(payload) {
-            Ok(d) if d.reply.envelope.requestid == self.requestid => d,
+        let decoded = match decode_reply_view(payload, self.keep_bodies) {
+            Some(d) if d.requestid == self.requestid => d,
             _ => {
                 collector.record_undecodable();
                 return;
             }
         };
         let elapsed = at.saturating_duration_since(self.started);
-        let mut record = ReplyRecord::new(decoded.reply.envelope.senderid, elapsed, None);
-        if self.mcorpc {
-            match RpcReply::from_slice(decoded.reply.message.as_bytes()) {
+        let mut record = ReplyRecord::new(decoded.sender, elapsed, None);
+        if self.mcorpc && !self.keep_bodies {
+            record.statuscode = Some(statuscode(&decoded.body).unwrap_or(STATUS_UNKNOWN_ERROR));
+        } else if self.mcorpc {
+            match RpcReply::from_slice(decoded.body.as_bytes()) {
                 Ok(rpc) => {
                     record.statuscode = Some(rpc.statuscode);
-                    if self.keep_bodies {
-                        record.statusmsg = Some(rpc.statusmsg);
-                        record.data = Some(rpc.data);
-                    }
+                    record.statusmsg = Some(rpc.statusmsg);
+                    record.data = Some(rpc.data);
                 }
                 Err(e) => {
                     record.statuscode = Some(STATUS_UNKNOWN_ERROR);
@@ -83,11 +84,9 @@ impl RequestActor {
                 }
             }
         } else if self.keep_bodies {
-            record.statusmsg = Some(decoded.reply.message);
+            record.statusmsg = Some(decoded.body);
         }
-        if self.keep_bodies {
-            record.seen_by = decoded.transport.headers.seen_by;
-        }
+        record.seen_by = decoded.seen_by;
         collector.record(record);
         if collector.is_complete() {
             self.finish(false, ctx);

@@ -1,0 +1,268 @@
+//! `cargo bench --bench replicate`: choir's replicator against the physical ceiling and the
+//! alternatives, all in one run on two loopback nats-servers.
+//!
+//! A source stream is preloaded with N messages of 256 bytes (N = 1 000 000, or
+//! `CHOIR_BENCH_MESSAGES`). Then, each into its own target stream:
+//! (a) raw acked publish from one client, 256 acks in flight: the ceiling for any client-side
+//!     replicator here;
+//! (b) nats-server's own mirror of the source (across a leafnode, JetStream domains);
+//! (c) a one-message-at-a-time replicator (publish, wait for the ack, ack the source);
+//! (d) choir, ordered;
+//! (e) choir, queued with 4 workers.
+//! It prints msg/s and the ratios d/a, e/a, d/b, d/c, and writes
+//! `target/bench-replicate.json`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::IntoFuture;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(conf: &Path, port: u16) -> Self {
+        let binary = choir::embedded::find_nats_server().expect("nats-server is not installed");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn count(js: &jetstream::Context, name: &str) -> u64 {
+    match js.get_stream(name).await {
+        Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Waits until `name` holds `n` messages; returns msg/s between the first and the last.
+async fn rate_of_fill(js: &jetstream::Context, name: &str, n: u64, limit: Duration) -> f64 {
+    let start = Instant::now();
+    let mut first: Option<Instant> = None;
+    loop {
+        let c = count(js, name).await;
+        if c > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        if c >= n {
+            let from = first.unwrap_or(start);
+            let secs = from.elapsed().as_secs_f64().max(1e-3);
+            return (n.saturating_sub(1)) as f64 / secs;
+        }
+        assert!(start.elapsed() < limit, "{name}: only {c} of {n} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn publish_window(js: &jetstream::Context, prefix: &str, n: u64, payload: &bytes::Bytes) -> f64 {
+    let start = Instant::now();
+    let mut acks = futures::stream::FuturesUnordered::new();
+    for i in 0..n {
+        acks.push(js.publish(format!("{prefix}.{}", i % 16), payload.clone()).await.unwrap().into_future());
+        if acks.len() >= 256 {
+            acks.next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(a) = acks.next().await {
+        a.unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// (c): one message at a time, bounded by count and time.
+async fn one_at_a_time(source: &jetstream::Context, target: &jetstream::Context, n: u64) -> f64 {
+    let stream = source.get_stream("ORDERS").await.unwrap();
+    let consumer: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("one_at_a_time".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let limit = n.min(100_000);
+    let start = Instant::now();
+    let mut done = 0u64;
+    while done < limit && start.elapsed() < Duration::from_secs(10) {
+        let m = messages.next().await.unwrap().unwrap();
+        let subject = format!("one.{}", m.subject);
+        target.publish(subject, m.payload.clone()).await.unwrap().await.unwrap();
+        m.ack().await.unwrap();
+        done += 1;
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+fn run_choir(dir: &Path, source: &Server, target: &Server, name: &str, extra: &str) -> Child {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nname = \"bench\"\nstate_dir = {:?}\nmonitor = \"off\"\n\n\
+             [networks.source]\nurls = [\"{}\"]\n[networks.target]\nurls = [\"{}\"]\n\n\
+             [replicators.{name}]\nsource = \"source\"\ntarget = \"target\"\nstream = \"ORDERS\"\n{extra}\n",
+            dir.join(format!("state-{name}")).display().to_string(),
+            source.url(),
+            target.url()
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_choir"))
+        .arg("run")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn stop(mut child: Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: u64 = std::env::var("CHOIR_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (sp, tp, lp) = (free_port(), free_port(), free_port());
+    let hub = dir.path().join("hub.conf");
+    std::fs::write(
+        &hub,
+        format!(
+            "listen: 127.0.0.1:{sp}\njetstream {{ store_dir: {:?}, domain: hub }}\nleafnodes {{ listen: 127.0.0.1:{lp} }}\n",
+            dir.path().join("hub").display().to_string()
+        ),
+    )
+    .unwrap();
+    let leaf = dir.path().join("leaf.conf");
+    std::fs::write(
+        &leaf,
+        format!(
+            "listen: 127.0.0.1:{tp}\njetstream {{ store_dir: {:?}, domain: leaf }}\nleafnodes {{ remotes [ {{ url: \"nats-leaf://127.0.0.1:{lp}\" }} ] }}\n",
+            dir.path().join("leaf").display().to_string()
+        ),
+    )
+    .unwrap();
+    let source = Server::start(&hub, sp);
+    let target = Server::start(&leaf, tp);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let results = rt.block_on(async {
+        let sc = async_nats::connect(source.url()).await.unwrap();
+        let tc = async_nats::connect(target.url()).await.unwrap();
+        let sjs = jetstream::new(sc.clone());
+        let tjs = jetstream::new(tc.clone());
+        sjs.create_stream(stream::Config { name: "ORDERS".into(), subjects: vec!["orders.>".into()], ..Default::default() })
+            .await
+            .unwrap();
+        let payload = bytes::Bytes::from(vec![b'x'; 256]);
+        eprintln!("preloading {n} messages of 256 bytes ...");
+        let preload = publish_window(&sjs, "orders", n, &payload).await;
+        eprintln!("preloaded at {preload:.0} msg/s");
+
+        tjs.create_stream(stream::Config { name: "RAW".into(), subjects: vec!["raw.>".into()], ..Default::default() })
+            .await
+            .unwrap();
+        let a = publish_window(&tjs, "raw", n, &payload).await;
+        eprintln!("(a) raw acked publish: {a:.0} msg/s");
+
+        tjs.create_stream(stream::Config {
+            name: "MIRROR".into(),
+            mirror: Some(stream::Source { name: "ORDERS".into(), domain: Some("hub".into()), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let b = rate_of_fill(&tjs, "MIRROR", n, Duration::from_secs(600)).await;
+        eprintln!("(b) nats-server mirror: {b:.0} msg/s");
+
+        tjs.create_stream(stream::Config { name: "ONE".into(), subjects: vec!["one.>".into()], ..Default::default() })
+            .await
+            .unwrap();
+        let c = one_at_a_time(&sjs, &tjs, n).await;
+        eprintln!("(c) one at a time: {c:.0} msg/s");
+
+        let child = run_choir(dir.path(), &source, &target, "ordered", "target_stream = \"COPY_O\"\ntarget_subject_prefix = \"o\"\nmode = \"ordered\"");
+        let d = rate_of_fill(&tjs, "COPY_O", n, Duration::from_secs(900)).await;
+        stop(child);
+        eprintln!("(d) choir ordered: {d:.0} msg/s");
+
+        let child = run_choir(dir.path(), &source, &target, "queued", "target_stream = \"COPY_Q\"\ntarget_subject_prefix = \"q\"\nmode = \"queued\"\nworkers = 4");
+        let e = rate_of_fill(&tjs, "COPY_Q", n, Duration::from_secs(900)).await;
+        stop(child);
+        eprintln!("(e) choir queued x4: {e:.0} msg/s");
+        (a, b, c, d, e)
+    });
+    let (a, b, c, d, e) = results;
+    println!();
+    println!("replicate: {n} messages of 256 bytes, two loopback nats-servers");
+    println!("{:<44} {:>12}", "case", "msg/s");
+    for (name, v) in [
+        ("(a) raw acked publish, window 256", a),
+        ("(b) nats-server mirror (leafnode)", b),
+        ("(c) one-at-a-time replicator", c),
+        ("(d) choir ordered", d),
+        ("(e) choir queued, 4 workers", e),
+    ] {
+        println!("{name:<44} {v:>12.0}");
+    }
+    println!();
+    println!("{:<12} {:>8} {:>8}", "ratio", "value", "goal");
+    for (name, v, goal) in [("d/a", d / a, ">= 0.70"), ("e/a", e / a, ">= 0.85"), ("d/b", d / b, "-"), ("d/c", d / c, ">= 10")] {
+        println!("{name:<12} {v:>8.2} {goal:>8}");
+    }
+    let json = serde_json::json!({
+        "messages": n, "payload_bytes": 256,
+        "msgs_per_sec": {"raw_publish": a, "mirror": b, "one_at_a_time": c, "choir_ordered": d, "choir_queued_4": e},
+        "ratios": {"d_over_a": d / a, "e_over_a": e / a, "d_over_b": d / b, "d_over_c": d / c},
+    });
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-replicate.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("\nwrote {}", out.display());
+}
