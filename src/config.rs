@@ -311,6 +311,32 @@ impl Config {
                 out.push_str(&format!("  {name}: {}\n", n.urls.join(", ")));
             }
         }
+        for (name, r) in &self.replicators {
+            out.push_str(&format!(
+                "replicator {name}: {}/{} -> {}/{} ({:?}{})\n",
+                r.source,
+                r.stream,
+                r.target,
+                r.target_stream.as_deref().unwrap_or(&r.stream),
+                r.mode,
+                r.inspect.as_ref().map_or_else(String::new, |i| format!(", sampled by {i}")),
+            ));
+        }
+        for (name, a) in &self.adapters {
+            out.push_str(&format!(
+                "adapter {name}: {} {} -> stream {}\n",
+                a.network, a.subject, a.stream
+            ));
+        }
+        for (cluster, f) in &self.federation {
+            out.push_str(&format!(
+                "federation broker {cluster}: {} <-> {}\n",
+                f.federation, f.collective
+            ));
+        }
+        if let Some(e) = &self.emulator {
+            out.push_str(&format!("emulator: {} daemons on {}\n", e.instances, e.network));
+        }
         out
     }
 

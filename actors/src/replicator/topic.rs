@@ -243,9 +243,10 @@ impl Actor for TopicReplicatorActor {
                     match result {
                         Ok(()) => return (s, t),
                         Err(e) => {
-                            let level_error = attempt == 0;
-                            if level_error {
-                                error!(replicator = %settings.name, error = %e, "Cannot set the replicator up; retrying.");
+                            if attempt == 0 {
+                                warn!(replicator = %settings.name, error = %e, "Cannot set the replicator up yet; retrying.");
+                            } else if attempt == 20 {
+                                error!(replicator = %settings.name, error = %e, "Still cannot set the replicator up; retrying.");
                             }
                         }
                     }
