@@ -112,11 +112,15 @@ impl Node {
         let mut networks = BTreeMap::new();
         let mut arbiters = Vec::new();
         for (name, network) in &config.networks {
-            let settings = network.settings(
+            let mut settings = network.settings(
                 &node.name,
                 name,
                 urls.get(name).cloned().unwrap_or_default(),
             );
+            if network.embedded {
+                // The server starts next to us; its first refusals are expected.
+                settings.quiet_attempts = 8;
+            }
             let status = health.status(name);
             let arbiter = Arbiter::new();
             let handle = arbiter.handle();

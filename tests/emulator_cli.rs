@@ -1,9 +1,9 @@
 //! `choir emulate`: /debug/vars shows name, config and RSS; daemons reconnect by themselves
 //! after a server restart; a fleet beyond the open-file limit is refused with a clear message.
 
-mod common;
 #[path = "emulator/client.rs"]
 mod client;
+mod common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -38,7 +38,15 @@ fn debug_vars_and_reconnect_after_server_restart() {
     let mut server = NatsServer::start();
     let port = free_port();
     let child = Command::new(choir_bin())
-        .args(["emulate", "--instances", "30", "--agents", "2", "--name", "cli"])
+        .args([
+            "emulate",
+            "--instances",
+            "30",
+            "--agents",
+            "2",
+            "--name",
+            "cli",
+        ])
         .args(["--server", &format!("127.0.0.1:{}", server.port)])
         .args(["--http-port", &port.to_string()])
         .env("RUST_LOG", "warn")

@@ -213,10 +213,11 @@ impl NetworkActor {
                 Err(error) => {
                     metrics.connect_failures.get_or_create(&label).inc();
                     let delay = backoff(attempt, settings.initial_backoff, settings.max_backoff);
-                    warn!(
-                        network = %settings.name, attempt, retry_in = ?delay, %error,
-                        "Cannot connect to NATS yet; retrying."
-                    );
+if attempt < settings.quiet_attempts {
+                        debug!(network = %settings.name, attempt, retry_in = ?delay, %error, "Cannot connect to NATS yet; retrying.");
+                    } else {
+                        warn!(network = %settings.name, attempt, retry_in = ?delay, %error, "Cannot connect to NATS yet; retrying.");
+                    }
                     actix_rt::time::sleep(delay).await;
                     attempt = attempt.saturating_add(1);
                 }

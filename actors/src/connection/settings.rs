@@ -57,6 +57,9 @@ pub struct NetworkSettings {
     pub initial_backoff: Duration,
     /// Longest delay between connect attempts.
     pub max_backoff: Duration,
+    /// Failed first-connect attempts logged at DEBUG rather than WARN (an embedded server that
+    /// is still starting is expected to refuse a few).
+    pub quiet_attempts: u32,
 }
 
 impl NetworkSettings {
@@ -73,6 +76,7 @@ impl NetworkSettings {
             subscription_capacity: NonZeroUsize::new(65_536).unwrap_or(NonZeroUsize::MIN),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            quiet_attempts: 0,
         }
     }
 }

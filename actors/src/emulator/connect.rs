@@ -21,17 +21,16 @@ pub(super) async fn connect(
     metrics: EmulatorMetrics,
 ) -> Result<Client, EmulatorError> {
     let lost = Arc::new(AtomicBool::new(false));
+    // async-nats calls the delay callback before every attempt, the very first one included:
+    // no delay until the first connect succeeded, jitter only on reconnects.
+    let connected_once = Arc::new(AtomicBool::new(false));
+    let once = connected_once.clone();
     let mut options = ConnectOptions::new()
         .name(name)
         .connection_timeout(settings.connect_timeout)
         .subscription_capacity(settings.subscription_capacity.get())
         .max_reconnects(None)
-        .reconnect_delay_callback(|attempts| {
-            let base = Duration::from_millis(250)
-                .saturating_mul(u32::try_from(attempts.min(16)).unwrap_or(16))
-                .min(Duration::from_secs(5));
-            base + Duration::from_millis(rand::thread_rng().gen_range(0..2000))
-        })
+        .reconnect_delay_callback(move |attempts| reconnect_delay(&connected_once, attempts))
         .event_callback(move |event| {
             on_event(&metrics, &lost, event);
             async {}
@@ -62,13 +61,28 @@ pub(super) async fn connect(
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
     }
-    options
+    let client = options
         .connect(url)
         .await
         .map_err(|source| EmulatorError::Connect {
             url: url.to_owned(),
             source,
-        })
+        })?;
+    once.store(true, Ordering::Release);
+    Ok(client)
+}
+
+/// The delay before connect attempt `attempts` (1-based): none before the first connect
+/// succeeded (the daemon retries with its own backoff), then a capped backoff plus 0–2 s of
+/// jitter.
+fn reconnect_delay(connected_once: &AtomicBool, attempts: usize) -> Duration {
+    if !connected_once.load(Ordering::Acquire) {
+        return Duration::ZERO;
+    }
+    let base = Duration::from_millis(250)
+        .saturating_mul(u32::try_from(attempts.saturating_sub(1).min(16)).unwrap_or(16))
+        .min(Duration::from_secs(5));
+    base + Duration::from_millis(rand::thread_rng().gen_range(0..2000))
 }
 
 fn on_event(metrics: &EmulatorMetrics, lost: &AtomicBool, event: Event) {
