@@ -54,7 +54,14 @@ async fn sigkill_restart_and_a_lost_collective() {
     node.kill();
     node.spawn();
     wait_subscribed(&node, 6);
-    assert_eq!(discover(all.len()).await, all, "after SIGKILL and restart");
+    // The servers may still count the killed process's connections as queue members for a
+    // moment (a request handed to one of them is lost, as in core NATS): poll, bounded.
+    let recovered = common::eventually(Duration::from_secs(30), || async {
+        discover(all.len()).await == all
+    })
+    .await;
+    assert!(recovered, "no complete discovery after SIGKILL and restart");
+    assert_eq!(discover(all.len()).await, all, "and the next one too");
 
     // One collective down: the other two keep answering.
     collectives[1].kill();

@@ -146,7 +146,7 @@ impl NetworkActor {
         addr: Addr<Self>,
     ) -> Result<ConnectOptions, NetworkError> {
         let network = settings.name.clone();
-        let mut options = ConnectOptions::new()
+        let options = ConnectOptions::new()
             .name(&settings.connection_name)
             .connection_timeout(settings.connect_timeout)
             .subscription_capacity(settings.subscription_capacity.get())
@@ -155,32 +155,14 @@ impl NetworkActor {
                 Self::on_event(&network, &status, &metrics, &addr, event);
                 async {}
             });
-        options = match &settings.auth {
-            Auth::None => options,
-            Auth::CredentialsFile(path) => {
-                options.credentials_file(path).await.map_err(|source| {
-                    NetworkError::Credentials {
-                        network: settings.name.clone(),
-                        path: path.display().to_string(),
-                        source,
-                    }
-                })?
-            }
-            Auth::UserPassword { user, password } => {
-                options.user_and_password(user.clone(), password.clone())
-            }
-            Auth::Token(token) => options.token(token.clone()),
-            Auth::NkeySeed(seed) => options.nkey(seed.clone()),
-        };
-        if let Some(tls) = &settings.tls {
-            options = options.require_tls(true);
-            if let Some(ca) = &tls.ca {
-                options = options.add_root_certificates(ca.clone());
-            }
-            if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-                options = options.add_client_certificate(cert.clone(), key.clone());
-            }
-        }
+        let options = settings.secure(options).await.map_err(|source| NetworkError::Credentials {
+            network: settings.name.clone(),
+            path: match &settings.auth {
+                Auth::CredentialsFile(path) => path.display().to_string(),
+                _ => String::new(),
+            },
+            source,
+        })?;
         Ok(options)
     }
 

@@ -81,6 +81,36 @@ impl NetworkSettings {
     }
 }
 
+impl NetworkSettings {
+    /// Adds this network's credentials and TLS settings to `options`; every connection to
+    /// the network (the network actor's, an emulated daemon's, a broker worker's) goes through
+    /// here. Fails only when a credentials file cannot be read.
+    pub async fn secure(
+        &self,
+        options: async_nats::ConnectOptions,
+    ) -> Result<async_nats::ConnectOptions, std::io::Error> {
+        let mut options = match &self.auth {
+            Auth::None => options,
+            Auth::CredentialsFile(path) => options.credentials_file(path).await?,
+            Auth::UserPassword { user, password } => {
+                options.user_and_password(user.clone(), password.clone())
+            }
+            Auth::Token(token) => options.token(token.clone()),
+            Auth::NkeySeed(seed) => options.nkey(seed.clone()),
+        };
+        if let Some(tls) = &self.tls {
+            options = options.require_tls(true);
+            if let Some(ca) = &tls.ca {
+                options = options.add_root_certificates(ca.clone());
+            }
+            if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+        }
+        Ok(options)
+    }
+}
+
 /// The delay before connect attempt `attempt` (0-based): doubling from `initial`, capped.
 pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
     let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);

@@ -52,7 +52,7 @@ pub async fn dead_letter(
     reason: &str,
 ) -> bool {
     headers.insert(DEAD_LETTER_REASON, reason);
-    let max = usize::try_from(client.server_info().max_payload).unwrap_or(usize::MAX);
+    let max = client.server_info().max_payload;
     let payload = if payload.len() + 1024 > max {
         headers.insert(
             "Choir-Dead-Letter-Truncated",
