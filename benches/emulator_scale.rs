@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use choir::monitor::rss_of;
 use common::http::metric_value;
 use common::nats::free_port;
@@ -30,7 +31,7 @@ struct Emulator {
 }
 
 impl Emulator {
-    fn start(instances: usize, server: &str) -> Self {
+    fn start(instances: usize, server: &str) -> anyhow::Result<Self> {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_choir"))
             .args([
@@ -46,11 +47,11 @@ impl Emulator {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("cannot start choir emulate");
-        Self {
+            .context("cannot start choir emulate")?;
+        Ok(Self {
             child,
             monitor: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
+        })
     }
 
     fn started(&self) -> Option<f64> {
@@ -99,17 +100,17 @@ fn server_pid(server: &NatsServer) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn measure(instances: usize, baseline: u64) -> Row {
+fn measure(instances: usize, baseline: u64) -> anyhow::Result<Row> {
     let server = NatsServer::start();
-    let pid = server_pid(&server).expect("nats-server pid");
+    let pid = server_pid(&server).context("nats-server pid not found")?;
     let server_idle = rss_of(&pid);
     let began = Instant::now();
-    let emulator = Emulator::start(instances, &server.url());
+    let emulator = Emulator::start(instances, &server.url())?;
     let ok = poll_until(Duration::from_secs(180), || {
         emulator.started() == Some(instances as f64)
     });
     let startup = began.elapsed().as_secs_f64();
-    assert!(ok, "{instances} daemons did not start within 180 s");
+    anyhow::ensure!(ok, "{instances} daemons did not start within 180 s");
     // Let allocations settle (bounded, measurement only).
     std::thread::sleep(Duration::from_secs(2));
     let emu_rss = emulator.rss();
@@ -117,19 +118,19 @@ fn measure(instances: usize, baseline: u64) -> Row {
     emulator.stop();
     drop(server);
     let n = instances as f64;
-    Row {
+    Ok(Row {
         instances,
         startup_s: startup,
         emulator_rss_mib: emu_rss as f64 / MIB,
         emulator_kib_per_daemon: emu_rss.saturating_sub(baseline) as f64 / 1024.0 / n,
         server_rss_mib: server_rss as f64 / MIB,
         server_kib_per_daemon: server_rss.saturating_sub(server_idle) as f64 / 1024.0 / n,
-    }
+    })
 }
 
-fn main() {
+fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {
-        return;
+        return Ok(());
     }
     let sizes: Vec<usize> = std::env::var("EMULATOR_SCALE_SIZES")
         .ok()
@@ -138,7 +139,7 @@ fn main() {
 
     // Baseline: the emulator process with no daemon.
     let server = NatsServer::start();
-    let idle = Emulator::start(0, &server.url());
+    let idle = Emulator::start(0, &server.url())?;
     assert!(poll_until(Duration::from_secs(30), || idle.started() == Some(0.0)));
     std::thread::sleep(Duration::from_secs(1));
     let baseline = idle.rss();
@@ -155,7 +156,7 @@ fn main() {
     );
     let mut rows = Vec::new();
     for n in sizes {
-        let r = measure(n, baseline);
+        let r = measure(n, baseline)?;
         println!(
             "{:>9} {:>10.2} {:>14.1} {:>16.1} {:>12.1} {:>16.1}",
             r.instances,
@@ -192,10 +193,8 @@ fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("emulator_scale.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&json).unwrap_or_default(),
-    )
-    .expect("write results");
+    std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     println!("wrote {}", path.display());
+    Ok(())
 }

@@ -23,7 +23,11 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -82,16 +86,29 @@ async fn rate_of_fill(js: &jetstream::Context, name: &str, n: u64, limit: Durati
             let secs = from.elapsed().as_secs_f64().max(1e-3);
             return (n.saturating_sub(1)) as f64 / secs;
         }
-        assert!(start.elapsed() < limit, "{name}: only {c} of {n} after {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{name}: only {c} of {n} after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-async fn publish_window(js: &jetstream::Context, prefix: &str, n: u64, payload: &bytes::Bytes) -> f64 {
+async fn publish_window(
+    js: &jetstream::Context,
+    prefix: &str,
+    n: u64,
+    payload: &bytes::Bytes,
+) -> f64 {
     let start = Instant::now();
     let mut acks = futures::stream::FuturesUnordered::new();
     for i in 0..n {
-        acks.push(js.publish(format!("{prefix}.{}", i % 16), payload.clone()).await.unwrap().into_future());
+        acks.push(
+            js.publish(format!("{prefix}.{}", i % 16), payload.clone())
+                .await
+                .unwrap()
+                .into_future(),
+        );
         if acks.len() >= 256 {
             acks.next().await.unwrap().unwrap();
         }
@@ -120,7 +137,12 @@ async fn one_at_a_time(source: &jetstream::Context, target: &jetstream::Context,
     while done < limit && start.elapsed() < Duration::from_secs(10) {
         let m = messages.next().await.unwrap().unwrap();
         let subject = format!("one.{}", m.subject);
-        target.publish(subject, m.payload.clone()).await.unwrap().await.unwrap();
+        target
+            .publish(subject, m.payload.clone())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
         m.ack().await.unwrap();
         done += 1;
     }
@@ -168,7 +190,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let n: u64 = std::env::var("CHOIR_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 = std::env::var("CHOIR_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let (sp, tp, lp) = (free_port(), free_port(), free_port());
     let hub = dir.path().join("hub.conf");
@@ -192,7 +217,10 @@ fn main() {
     let source = Server::start(&hub, sp);
     let target = Server::start(&leaf, tp);
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let results = rt.block_on(async {
         let sc = async_nats::connect(source.url()).await.unwrap();
         let tc = async_nats::connect(target.url()).await.unwrap();
@@ -254,7 +282,12 @@ fn main() {
     }
     println!();
     println!("{:<12} {:>8} {:>8}", "ratio", "value", "goal");
-    for (name, v, goal) in [("d/a", d / a, ">= 0.70"), ("e/a", e / a, ">= 0.85"), ("d/b", d / b, "-"), ("d/c", d / c, ">= 10")] {
+    for (name, v, goal) in [
+        ("d/a", d / a, ">= 0.70"),
+        ("e/a", e / a, ">= 0.85"),
+        ("d/b", d / b, "-"),
+        ("d/c", d / c, ">= 10"),
+    ] {
         println!("{name:<12} {v:>8.2} {goal:>8}");
     }
     let json = serde_json::json!({
@@ -262,7 +295,9 @@ fn main() {
         "msgs_per_sec": {"raw_publish": a, "mirror": b, "one_at_a_time": c, "choir_ordered": d, "choir_queued_4": e},
         "ratios": {"d_over_a": d / a, "e_over_a": e / a, "d_over_b": d / b, "d_over_c": d / c},
     });
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-replicate.json");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench-replicate.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nwrote {}", out.display());
 }

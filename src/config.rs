@@ -319,7 +319,9 @@ impl Config {
                 r.target,
                 r.target_stream.as_deref().unwrap_or(&r.stream),
                 r.mode,
-                r.inspect.as_ref().map_or_else(String::new, |i| format!(", sampled by {i}")),
+                r.inspect
+                    .as_ref()
+                    .map_or_else(String::new, |i| format!(", sampled by {i}")),
             ));
         }
         for (name, a) in &self.adapters {
@@ -335,7 +337,10 @@ impl Config {
             ));
         }
         if let Some(e) = &self.emulator {
-            out.push_str(&format!("emulator: {} daemons on {}\n", e.instances, e.network));
+            out.push_str(&format!(
+                "emulator: {} daemons on {}\n",
+                e.instances, e.network
+            ));
         }
         out
     }

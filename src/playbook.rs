@@ -3,12 +3,15 @@
 //! `run` accepts inputs as `--NAME value` (`--NAME` alone for a bool), `--input NAME=value`
 //! and `--inputs file.json` (a JSON object), writes the JSON report with `--report out.json`,
 //! and exits 0 on success, 1 on failure. Ctrl-C or SIGTERM interrupts the run, which still
-//! releases its locks.
+//! releases its locks. `--server URL` (repeatable or comma-separated), `--collective NAME` and
+//! `--federation CLUSTER[,...]` override the playbook's `[client]` table (defaults
+//! `nats://127.0.0.1:4222` and `mcollective`) for discovery node sets and `rpc` tasks.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use choir_actors::playbook::client::ClientOverrides;
 use choir_actors::playbook::spec::InputType;
 use choir_actors::playbook::{self, Playbook, PlaybookRunActor, RunPlaybook, Runner};
 use clap::Subcommand;
@@ -18,11 +21,12 @@ use serde_json::Value;
 #[derive(Debug, Subcommand)]
 pub enum PlaybookCommand {
     /// Run a playbook: `choir playbook run FILE [--NAME value | --input k=v | --inputs f.json]
-    /// [--report out.json]`; exits 0 on success, 1 on failure.
+    /// [--report out.json] [--server URL]... [--collective NAME] [--federation C1,C2]`;
+    /// exits 0 on success, 1 on failure.
     Run {
         /// The playbook's TOML file.
         file: PathBuf,
-        /// Inputs and `--report FILE`.
+        /// Inputs, `--report FILE`, `--server URL`, `--collective NAME`, `--federation C,..`.
         #[arg(
             trailing_var_arg = true,
             allow_hyphen_values = true,
@@ -66,6 +70,27 @@ pub struct RunArgs {
     pub inputs: BTreeMap<String, Value>,
     /// Where to write the report.
     pub report: Option<PathBuf>,
+    /// `--server`, `--collective`, `--federation`.
+    pub client: ClientOverrides,
+}
+
+/// Options of `run` that are not inputs.
+const OPTIONS: [&str; 6] = [
+    "report",
+    "input",
+    "inputs",
+    "server",
+    "collective",
+    "federation",
+];
+
+fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Parses `run`'s arguments against the playbook's inputs.
@@ -83,8 +108,7 @@ pub fn parse_run_args(pb: &Playbook, args: &[String]) -> Result<RunArgs, ArgsErr
             Some((name, value)) => (name.to_string(), Some(value.to_string())),
             None => (flag.to_string(), None),
         };
-        if !matches!(name.as_str(), "report" | "input" | "inputs") && !pb.inputs.contains_key(&name)
-        {
+        if !OPTIONS.contains(&name.as_str()) && !pb.inputs.contains_key(&name) {
             return Err(ArgsError::Unknown(format!("--{name}"), names()));
         }
         let is_bool = pb
@@ -106,6 +130,9 @@ pub fn parse_run_args(pb: &Playbook, args: &[String]) -> Result<RunArgs, ArgsErr
         };
         match name.as_str() {
             "report" => out.report = Some(PathBuf::from(value)),
+            "server" => out.client.servers.extend(comma_list(&value)),
+            "collective" => out.client.collective = Some(value),
+            "federation" => out.client.federation = Some(comma_list(&value)),
             "input" => {
                 let (k, v) = value
                     .split_once('=')
@@ -173,6 +200,8 @@ fn run(file: &Path, args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut pb = pb;
+    pb.client.apply(&args.client);
     let runner = Runner::new(pb, args.inputs);
     let system = actix::System::new();
     let report = system.block_on(async move {
@@ -287,6 +316,31 @@ pub fn describe(pb: &Playbook) -> String {
     }
     for (name, set) in &pb.nodes {
         out.push_str(&format!("node set {name}: {}\n", set.spec.kind));
+    }
+    let uses_client = pb.nodes.values().any(|set| set.spec.kind == "discovery")
+        || pb
+            .tasks
+            .iter()
+            .chain(pb.hooks.pre_book.iter())
+            .chain(pb.hooks.pre_task.iter())
+            .chain(pb.hooks.post_task.iter())
+            .chain(pb.hooks.on_success.iter())
+            .chain(pb.hooks.on_fail.iter())
+            .chain(pb.hooks.post_book.iter())
+            .any(|t| t.spec.kind == "rpc");
+    if uses_client {
+        let client = &pb.client;
+        out.push_str(&format!(
+            "client: {} collective {}{} (discovery timeout {}; override with --server, --collective, --federation)\n",
+            client.servers.join(","),
+            client.collective,
+            if client.federation.is_empty() {
+                String::new()
+            } else {
+                format!(" via federation {}", client.federation.join(","))
+            },
+            humantime::format_duration(client.discovery_timeout)
+        ));
     }
     let hooks = &pb.hooks;
     out.push_str(&format!(

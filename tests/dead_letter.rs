@@ -19,8 +19,15 @@ async fn rejected_message_is_dead_lettered(mode: &str) {
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["orders.>"]).await;
     publish_many(&src, 20, |i| {
-        let pad = if i == 10 { "x".repeat(5_000) } else { String::new() };
-        (format!("orders.{i}"), format!("{{\"n\":{i},\"pad\":\"{pad}\"}}").into_bytes())
+        let pad = if i == 10 {
+            "x".repeat(5_000)
+        } else {
+            String::new()
+        };
+        (
+            format!("orders.{i}"),
+            format!("{{\"n\":{i},\"pad\":\"{pad}\"}}").into_bytes(),
+        )
     })
     .await;
     let dst = connect(&target.url()).await;
@@ -33,7 +40,10 @@ async fn rejected_message_is_dead_lettered(mode: &str) {
         })
         .await
         .unwrap();
-    let mut dead = dst.subscribe("choir.replicator.orders.dead_letter").await.unwrap();
+    let mut dead = dst
+        .subscribe("choir.replicator.orders.dead_letter")
+        .await
+        .unwrap();
     dst.flush().await.unwrap();
 
     let node = ChoirNode::start(&replicator_config(
@@ -45,7 +55,12 @@ async fn rejected_message_is_dead_lettered(mode: &str) {
         .await
         .unwrap_or_else(|_| panic!("no dead letter; log:\n{}", node.log()))
         .unwrap();
-    let reason = letter.headers.as_ref().unwrap().get("Choir-Dead-Letter-Reason").unwrap();
+    let reason = letter
+        .headers
+        .as_ref()
+        .unwrap()
+        .get("Choir-Dead-Letter-Reason")
+        .unwrap();
     assert!(reason.as_str().contains("size"), "reason: {reason}");
     assert!(String::from_utf8_lossy(&letter.payload).contains("\"n\":10"));
 
@@ -56,8 +71,17 @@ async fn rejected_message_is_dead_lettered(mode: &str) {
     }
     let expected: Vec<usize> = (0..20).filter(|i| *i != 10).collect();
     assert_eq!(got, expected);
-    assert_eq!(replicator_metric(&node, "choir_replicator_dead_lettered_total", &[]), 1.0);
-    assert!(replicator_metric(&node, "choir_replicator_failed_publishes_total", &[("reason", "rejected")]) >= 2.0);
+    assert_eq!(
+        replicator_metric(&node, "choir_replicator_dead_lettered_total", &[]),
+        1.0
+    );
+    assert!(
+        replicator_metric(
+            &node,
+            "choir_replicator_failed_publishes_total",
+            &[("reason", "rejected")]
+        ) >= 2.0
+    );
 }
 
 #[tokio::test]

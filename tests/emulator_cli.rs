@@ -1,6 +1,8 @@
 //! `choir emulate`: /debug/vars shows name, config and RSS; daemons reconnect by themselves
 //! after a server restart; a fleet beyond the open-file limit is refused with a clear message.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "emulator/client.rs"]
 mod client;
 mod common;

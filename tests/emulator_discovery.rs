@@ -1,6 +1,8 @@
 //! 500 emulated daemons behind a real nats-server: discovered once each, `generate` answered by
 //! all of them, a directed request answered by exactly one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "emulator/client.rs"]
 mod client;
 mod common;

@@ -1,6 +1,8 @@
 //! Expired, wrong-collective, non-matching, malformed-base64 and truncated-JSON requests get
 //! no reply, are counted by reason, and leave every daemon answering.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "emulator/client.rs"]
 mod client;
 mod common;

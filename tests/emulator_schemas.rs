@@ -3,6 +3,8 @@
 //! facts are asserted directly so the test still means something without the schemas.
 //! The audit log gets one Choria-format line per RPC request.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "emulator/client.rs"]
 mod client;
 mod common;
@@ -172,7 +174,7 @@ async fn everything_emitted_validates_against_go_choria_schemas() {
     let request = TestClient::request("discovery", "ping", Filter::default());
     let mut headers =
         TransportHeaders::for_request("choria.federation.c1.collective", "tester.example.net");
-    headers.push_seen_by(SeenByHop::new("nats://fed", "broker", &server.url()));
+    headers.push_seen_by(SeenByHop::new("nats://fed", "broker", server.url()));
     headers.federation = Some(FederationHeader {
         req: request.envelope.requestid.clone(),
         reply_to: TestClient::reply_subject(&request),

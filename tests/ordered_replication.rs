@@ -18,7 +18,13 @@ async fn ordered_replication_copies_each_message_once_in_source_order_with_heade
     let target = NatsServer::start();
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["orders.>"]).await;
-    publish_many(&src, N, |i| (format!("orders.{}", i % 7), format!("{{\"n\":{i}}}").into_bytes())).await;
+    publish_many(&src, N, |i| {
+        (
+            format!("orders.{}", i % 7),
+            format!("{{\"n\":{i}}}").into_bytes(),
+        )
+    })
+    .await;
 
     let node = ChoirNode::start(&replicator_config(&source, &target, "mode = \"ordered\""));
     let dst = connect(&target.url()).await;
@@ -26,13 +32,20 @@ async fn ordered_replication_copies_each_message_once_in_source_order_with_heade
     assert_exactly_once(&copied, N, true);
     for (i, m) in copied.iter().enumerate() {
         assert_eq!(m.subject, format!("orders.{}", i % 7));
-        assert_eq!(m.header("X-Index").as_deref(), Some(i.to_string().as_str()), "header kept");
+        assert_eq!(
+            m.header("X-Index").as_deref(),
+            Some(i.to_string().as_str()),
+            "header kept"
+        );
         let provenance = m.header("Choir-Provenance").unwrap();
         assert!(
             provenance.starts_with(&format!("replicator=orders stream=ORDERS seq={} ", i + 1)),
             "{provenance}"
         );
-        assert_eq!(m.header("Nats-Msg-Id").unwrap(), format!("orders:ORDERS:{}", i + 1));
+        assert_eq!(
+            m.header("Nats-Msg-Id").unwrap(),
+            format!("orders:ORDERS:{}", i + 1)
+        );
     }
 }
 
@@ -42,7 +55,13 @@ async fn subjects_are_rewritten_and_the_target_stream_is_created_to_match() {
     let target = NatsServer::start();
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["region1.orders.>"]).await;
-    publish_many(&src, 100, |i| (format!("region1.orders.{i}"), format!("{{\"n\":{i}}}").into_bytes())).await;
+    publish_many(&src, 100, |i| {
+        (
+            format!("region1.orders.{i}"),
+            format!("{{\"n\":{i}}}").into_bytes(),
+        )
+    })
+    .await;
 
     let extra = "target_subject_remove = \"region1\"\ntarget_subject_prefix = \"central.r1\"\n";
     let node = ChoirNode::start(&replicator_config(&source, &target, extra));

@@ -18,7 +18,13 @@ async fn queued_replication_with_four_workers_copies_each_message_exactly_once()
     let target = NatsServer::start();
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["orders.>"]).await;
-    publish_many(&src, N, |i| (format!("orders.{}", i % 3), format!("{{\"n\":{i}}}").into_bytes())).await;
+    publish_many(&src, N, |i| {
+        (
+            format!("orders.{}", i % 3),
+            format!("{{\"n\":{i}}}").into_bytes(),
+        )
+    })
+    .await;
 
     let node = ChoirNode::start(&replicator_config(
         &source,
@@ -30,6 +36,9 @@ async fn queued_replication_with_four_workers_copies_each_message_exactly_once()
     assert_exactly_once(&copied, N, false);
     let log = node.log();
     for worker in 0..4 {
-        assert!(log.contains(&format!("worker=Queued({worker})")), "worker {worker} never started:\n{log}");
+        assert!(
+            log.contains(&format!("worker=Queued({worker})")),
+            "worker {worker} never started:\n{log}"
+        );
     }
 }

@@ -16,7 +16,13 @@ const N: usize = 60_000;
 async fn preload(source: &NatsServer) -> async_nats::Client {
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["orders.>"]).await;
-    publish_many(&src, N, |i| (format!("orders.{}", i % 5), format!("{{\"n\":{i}}}").into_bytes())).await;
+    publish_many(&src, N, |i| {
+        (
+            format!("orders.{}", i % 5),
+            format!("{{\"n\":{i}}}").into_bytes(),
+        )
+    })
+    .await;
     src
 }
 
@@ -26,7 +32,10 @@ async fn mid_copy(dst: &async_nats::Client, node: &ChoirNode) {
         "copy did not start; log:\n{}",
         node.log()
     );
-    assert!(count(dst, "ORDERS").await < N as u64, "copy finished before the failure was injected");
+    assert!(
+        count(dst, "ORDERS").await < N as u64,
+        "copy finished before the failure was injected"
+    );
 }
 
 async fn survives_sigkill(mode: &str) {
@@ -98,7 +107,10 @@ async fn survives_target_outage(mode: &str) {
     target.kill();
     // The scenario itself: the target stays down for 10 s while choir keeps trying.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert!(node.get("/healthz").is_some_and(|(s, _)| s == 503), "target down but healthy");
+    assert!(
+        node.get("/healthz").is_some_and(|(s, _)| s == 503),
+        "target down but healthy"
+    );
     target.restart();
     let dst = connect(&target.url()).await;
     let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;

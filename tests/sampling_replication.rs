@@ -18,12 +18,19 @@ use nix::sys::signal::Signal;
 async fn publish(client: &async_nats::Client, sender: &str, extra: &str) {
     let js = async_nats::jetstream::new(client.clone());
     let body = format!("{{\"sender\":\"{sender}\"{extra}}}");
-    js.publish(format!("orders.{sender}"), body.into()).await.unwrap().await.unwrap();
+    js.publish(format!("orders.{sender}"), body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }
 
 fn provenance_time(m: &common::jetstream::Stored) -> SystemTime {
     let p = m.header("Choir-Provenance").unwrap();
-    let t = p.split_whitespace().find_map(|kv| kv.strip_prefix("time=")).unwrap();
+    let t = p
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("time="))
+        .unwrap();
     humantime::parse_rfc3339(t).unwrap()
 }
 
@@ -33,7 +40,11 @@ async fn fifty_senders_every_100ms_for_3s_with_age_1s_are_copied_about_three_tim
     let target = NatsServer::start();
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["orders.>"]).await;
-    let node = ChoirNode::start(&replicator_config(&source, &target, "inspect = \"sender\"\nage = \"1s\""));
+    let node = ChoirNode::start(&replicator_config(
+        &source,
+        &target,
+        "inspect = \"sender\"\nage = \"1s\"",
+    ));
 
     let js = async_nats::jetstream::new(src.clone());
     let start = Instant::now();
@@ -44,7 +55,12 @@ async fn fifty_senders_every_100ms_for_3s_with_age_1s_are_copied_about_three_tim
         let mut acks = futures::stream::FuturesUnordered::new();
         for s in 0..50 {
             let body = format!("{{\"sender\":\"s{s}\",\"tick\":{sent}}}");
-            acks.push(js.publish(format!("orders.s{s}"), body.into()).await.unwrap().into_future());
+            acks.push(
+                js.publish(format!("orders.s{s}"), body.into())
+                    .await
+                    .unwrap()
+                    .into_future(),
+            );
         }
         while let Some(a) = acks.next().await {
             a.unwrap();
@@ -52,27 +68,47 @@ async fn fifty_senders_every_100ms_for_3s_with_age_1s_are_copied_about_three_tim
         sent += 1;
     }
     let dst = connect(&target.url()).await;
-    assert!(eventually(Duration::from_secs(60), || async {
-        replicator_metric(&node, "choir_replicator_received_total", &[]) >= (sent * 50) as f64
-            && replicator_metric(&node, "choir_replicator_lag_messages", &[]) == 0.0
-    })
-    .await);
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            replicator_metric(&node, "choir_replicator_received_total", &[]) >= (sent * 50) as f64
+                && replicator_metric(&node, "choir_replicator_lag_messages", &[]) == 0.0
+        })
+        .await
+    );
     let copied = read_all(&dst, "ORDERS").await;
     let mut by_sender: BTreeMap<String, Vec<SystemTime>> = BTreeMap::new();
     for m in &copied {
         let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-        by_sender.entry(v["sender"].as_str().unwrap().to_owned()).or_default().push(provenance_time(m));
+        by_sender
+            .entry(v["sender"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(provenance_time(m));
     }
     assert_eq!(by_sender.len(), 50, "every sender copied at least once");
     for (sender, times) in &by_sender {
-        assert!((3..=4).contains(&times.len()), "{sender} copied {} times over ~3 s", times.len());
+        assert!(
+            (3..=4).contains(&times.len()),
+            "{sender} copied {} times over ~3 s",
+            times.len()
+        );
         for pair in times.windows(2) {
             let gap = pair[1].duration_since(pair[0]).unwrap();
-            assert!(gap >= Duration::from_secs(1), "{sender} copied twice within {gap:?}");
+            assert!(
+                gap >= Duration::from_secs(1),
+                "{sender} copied twice within {gap:?}"
+            );
         }
     }
-    let skipped = replicator_metric(&node, "choir_replicator_skipped_total", &[("reason", "sampling")]);
-    assert_eq!(skipped as usize + copied.len(), sent * 50, "every message copied or skipped");
+    let skipped = replicator_metric(
+        &node,
+        "choir_replicator_skipped_total",
+        &[("reason", "sampling")],
+    );
+    assert_eq!(
+        skipped as usize + copied.len(),
+        sent * 50,
+        "every message copied or skipped"
+    );
 }
 
 #[tokio::test]
@@ -90,19 +126,42 @@ async fn the_tracker_survives_a_restart() {
     assert!(common::jetstream::wait_for_count(&dst, "ORDERS", 10, Duration::from_secs(30)).await);
 
     node.signal(Signal::SIGTERM);
-    assert!(node.wait(Duration::from_secs(15)).is_some_and(|s| s.success()));
-    assert!(node.state_dir().join("replicators/orders.tracker").is_file(), "tracker persisted");
+    assert!(node
+        .wait(Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
+    assert!(
+        node.state_dir()
+            .join("replicators/orders.tracker")
+            .is_file(),
+        "tracker persisted"
+    );
     node.spawn();
-    assert!(node.log().contains("Loaded the sampling tracker"), "{}", node.log());
+    assert!(
+        node.log().contains("Loaded the sampling tracker"),
+        "{}",
+        node.log()
+    );
 
     for s in 0..10 {
         publish(&src, &format!("s{s}"), "").await;
     }
-    assert!(eventually(Duration::from_secs(30), || async {
-        replicator_metric(&node, "choir_replicator_skipped_total", &[("reason", "sampling")]) >= 10.0
-    })
-    .await, "the second round was not sampled out after the restart; log:\n{}", node.log());
-    assert_eq!(count(&dst, "ORDERS").await, 10, "nothing copied twice within age");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            replicator_metric(
+                &node,
+                "choir_replicator_skipped_total",
+                &[("reason", "sampling")],
+            ) >= 10.0
+        })
+        .await,
+        "the second round was not sampled out after the restart; log:\n{}",
+        node.log()
+    );
+    assert_eq!(
+        count(&dst, "ORDERS").await,
+        10,
+        "nothing copied twice within age"
+    );
 }
 
 async fn next_event(
@@ -142,7 +201,10 @@ async fn quiet_senders_time_out_and_expire_and_returning_ones_recover() {
     let mut seen: Vec<(String, serde_json::Value)> = Vec::new();
     publish(&src, "quiet.one", "").await;
     let (subject, new) = next_event(&mut advisories, &mut seen, "new").await;
-    assert_eq!(subject, "choir.advisories.new.quiet_one", "value sanitised into one token");
+    assert_eq!(
+        subject, "choir.advisories.new.quiet_one",
+        "value sanitised into one token"
+    );
     assert_eq!(new["value"], "quiet.one");
     assert_eq!(new["replicator"], "orders");
     assert_eq!(new["inspect_field"], "sender");
@@ -156,7 +218,13 @@ async fn quiet_senders_time_out_and_expire_and_returning_ones_recover() {
     next_event(&mut advisories, &mut seen, "timeout").await;
     let (_, expire) = next_event(&mut advisories, &mut seen, "expire").await;
     assert_eq!(expire["value"], "quiet.one");
-    assert!(replicator_metric(&node, "choir_replicator_advisories_total", &[("reason", "expire")]) >= 1.0);
+    assert!(
+        replicator_metric(
+            &node,
+            "choir_replicator_advisories_total",
+            &[("reason", "expire")]
+        ) >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -165,23 +233,51 @@ async fn messages_without_the_inspected_field_are_copied_and_counted() {
     let target = NatsServer::start();
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["orders.>"]).await;
-    let node = ChoirNode::start(&replicator_config(&source, &target, "inspect = \"sender\"\nage = \"1h\""));
+    let node = ChoirNode::start(&replicator_config(
+        &source,
+        &target,
+        "inspect = \"sender\"\nage = \"1h\"",
+    ));
     let js = async_nats::jetstream::new(src.clone());
-    for body in ["not json at all", "{\"other\":1}", "{\"sender\":\"a\"}", "{\"sender\":\"a\"}"] {
-        js.publish("orders.x", body.into()).await.unwrap().await.unwrap();
+    for body in [
+        "not json at all",
+        "{\"other\":1}",
+        "{\"sender\":\"a\"}",
+        "{\"sender\":\"a\"}",
+    ] {
+        js.publish("orders.x", body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     let dst = connect(&target.url()).await;
-    assert!(eventually(Duration::from_secs(30), || async {
-        replicator_metric(&node, "choir_replicator_received_total", &[]) >= 4.0
-            && count(&dst, "ORDERS").await >= 3
-    })
-    .await);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            replicator_metric(&node, "choir_replicator_received_total", &[]) >= 4.0
+                && count(&dst, "ORDERS").await >= 3
+        })
+        .await
+    );
     let copied: Vec<String> = read_all(&dst, "ORDERS")
         .await
         .iter()
         .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
         .collect();
-    assert_eq!(copied, ["not json at all", "{\"other\":1}", "{\"sender\":\"a\"}"]);
-    assert_eq!(replicator_metric(&node, "choir_replicator_no_sender_total", &[]), 2.0);
-    assert_eq!(replicator_metric(&node, "choir_replicator_skipped_total", &[("reason", "sampling")]), 1.0);
+    assert_eq!(
+        copied,
+        ["not json at all", "{\"other\":1}", "{\"sender\":\"a\"}"]
+    );
+    assert_eq!(
+        replicator_metric(&node, "choir_replicator_no_sender_total", &[]),
+        2.0
+    );
+    assert_eq!(
+        replicator_metric(
+            &node,
+            "choir_replicator_skipped_total",
+            &[("reason", "sampling")]
+        ),
+        1.0
+    );
 }

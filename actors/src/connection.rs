@@ -155,14 +155,18 @@ impl NetworkActor {
                 Self::on_event(&network, &status, &metrics, &addr, event);
                 async {}
             });
-        let options = settings.secure(options).await.map_err(|source| NetworkError::Credentials {
-            network: settings.name.clone(),
-            path: match &settings.auth {
-                Auth::CredentialsFile(path) => path.display().to_string(),
-                _ => String::new(),
-            },
-            source,
-        })?;
+        let options =
+            settings
+                .secure(options)
+                .await
+                .map_err(|source| NetworkError::Credentials {
+                    network: settings.name.clone(),
+                    path: match &settings.auth {
+                        Auth::CredentialsFile(path) => path.display().to_string(),
+                        _ => String::new(),
+                    },
+                    source,
+                })?;
         Ok(options)
     }
 
@@ -195,7 +199,7 @@ impl NetworkActor {
                 Err(error) => {
                     metrics.connect_failures.get_or_create(&label).inc();
                     let delay = backoff(attempt, settings.initial_backoff, settings.max_backoff);
-if attempt < settings.quiet_attempts {
+                    if attempt < settings.quiet_attempts {
                         debug!(network = %settings.name, attempt, retry_in = ?delay, %error, "Cannot connect to NATS yet; retrying.");
                     } else {
                         warn!(network = %settings.name, attempt, retry_in = ?delay, %error, "Cannot connect to NATS yet; retrying.");

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! One [`FederationBrokerActor`] per `[federation.<cluster>]` runs both paths, each a pool of
-//! ingest, transformer and egest workers joined by bounded queues ([`pipeline`]):
+//! workers that ingest, transform and egest a message in one loop ([`pipeline`]):
 //!
 //! - **request path**: a federated request (`headers.federation = {req, target: […]}`) has its
 //!   `reply-to` moved into `federation.reply-to`, `reply-to` set to
@@ -18,23 +18,24 @@
 //!   and goes to the saved reply-to on the federation network.
 //!
 //! Only headers change: the transport's `data` (the signed message) is kept as the exact
-//! string received ([`transform`]). Targets must be `*.broadcast.agent.*` or `*.node.*`,
-//! reply-to must be `*.reply.*`: the broker refuses to bridge into any other subject. Every
-//! refused or failed message is counted (`choria_federation_errors`,
-//! `choir_federation_dropped_total{reason}`) and dropped; no input stops a worker.
+//! text received, never copied into a string nor re-escaped ([`transform`]). Targets must be
+//! `*.broadcast.agent.*` or `*.node.*`, reply-to must be `*.reply.*`: the broker refuses to
+//! bridge into any other subject. Every refused or failed message is counted
+//! (`choria_federation_errors`, `choir_federation_dropped_total{reason}`) and dropped; no
+//! input stops a worker.
 //!
 //! # Scaling
 //!
 //! Any number of brokers (in one process or many) with the same cluster name share the work:
-//! every ingest worker joins the `<cluster>_federation` / `<cluster>_collective` queue group
-//! and the NATS server hands each message to one member.
+//! every worker joins the `<cluster>_federation` / `<cluster>_collective` queue group and the
+//! NATS server hands each message to one member.
 //!
 //! # Failures
 //!
 //! The actor connects to both networks itself, from its own arbiter (so socket I/O and the
-//! workers share a thread, see [`connect`]), subscribes, and runs the paths. If a subscription ends
-//! (the connection closed for good) or subscribing fails, it stops and its actix `Supervisor`
-//! restarts it after a backoff. Connection blips are handled by async-nats, which keeps the
+//! workers share a thread, see [`connect`]), subscribes, and runs the paths. If any worker's
+//! subscription ends (the connection closed for good) or subscribing fails, it stops and its
+//! actix `Supervisor` restarts it after a backoff, with every worker subscribed again. Connection blips are handled by async-nats, which keeps the
 //! subscriptions across reconnects; messages in flight at that moment are lost, as in core
 //! NATS, and the client's request times out.
 

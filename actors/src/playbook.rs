@@ -9,12 +9,14 @@
 //! - [`template`]: `{{ x }}` / `{{{ x }}}` rendering.
 //! - [`store`]: data stores behind one trait: memory, nats_kv, etcd, file, environment.
 //! - [`lock`]: `LockKeeper`, TTL renewal and lost-lock detection.
-//! - [`nodes`]: node sets.
+//! - [`client`]: where discovery node sets and `rpc` tasks connect (`[client]`, CLI flags).
+//! - [`nodes`]: node sets (list, file, discovery).
 //! - [`task`]: shell, data, sleep, webhook, rpc.
 //! - [`run`]: the run core ([`Runner`]); [`actor`]: its actix shell.
 //! - [`report`]: the JSON report.
 
 pub mod actor;
+pub mod client;
 pub mod input;
 pub mod lock;
 pub mod nodes;

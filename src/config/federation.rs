@@ -6,8 +6,8 @@
 //! federation = "central"            # required: the [networks.X] clients publish to
 //! collective = "london"             # required: the [networks.X] the managed nodes are on
 //! identity = "fb1.example.net"      # seen-by hops and metrics (default: [node].name)
-//! workers = 10                      # workers per stage (ingest, transformer, egest), per path
-//! queue_size = 1000                 # messages queued per transformer / egest worker
+//! workers = 10                      # workers per path, each ingest + transform + egest
+//! queue_size = 1000                 # accepted for compatibility; no longer used
 //! ```
 
 use std::num::NonZeroUsize;
@@ -35,10 +35,12 @@ pub struct FederationConfig {
     /// The broker's identity in `seen-by` hops and the `identity` metric label (default: the
     /// node's name).
     pub identity: Option<String>,
-    /// Workers per stage and path (the Go broker runs 10).
+    /// Workers per path, each one queue subscription doing ingest, transform and egest (the
+    /// Go broker runs 10 per stage).
     #[serde(default = "defaults::federation_workers")]
     pub workers: NonZeroUsize,
-    /// Messages queued per transformer or egest worker before the stage ahead waits.
+    /// Accepted for compatibility: it sized the queues between the former separate stages;
+    /// the fused workers have none, so it has no effect.
     #[serde(default = "defaults::federation_queue_size")]
     pub queue_size: NonZeroUsize,
 }

@@ -1,7 +1,7 @@
 //! A small Choria test client written against the protocol module: publishes a request and
 //! collects the decoded replies. (A reusable client is a later task; this one only serves the
 //! emulator tests.)
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -87,16 +87,12 @@ fn reconnect_delay(connected_once: &AtomicBool, attempts: usize) -> Duration {
 
 fn on_event(metrics: &EmulatorMetrics, lost: &AtomicBool, event: Event) {
     match event {
-        Event::Connected => {
-            if lost.swap(false, Ordering::AcqRel) {
-                metrics.connected.inc();
-                metrics.reconnects.inc();
-            }
+        Event::Connected if lost.swap(false, Ordering::AcqRel) => {
+            metrics.connected.inc();
+            metrics.reconnects.inc();
         }
-        Event::Disconnected | Event::Closed => {
-            if !lost.swap(true, Ordering::AcqRel) {
-                metrics.connected.dec();
-            }
+        Event::Disconnected | Event::Closed if !lost.swap(true, Ordering::AcqRel) => {
+            metrics.connected.dec();
         }
         Event::SlowConsumer(_) => {
             metrics.slow_consumers.inc();

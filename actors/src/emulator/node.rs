@@ -375,7 +375,7 @@ mod tests {
         check(&inner_garbage.to_vec().unwrap(), sub, DropReason::Json);
         let wrong = format!(
             r#"{{"protocol":"choria:transport:1","data":"{}","headers":{{"reply-to":"x"}}}}"#,
-            encode_base64(br#"{"protocol":"choria:secure:reply:1","message":"m","hash":"h"}"#)
+            encode_base64(br#"{"protocol":"choria:secure:reply:1","message":"m","signature":"insecure","pubcert":"insecure"}"#)
         );
         check(wrong.as_bytes(), sub, DropReason::Invalid);
         // No reply-to.

@@ -1,31 +1,34 @@
-//! One path of a broker as pooled stages joined by bounded queues:
+//! One path of a broker: a pool of workers, each a queue subscription that ingests,
+//! transforms and egests every message in one loop:
 //!
 //! ```text
-//! NATS ──queue group──► ingest ×W ──(queue_size)──► transformer ×W ──(queue_size)──► egest ×W ──► NATS
+//! NATS ──queue group──► worker ×W (ingest → transform → egest) ──► NATS
 //! ```
 //!
-//! Each ingest worker has its own queue subscription (the NATS server spreads messages over
-//! them and over other broker processes of the same cluster). Each transformer and egest
-//! worker owns a bounded input queue; the stage before it hands messages round-robin with
-//! `send().await`, so a full queue makes the previous stage wait, back up to the NATS
-//! subscription. A broken message is counted and dropped; nothing in here panics or stops a
-//! worker because of its input.
+//! Each worker has its own queue subscription (the NATS server spreads messages over them and
+//! over other broker processes of the same cluster), so a message crosses no internal queue:
+//! it is parsed borrowing the received payload, rewritten, serialised once and handed to the
+//! egest connection, all in one poll of one task. Memory stays bounded: a worker holds one
+//! message at a time, the subscription buffer is the network's `subscription_capacity`, and
+//! a publish waits when the egest connection's outgoing queue is full, so a slow collective
+//! backs up to the NATS subscription. Metrics keep Choria's three stages: worker `i` counts
+//! as `nats_ingest` `i`, the path's transformer `i` and `nats_egest` `i`. A broken message is
+//! counted and dropped; nothing in here panics or stops a worker because of its input.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::client::PublishErrorKind;
-use async_nats::{Client, Subscriber};
+use async_nats::{Client, Subject, Subscriber};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::metrics::{ChoriaLabels, FederationMetrics, WorkerMetrics};
 use super::settings::BrokerSettings;
-use super::transform::{transform_reply, transform_request, Rewritten};
+use super::transform::{transform_reply, transform_request, Rejection, Rewritten};
 use crate::protocol::SeenByHop;
 
 /// How often a worker re-reads the URL of the server its connection is on.
@@ -131,117 +134,133 @@ impl PathSpec {
     }
 }
 
-/// The URL of the server a client is connected to, re-read now and then.
-struct ServerUrl {
-    client: Client,
-    url: Arc<str>,
+/// The URL of the server a client is connected to.
+fn server_url(client: &Client) -> String {
+    let info = client.server_info();
+    format!("nats://{}:{}", info.host, info.port)
+}
+
+/// A worker's `seen-by` hop, its server URLs re-read now and then (a reconnect may move a
+/// connection to another server of the cluster).
+struct HopSource {
+    ingest: Client,
+    egest: Client,
+    hop: SeenByHop,
     read_at: Instant,
 }
 
-impl ServerUrl {
-    fn new(client: &Client) -> Self {
+impl HopSource {
+    fn new(spec: &PathSpec, index: usize) -> Self {
+        let processor = format!(
+            "{} (choria_nats_ingest:{index}, {}:{index}, choria_nats_egest:{index})",
+            spec.settings.identity,
+            spec.direction.transformer()
+        );
         Self {
-            client: client.clone(),
-            url: Self::read(client),
+            hop: SeenByHop::new(server_url(&spec.ingest), processor, server_url(&spec.egest)),
+            ingest: spec.ingest.clone(),
+            egest: spec.egest.clone(),
             read_at: Instant::now(),
         }
     }
 
-    fn read(client: &Client) -> Arc<str> {
-        let info = client.server_info();
-        Arc::from(format!("nats://{}:{}", info.host, info.port))
-    }
-
-    fn get(&mut self) -> Arc<str> {
-        if self.read_at.elapsed() >= SERVER_REFRESH {
-            self.url = Self::read(&self.client);
-            self.read_at = Instant::now();
+    fn get(&mut self, now: Instant) -> &SeenByHop {
+        if now.saturating_duration_since(self.read_at) >= SERVER_REFRESH {
+            self.read_at = now;
+            let (ingest, egest) = (server_url(&self.ingest), server_url(&self.egest));
+            if self.hop.0 != ingest {
+                self.hop.0 = ingest;
+            }
+            if self.hop.2 != egest {
+                self.hop.2 = egest;
+            }
         }
-        self.url.clone()
+        &self.hop
     }
 }
 
-/// A message as the ingest stage hands it on.
-struct Ingested {
-    payload: Bytes,
-    ingest: usize,
-    server: Arc<str>,
-}
+/// The drop counters of one path, resolved once (no label lookup per message).
+struct Drops(Vec<(&'static str, Counter)>);
 
-/// A rewritten message as the transformer stage hands it on.
-struct Transformed {
-    rewritten: Rewritten,
-    ingest: usize,
-    transformer: usize,
-    server: Arc<str>,
-}
+impl Drops {
+    fn new(spec: &PathSpec) -> Self {
+        let reasons = Rejection::REASONS
+            .iter()
+            .chain(&["max_payload", "publish"])
+            .map(|&reason| (reason, spec.drops(reason)))
+            .collect();
+        Self(reasons)
+    }
 
-/// Hands `item` to the next queue round-robin; false when every receiver is gone.
-async fn hand_on<T>(queues: &[mpsc::Sender<T>], next: &mut usize, item: T) -> bool {
-    let Some(queue) = queues.get(*next % queues.len().max(1)) else {
-        return false;
-    };
-    *next = next.wrapping_add(1);
-    queue.send(item).await.is_ok()
-}
-
-async fn ingest(
-    mut subscriber: Subscriber,
-    index: usize,
-    client: Client,
-    queues: Vec<mpsc::Sender<Ingested>>,
-    metrics: WorkerMetrics,
-) {
-    let mut server = ServerUrl::new(&client);
-    let mut next = index;
-    while let Some(message) = subscriber.next().await {
-        metrics.received.inc();
-        let started = Instant::now();
-        let item = Ingested {
-            payload: message.payload,
-            ingest: index,
-            server: server.get(),
-        };
-        if !hand_on(&queues, &mut next, item).await {
-            break;
+    fn inc(&self, reason: &str) {
+        if let Some((_, counter)) = self.0.iter().find(|(r, _)| *r == reason) {
+            counter.inc();
         }
-        metrics.published.inc();
-        metrics.time.observe(started.elapsed().as_secs_f64());
     }
 }
 
-async fn transformer(
-    spec: PathSpec,
-    index: usize,
-    mut input: mpsc::Receiver<Ingested>,
-    queues: Vec<mpsc::Sender<Transformed>>,
-    metrics: WorkerMetrics,
-) {
+/// The metric handles of one worker under Choria's three stage names.
+struct Stages {
+    ingest: WorkerMetrics,
+    transformer: WorkerMetrics,
+    egest: WorkerMetrics,
+}
+
+impl Stages {
+    fn new(spec: &PathSpec, index: usize) -> Self {
+        let direction = spec.direction;
+        let worker = |name, connected_to| spec.metrics.worker(spec.labels(name, index, connected_to));
+        Self {
+            ingest: worker("nats_ingest", direction.ingest_side()),
+            transformer: worker(direction.transformer(), "unconnected"),
+            egest: worker("nats_egest", direction.egest_side()),
+        }
+    }
+}
+
+/// One worker: every message of `subscriber` ingested, transformed and published, until the
+/// subscription ends.
+async fn worker(spec: PathSpec, index: usize, mut subscriber: Subscriber) {
+    let stages = Stages::new(&spec, index);
+    let drops = Drops::new(&spec);
+    let mut hops = HopSource::new(&spec, index);
     let collective_subject = spec.settings.reply_subject();
-    let mut next = index;
-    while let Some(item) = input.recv().await {
-        metrics.received.inc();
-        let started = Instant::now();
+    while let Some(message) = subscriber.next().await {
+        let received = Instant::now();
+        stages.ingest.received.inc();
+        stages.ingest.published.inc();
+        stages.transformer.received.inc();
         let result = match spec.direction {
-            Direction::Request => transform_request(&item.payload, &collective_subject),
-            Direction::Reply => transform_reply(&item.payload),
+            Direction::Request => transform_request(&message.payload, &collective_subject),
+            Direction::Reply => transform_reply(&message.payload),
         };
+        let transformed = Instant::now();
+        stages
+            .transformer
+            .time
+            .observe(transformed.duration_since(received).as_secs_f64());
         match result {
             Ok(rewritten) => {
-                let out = Transformed {
-                    rewritten,
-                    ingest: item.ingest,
-                    transformer: index,
-                    server: item.server,
-                };
-                if !hand_on(&queues, &mut next, out).await {
-                    break;
+                stages.transformer.published.inc();
+                stages.egest.received.inc();
+                let hop = hops.get(transformed);
+                match rewritten.encode(hop) {
+                    Ok(payload) => {
+                        publish_all(&spec, index, &rewritten, payload, &stages.egest, &drops).await;
+                    }
+                    Err(rejection) => {
+                        stages.egest.errors.inc();
+                        drops.inc(rejection.reason());
+                    }
                 }
-                metrics.published.inc();
+                stages
+                    .egest
+                    .time
+                    .observe(transformed.elapsed().as_secs_f64());
             }
             Err(rejection) => {
-                metrics.errors.inc();
-                spec.drops(rejection.reason()).inc();
+                stages.transformer.errors.inc();
+                drops.inc(rejection.reason());
                 debug!(
                     cluster = %spec.settings.cluster, path = spec.direction.as_str(),
                     worker = index, reason = rejection.reason(), error = %rejection,
@@ -249,56 +268,36 @@ async fn transformer(
                 );
             }
         }
-        metrics.time.observe(started.elapsed().as_secs_f64());
-    }
-}
-
-async fn egest(
-    spec: PathSpec,
-    index: usize,
-    mut input: mpsc::Receiver<Transformed>,
-    metrics: WorkerMetrics,
-) {
-    let mut server = ServerUrl::new(&spec.egest);
-    let transformer_name = spec.direction.transformer();
-    while let Some(item) = input.recv().await {
-        metrics.received.inc();
-        let started = Instant::now();
-        let hop = SeenByHop::new(
-            item.server.as_ref(),
-            format!(
-                "{} (choria_nats_ingest:{}, {transformer_name}:{}, choria_nats_egest:{index})",
-                spec.settings.identity, item.ingest, item.transformer
-            ),
-            server.get().as_ref(),
-        );
-        match item.rewritten.finish(hop) {
-            Ok((targets, payload)) => publish_all(&spec, index, targets, payload, &metrics).await,
-            Err(rejection) => {
-                metrics.errors.inc();
-                spec.drops(rejection.reason()).inc();
-            }
-        }
-        metrics.time.observe(started.elapsed().as_secs_f64());
+        stages
+            .ingest
+            .time
+            .observe(received.elapsed().as_secs_f64());
     }
 }
 
 /// Publishes the same bytes to every target. A payload over the server's max payload is
 /// counted once and dropped (no retry: it would never fit); any other failure is counted per
-/// target (core NATS is at most once; the client's request times out).
+/// target (core NATS is at most once; the client's request times out). Publishing queues the
+/// message on the connection (waiting only when its outgoing queue is full); the connection
+/// flushes by itself.
 async fn publish_all(
     spec: &PathSpec,
     index: usize,
-    targets: Vec<String>,
+    rewritten: &Rewritten<'_>,
     payload: Bytes,
     metrics: &WorkerMetrics,
+    drops: &Drops,
 ) {
-    for target in targets {
-        match spec.egest.publish(target, payload.clone()).await {
+    for target in rewritten.targets() {
+        match spec
+            .egest
+            .publish(Subject::from(target), payload.clone())
+            .await
+        {
             Ok(()) => metrics.published.inc(),
             Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
                 metrics.errors.inc();
-                spec.drops("max_payload").inc();
+                drops.inc("max_payload");
                 debug!(
                     cluster = %spec.settings.cluster, path = spec.direction.as_str(),
                     worker = index, bytes = payload.len(), %error,
@@ -308,7 +307,7 @@ async fn publish_all(
             }
             Err(error) => {
                 metrics.errors.inc();
-                spec.drops("publish").inc();
+                drops.inc("publish");
                 debug!(
                     cluster = %spec.settings.cluster, path = spec.direction.as_str(),
                     worker = index, %error, "Publish failed; message dropped."
@@ -318,41 +317,13 @@ async fn publish_all(
     }
 }
 
-/// Runs one path over `subscribers` (one per ingest worker) until every subscription ended.
+/// Runs one path over `subscribers` (one per worker) until a subscription ends: the broker
+/// then restarts and subscribes every worker again.
 pub async fn run(spec: PathSpec, subscribers: Vec<Subscriber>) {
-    let workers = spec.settings.workers.get();
-    let capacity = spec.settings.queue_size.get();
-    let direction = spec.direction;
-    let (transform_in, transform_out): (Vec<_>, Vec<_>) =
-        (0..workers).map(|_| mpsc::channel(capacity)).unzip();
-    let (egest_in, egest_out): (Vec<_>, Vec<_>) =
-        (0..workers).map(|_| mpsc::channel(capacity)).unzip();
-    let tasks = FuturesUnordered::new();
-    for (i, subscriber) in subscribers.into_iter().enumerate() {
-        let labels = spec.labels("nats_ingest", i, direction.ingest_side());
-        let metrics = spec.metrics.worker(labels);
-        tasks.push(
-            ingest(
-                subscriber,
-                i,
-                spec.ingest.clone(),
-                transform_in.clone(),
-                metrics,
-            )
-            .boxed(),
-        );
-    }
-    drop(transform_in);
-    for (j, input) in transform_out.into_iter().enumerate() {
-        let labels = spec.labels(direction.transformer(), j, "unconnected");
-        let metrics = spec.metrics.worker(labels);
-        tasks.push(transformer(spec.clone(), j, input, egest_in.clone(), metrics).boxed());
-    }
-    drop(egest_in);
-    for (k, input) in egest_out.into_iter().enumerate() {
-        let labels = spec.labels("nats_egest", k, direction.egest_side());
-        let metrics = spec.metrics.worker(labels);
-        tasks.push(egest(spec.clone(), k, input, metrics).boxed());
-    }
-    tasks.collect::<Vec<()>>().await;
+    let mut tasks: FuturesUnordered<_> = subscribers
+        .into_iter()
+        .enumerate()
+        .map(|(i, subscriber)| worker(spec.clone(), i, subscriber).boxed())
+        .collect();
+    tasks.next().await;
 }

@@ -15,15 +15,18 @@ pub struct BrokerSettings {
     pub federation_network: String,
     /// The name of the collective network (for logs).
     pub collective_network: String,
-    /// Workers per stage (ingest, transformer, egest) and per path (request, reply).
+    /// Workers per path (request, reply): each is one queue subscription that ingests,
+    /// transforms and egests (Choria's three stages, reported under their names).
     pub workers: NonZeroUsize,
-    /// Messages waiting in the input queue of one transformer or egest worker; a full queue
-    /// makes the stage before it wait (backpressure up to the NATS subscription).
+    /// Accepted for compatibility with the staged pipeline, which queued this many messages
+    /// per transformer and egest worker. The workers no longer queue internally: a message
+    /// waits only in its subscription's buffer (the network's `subscription_capacity`).
     pub queue_size: NonZeroUsize,
 }
 
 impl BrokerSettings {
-    /// Settings for `cluster` with 10 workers per stage (as the Go broker) and queues of 1 000.
+    /// Settings for `cluster` with 10 workers per path (as the Go broker's per stage) and
+    /// `queue_size` 1 000.
     pub fn new(cluster: impl Into<String>, identity: impl Into<String>) -> Self {
         Self {
             cluster: cluster.into(),

@@ -1,18 +1,32 @@
-//! Node sets: from a list or a file (discovery needs the choir client), then deduplicated,
-//! checked for emptiness, limited and checked against `at_least`.
+//! Node sets: from a list, a file or a discovery through the playbook's client
+//! ([`discovery`]), then deduplicated, checked for emptiness, limited and checked against
+//! `at_least`.
+
+pub mod discovery;
 
 use serde_json::Value;
 
+use super::client::PlaybookClient;
 use super::validate::NodeSet;
 
-/// The error for discovery-based sets until the client exists.
-pub const DISCOVERY_NOT_BUILT: &str = "discovery node sets need the choir client (not built yet)";
-
 /// Resolves one set; the error names the set.
-pub fn resolve(name: &str, set: &NodeSet) -> Result<Vec<String>, String> {
+pub async fn resolve(
+    name: &str,
+    set: &NodeSet,
+    client: &PlaybookClient,
+) -> Result<Vec<String>, String> {
     let spec = &set.spec;
+    let mut discovered = None;
     let found: Vec<String> = match spec.kind.as_str() {
         "list" => spec.nodes.clone(),
+        "discovery" => {
+            let (nodes, timeout) = discovery::discover(spec, client)
+                .await
+                .map_err(|e| format!("node set {name}: discovery failed: {e}"))?;
+            tracing::info!(set = %name, nodes = nodes.len(), "Node set discovered.");
+            discovered = Some(timeout);
+            nodes
+        }
         "file" => {
             let path = spec.file.as_deref().unwrap_or_default();
             let text = std::fs::read_to_string(path)
@@ -37,7 +51,7 @@ pub fn resolve(name: &str, set: &NodeSet) -> Result<Vec<String>, String> {
                     .collect()
             }
         }
-        _ => return Err(format!("node set {name}: {DISCOVERY_NOT_BUILT}")),
+        other => return Err(format!("node set {name}: unknown type {other:?}")),
     };
     let mut nodes: Vec<String> = Vec::new();
     for node in found {
@@ -55,8 +69,11 @@ pub fn resolve(name: &str, set: &NodeSet) -> Result<Vec<String>, String> {
         nodes.truncate(limit);
     }
     if nodes.len() < set.at_least {
+        let how = discovered
+            .map(|t| format!(" (discovered in {})", humantime::format_duration(t)))
+            .unwrap_or_default();
         return Err(format!(
-            "node set {name} has {} nodes, at least {} needed",
+            "node set {name} has {} nodes{how}, at least {} needed",
             nodes.len(),
             set.at_least
         ));

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::client::PlaybookClient;
 use super::input::{parse_text, to_stored};
 use super::lock::LockKeeper;
 use super::nodes;
@@ -35,6 +36,7 @@ pub struct Runner {
     fixed: BTreeMap<String, Value>,
     dynamic: BTreeSet<String>,
     node_sets: BTreeMap<String, Vec<String>>,
+    client: PlaybookClient,
     previous: Option<PreviousTask>,
     started: Instant,
     report: Report,
@@ -50,7 +52,9 @@ impl Runner {
             &pb.spec.metadata.name,
             &pb.spec.metadata.version,
         );
+        let client = PlaybookClient::new(pb.client.clone());
         Self {
+            client,
             pb: Arc::new(pb),
             given,
             run_id,
@@ -190,7 +194,7 @@ impl Runner {
                 .map_err(|e| e.to_string())?;
         }
         for (name, set) in &pb.nodes {
-            let nodes = nodes::resolve(name, set)?;
+            let nodes = nodes::resolve(name, set, &self.client).await?;
             self.node_sets.insert(name.clone(), nodes);
         }
         Ok(())
@@ -290,7 +294,7 @@ impl Runner {
                         Some(text) => ctx.render_text(text).unwrap_or_else(|_| text.clone()),
                         None => format!("{} task", task.kind.as_str()),
                     };
-                    task::execute(task, &ctx, &self.stores).await
+                    task::execute(task, &ctx, &self.stores, &self.client).await
                 }
                 Err(error) => TaskOutcome::fail(error),
             };

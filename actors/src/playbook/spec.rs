@@ -39,6 +39,28 @@ pub struct PlaybookSpec {
     /// Hook task lists.
     #[serde(default)]
     pub hooks: HooksSpec,
+    /// How discovery node sets and `rpc` tasks reach the Choria network.
+    #[serde(default)]
+    pub client: Option<ClientSpec>,
+}
+
+/// `[client]`: the NATS connection of discovery node sets and `rpc` tasks. Flags of
+/// `choir playbook run` (`--server`, `--collective`, `--federation`) override it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// NATS server URLs (default `nats://127.0.0.1:4222`).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// The collective (default `mcollective`).
+    #[serde(default)]
+    pub collective: Option<String>,
+    /// Publish through the federation brokers of these clusters.
+    #[serde(default)]
+    pub federation: Vec<String>,
+    /// How long discovery waits for nodes (default 2s).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 /// `[metadata]`.
@@ -197,6 +219,9 @@ pub struct NodeSetSpec {
     /// discovery: compound filter.
     #[serde(default)]
     pub compound: Option<String>,
+    /// discovery: how long to wait for nodes (default: `[client] timeout`, 2s).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
     /// Fail with fewer nodes than this (default 1).
     #[serde(default)]
     pub at_least: Option<usize>,

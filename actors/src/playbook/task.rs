@@ -3,7 +3,7 @@
 //! - [`shell`]: a command run without a shell; templated values stay single arguments.
 //! - [`data`]: write or delete a store key.
 //! - [`webhook`]: an HTTP request with a JSON body and an expected status.
-//! - [`rpc`]: Choria RPC (needs the choir client).
+//! - [`rpc`]: Choria RPC through the playbook's client, in batches, with an assert.
 //! - `sleep`: waits `duration`.
 
 pub mod data;
@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::client::PlaybookClient;
 use super::store::SharedStore;
 use super::template::Context;
 use super::validate::{Task, TaskKind};
@@ -55,6 +56,7 @@ pub async fn execute(
     task: &Task,
     ctx: &Context,
     stores: &BTreeMap<String, SharedStore>,
+    client: &PlaybookClient,
 ) -> TaskOutcome {
     match task.kind {
         TaskKind::Shell => shell::run(&task.spec, ctx).await,
@@ -68,6 +70,6 @@ pub async fn execute(
             )
         }
         TaskKind::Webhook => webhook::run(&task.spec, ctx).await,
-        TaskKind::Rpc => rpc::run(&task.spec, ctx).await,
+        TaskKind::Rpc => rpc::run(&task.spec, ctx, client).await,
     }
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::client::ClientSettings;
 use super::input::{coerce, toml_to_json, Rule};
-use super::spec::{CommandSpec, InputSpec, NodeSetSpec, PlaybookSpec, StoreSpec, TaskSpec};
+use super::spec::{
+    ClientSpec, CommandSpec, InputSpec, NodeSetSpec, PlaybookSpec, StoreSpec, TaskSpec,
+};
 use super::store::{StoreConfig, StoreKind, DEFAULT_TIMEOUT, DEFAULT_TTL};
 use super::template::{self, Expr};
 use super::PlaybookError;
@@ -168,6 +171,9 @@ pub struct Playbook {
     pub tasks: Vec<Task>,
     /// The hooks.
     pub hooks: Hooks,
+    /// Where discovery node sets and `rpc` tasks connect (`[client]` with defaults; the
+    /// command line may override it before the run).
+    pub client: ClientSettings,
 }
 
 impl Playbook {
@@ -246,11 +252,14 @@ fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> 
     let mut inputs = BTreeMap::new();
     for (name, input) in &spec.inputs {
         let key = format!("inputs.{name}");
-        if !valid_name(name) || name == "input" || name == "inputs" || name == "report" {
+        if !valid_name(name) || RESERVED_INPUTS.contains(&name.as_str()) {
             problems.value(
                 &key,
                 name,
-                "input names are letters, digits, _ and - (not input, inputs or report)",
+                format!(
+                    "input names are letters, digits, _ and - (not {}: they are options of run)",
+                    RESERVED_INPUTS.join(", ")
+                ),
             );
         }
         let rule = match input.validation.as_ref().map(Rule::compile) {
@@ -351,6 +360,7 @@ fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> 
             ("classes", !set.classes.is_empty()),
             ("identities", !set.identities.is_empty()),
             ("compound", set.compound.is_some()),
+            ("timeout", set.timeout.is_some()),
         ] {
             if used {
                 present.push(field);
@@ -359,7 +369,14 @@ fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> 
         let allowed: &[&str] = match set.kind.as_str() {
             "list" => &["nodes"],
             "file" => &["file"],
-            "discovery" => &["agents", "facts", "classes", "identities", "compound"],
+            "discovery" => &[
+                "agents",
+                "facts",
+                "classes",
+                "identities",
+                "compound",
+                "timeout",
+            ],
             other => {
                 problems.value(
                     format!("{key}.type"),
@@ -382,6 +399,14 @@ fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> 
         }
         if set.limit == Some(0) {
             problems.value(format!("{key}.limit"), 0, "must be at least 1");
+        }
+        for (i, fact) in set.facts.iter().enumerate() {
+            if let Err(message) = super::nodes::discovery::parse_fact(fact) {
+                problems.value(format!("{key}.facts[{i}]"), fact, message);
+            }
+        }
+        if set.timeout == Some(Duration::ZERO) {
+            problems.value(format!("{key}.timeout"), "0s", "must be more than 0s");
         }
         let at_least = if set.empty_ok {
             0
@@ -437,6 +462,8 @@ fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> 
         ),
     };
 
+    let client = validate_client(spec.client.as_ref(), &mut problems);
+
     if !problems.0.is_empty() {
         return Err(PlaybookError::Invalid {
             path: path.to_path_buf(),
@@ -452,7 +479,54 @@ fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> 
         nodes,
         tasks,
         hooks,
+        client,
     })
+}
+
+/// Input names that are options of `choir playbook run`.
+const RESERVED_INPUTS: [&str; 6] = [
+    "input",
+    "inputs",
+    "report",
+    "server",
+    "collective",
+    "federation",
+];
+
+fn validate_client(spec: Option<&ClientSpec>, problems: &mut Problems) -> ClientSettings {
+    if let Some(spec) = spec {
+        for (i, server) in spec.servers.iter().enumerate() {
+            if server.trim().is_empty() || server.contains(char::is_whitespace) {
+                problems.value(
+                    format!("client.servers[{i}]"),
+                    server,
+                    "expected a NATS URL such as nats://127.0.0.1:4222",
+                );
+            }
+        }
+        if let Some(collective) = &spec.collective {
+            if !valid_name(collective) {
+                problems.value(
+                    "client.collective",
+                    collective,
+                    "collective names are letters, digits, _ and -",
+                );
+            }
+        }
+        for (i, cluster) in spec.federation.iter().enumerate() {
+            if !valid_name(cluster) {
+                problems.value(
+                    format!("client.federation[{i}]"),
+                    cluster,
+                    "cluster names are letters, digits, _ and -",
+                );
+            }
+        }
+        if spec.timeout == Some(Duration::ZERO) {
+            problems.value("client.timeout", "0s", "must be more than 0s");
+        }
+    }
+    ClientSettings::from_spec(spec)
 }
 
 fn validate_stores(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<String, StoreConfig> {
@@ -838,6 +912,23 @@ fn validate_task(
             if let Some(action) = &task.action {
                 check_template(&field("action"), action, names, problems);
             }
+            if task.batch_size == Some(0) {
+                problems.value(field("batch_size"), 0, "must be at least 1");
+            }
+            if let Some(properties) = &task.properties {
+                if !properties.is_table() {
+                    problems.value(
+                        field("properties"),
+                        properties,
+                        "must be a table, e.g. { size = 10 }",
+                    );
+                }
+            }
+            if let Some(text) = task.assert.as_ref().filter(|t| !t.contains("{{")) {
+                if let Err(message) = super::task::rpc::assert::Assertion::parse(text) {
+                    problems.value(field("assert"), text, message);
+                }
+            }
         }
         TaskKind::Shell | TaskKind::Sleep => {}
     }
@@ -845,4 +936,97 @@ fn validate_task(
         kind,
         spec: task.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const META: &str =
+        "[metadata]\nname = \"t\"\nversion = \"1\"\nauthor = \"a\"\ndescription = \"d\"\n";
+
+    fn problems(body: &str) -> Vec<String> {
+        match parse(Path::new("t.toml"), &format!("{META}{body}")) {
+            Ok(_) => Vec::new(),
+            Err(PlaybookError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            Err(other) => vec![other.to_string()],
+        }
+    }
+
+    #[test]
+    fn client_discovery_and_rpc_keys_are_checked() {
+        let ok = r#"
+[client]
+servers = ["nats://127.0.0.1:4222"]
+collective = "c1"
+federation = ["x"]
+timeout = "3s"
+
+[nodes.fleet]
+type = "discovery"
+facts = ["instance<20"]
+timeout = "1s"
+
+[[tasks]]
+type = "rpc"
+agent = "rpcutil"
+action = "ping"
+nodes = "{{ nodes.fleet }}"
+batch_size = 5
+assert = "pong > 0 and x"
+"#;
+        assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+        let pb = parse(Path::new("t.toml"), &format!("{META}{ok}")).unwrap();
+        assert_eq!(pb.client.collective, "c1");
+        assert_eq!(pb.client.discovery_timeout, Duration::from_secs(3));
+
+        let bad = problems(
+            r#"
+[client]
+collective = "a b"
+timeout = "0s"
+
+[inputs.server]
+description = "clashes with --server"
+type = "string"
+
+[nodes.fleet]
+type = "discovery"
+facts = ["nothing"]
+
+[nodes.listed]
+type = "list"
+nodes = ["a"]
+timeout = "1s"
+
+[[tasks]]
+type = "rpc"
+agent = "rpcutil"
+action = "ping"
+nodes = ["a"]
+batch_size = 0
+properties = "x"
+assert = "a b"
+"#,
+        );
+        for key in [
+            "client.collective",
+            "client.timeout",
+            "inputs.server",
+            "nodes.fleet.facts[0]",
+            "nodes.listed.timeout",
+            "tasks[0].batch_size",
+            "tasks[0].properties",
+            "tasks[0].assert",
+        ] {
+            assert!(
+                bad.iter().any(|p| p.starts_with(key)),
+                "{key} not in {bad:#?}"
+            );
+        }
+        let unknown = problems("[client]\nserver = \"x\"\n");
+        assert!(unknown[0].contains("client"), "{unknown:?}");
+    }
 }

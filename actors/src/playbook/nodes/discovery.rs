@@ -1,0 +1,117 @@
+//! Discovery node sets: the set's filters as a wire [`Filter`], and a broadcast discovery
+//! through the playbook's client.
+
+use std::time::Duration;
+
+use crate::client::Discovery;
+use crate::playbook::client::PlaybookClient;
+use crate::playbook::spec::NodeSetSpec;
+use crate::protocol::{FactFilter, Filter};
+
+/// Operators in the order they are searched for (two-character ones first).
+const OPERATORS: [&str; 8] = ["==", "!=", "<=", ">=", "=~", "<", ">", "="];
+
+/// Parses `fact<op>value` (`=` means `==`), e.g. `country=mt`, `cores>=4`, `os=~/linux/`.
+pub fn parse_fact(text: &str) -> Result<FactFilter, String> {
+    let (pos, op) = OPERATORS
+        .iter()
+        .filter_map(|op| text.find(op).map(|p| (p, *op)))
+        .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())))
+        .ok_or_else(|| "expected fact<operator>value, e.g. country=mt".to_string())?;
+    let fact = text[..pos].trim();
+    let value = text[pos + op.len()..].trim();
+    if fact.is_empty() || value.is_empty() {
+        return Err("fact and value must not be empty".into());
+    }
+    let op = if op == "=" { "==" } else { op };
+    Ok(FactFilter::new(fact, op, value))
+}
+
+/// The wire filter of a discovery set: agents, identities, classes, facts and compound.
+pub fn filter(spec: &NodeSetSpec) -> Result<Filter, String> {
+    let mut filter = Filter {
+        agent: spec.agents.clone(),
+        identity: spec.identities.clone(),
+        cf_class: spec.classes.clone(),
+        ..Filter::default()
+    };
+    for fact in &spec.facts {
+        filter
+            .fact
+            .push(parse_fact(fact).map_err(|e| format!("fact {fact:?}: {e}"))?);
+    }
+    if let Some(compound) = &spec.compound {
+        filter
+            .compound
+            .push(vec![serde_json::json!({ "expr": compound })]);
+    }
+    Ok(filter)
+}
+
+/// Discovers the nodes matching `spec`, sorted; waits the set's timeout (or the client's).
+pub async fn discover(
+    spec: &NodeSetSpec,
+    client: &PlaybookClient,
+) -> Result<(Vec<String>, Duration), String> {
+    let filter = filter(spec)?;
+    let timeout = spec.timeout.unwrap_or(client.settings().discovery_timeout);
+    let connected = client.get().await?;
+    let found = connected
+        .discover(&Discovery {
+            filter,
+            timeout,
+            expect: None,
+            keep_bodies: false,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((found.senders(), timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts() {
+        assert_eq!(
+            parse_fact("country=mt").unwrap(),
+            FactFilter::new("country", "==", "mt")
+        );
+        assert_eq!(
+            parse_fact("cores>=4").unwrap(),
+            FactFilter::new("cores", ">=", "4")
+        );
+        assert_eq!(
+            parse_fact("os=~/lin/").unwrap(),
+            FactFilter::new("os", "=~", "/lin/")
+        );
+        assert!(parse_fact("nothing").is_err());
+        assert!(parse_fact("=x").is_err());
+    }
+
+    #[test]
+    fn set_to_filter() {
+        let spec = NodeSetSpec {
+            kind: "discovery".into(),
+            nodes: vec![],
+            file: None,
+            agents: vec!["emulated0".into()],
+            facts: vec!["instance<5".into()],
+            classes: vec!["web".into()],
+            identities: vec!["/^emu-/".into()],
+            compound: Some("country=mt".into()),
+            timeout: None,
+            at_least: None,
+            limit: None,
+            empty_ok: false,
+            when_empty: None,
+        };
+        let f = filter(&spec).unwrap();
+        assert_eq!(f.agent, ["emulated0"]);
+        assert_eq!(f.fact, [FactFilter::new("instance", "<", "5")]);
+        assert_eq!(f.cf_class, ["web"]);
+        assert_eq!(f.identity, ["/^emu-/"]);
+        assert_eq!(f.compound.len(), 1);
+    }
+}
