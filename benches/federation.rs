@@ -13,6 +13,7 @@
 //!
 //!     cargo bench --bench federation
 //!     FEDERATION_BENCH_DAEMONS=500 FEDERATION_BENCH_MESSAGES=100000 cargo bench --bench federation
+//!     FEDERATION_BENCH_WORKERS=2 cargo bench --bench federation   # broker `workers` (default: config default)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -89,7 +90,10 @@ fn main() {
     system.block_on(async move {
         let fed = NatsServer::start();
         let collective = NatsServer::start();
-        let config = support::broker_config(&fed, &[(CLUSTER, &collective)], "");
+        let extra = std::env::var("FEDERATION_BENCH_WORKERS")
+            .map(|w| format!("workers = {w}"))
+            .unwrap_or_default();
+        let config = support::broker_config(&fed, &[(CLUSTER, &collective)], &extra);
         let node = ChoirNode::start(&config);
         let _fleet = support::start_fleet("bench", daemons, &collective).await;
         support::wait_subscribed(&node, 1);

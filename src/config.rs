@@ -393,7 +393,7 @@ mod tests {
         );
         assert_eq!(found.len(), 3, "{found:#?}");
         assert!(
-            found[0].contains("node.monitor = \"nowhere\""),
+            found.iter().any(|p| p.contains("node.monitor = \"nowhere\"")),
             "{found:#?}"
         );
         assert!(found

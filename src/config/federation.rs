@@ -6,7 +6,7 @@
 //! federation = "central"            # required: the [networks.X] clients publish to
 //! collective = "london"             # required: the [networks.X] the managed nodes are on
 //! identity = "fb1.example.net"      # seen-by hops and metrics (default: [node].name)
-//! workers = 10                      # workers per path, each ingest + transform + egest
+//! workers = 2                       # workers per path, each ingest + transform + egest
 //! queue_size = 1000                 # accepted for compatibility; no longer used
 //! ```
 
@@ -36,7 +36,7 @@ pub struct FederationConfig {
     /// node's name).
     pub identity: Option<String>,
     /// Workers per path, each one queue subscription doing ingest, transform and egest (the
-    /// Go broker runs 10 per stage).
+    /// Go broker runs 10 per stage; 2 by default here, see `defaults::federation_workers`).
     #[serde(default = "defaults::federation_workers")]
     pub workers: NonZeroUsize,
     /// Accepted for compatibility: it sized the queues between the former separate stages;
@@ -125,7 +125,7 @@ mod tests {
         );
         let config = parse(Path::new("t.toml"), &text).unwrap();
         let broker = &config.federation["london"];
-        assert_eq!(broker.workers.get(), 10);
+        assert_eq!(broker.workers.get(), 2);
         assert_eq!(broker.queue_size.get(), 1000);
         let settings = broker.settings("london", "node1");
         assert_eq!(settings.identity, "node1");

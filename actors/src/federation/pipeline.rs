@@ -209,7 +209,8 @@ struct Stages {
 impl Stages {
     fn new(spec: &PathSpec, index: usize) -> Self {
         let direction = spec.direction;
-        let worker = |name, connected_to| spec.metrics.worker(spec.labels(name, index, connected_to));
+        let worker =
+            |name, connected_to| spec.metrics.worker(spec.labels(name, index, connected_to));
         Self {
             ingest: worker("nats_ingest", direction.ingest_side()),
             transformer: worker(direction.transformer(), "unconnected"),
@@ -268,10 +269,7 @@ async fn worker(spec: PathSpec, index: usize, mut subscriber: Subscriber) {
                 );
             }
         }
-        stages
-            .ingest
-            .time
-            .observe(received.elapsed().as_secs_f64());
+        stages.ingest.time.observe(received.elapsed().as_secs_f64());
     }
 }
 

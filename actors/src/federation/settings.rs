@@ -25,15 +25,14 @@ pub struct BrokerSettings {
 }
 
 impl BrokerSettings {
-    /// Settings for `cluster` with 10 workers per path (as the Go broker's per stage) and
-    /// `queue_size` 1 000.
+    /// Settings for `cluster` with 2 workers per path and `queue_size` 1 000.
     pub fn new(cluster: impl Into<String>, identity: impl Into<String>) -> Self {
         Self {
             cluster: cluster.into(),
             identity: identity.into(),
             federation_network: "federation".to_owned(),
             collective_network: "collective".to_owned(),
-            workers: NonZeroUsize::new(10).unwrap_or(NonZeroUsize::MIN),
+            workers: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
             queue_size: NonZeroUsize::new(1_000).unwrap_or(NonZeroUsize::MIN),
         }
     }
@@ -71,6 +70,6 @@ mod tests {
         assert_eq!(s.request_queue_group(), "london_federation");
         assert_eq!(s.reply_subject(), "choria.federation.london.collective");
         assert_eq!(s.reply_queue_group(), "london_collective");
-        assert_eq!(s.workers.get(), 10);
+        assert_eq!(s.workers.get(), 2);
     }
 }

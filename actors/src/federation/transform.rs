@@ -472,7 +472,9 @@ mod tests {
         assert_eq!(t.headers.seen_by[1], SeenByHop::new("i", "p", "o"));
         let not_a_string = r#"{"protocol":"choria:transport:1","data":{"a":1},"headers":{}}"#;
         assert_eq!(
-            transform_reply(not_a_string.as_bytes()).unwrap_err().reason(),
+            transform_reply(not_a_string.as_bytes())
+                .unwrap_err()
+                .reason(),
             "malformed"
         );
     }

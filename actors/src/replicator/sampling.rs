@@ -697,6 +697,7 @@ fn duration_millis(duration: Duration) -> u64 {
 
 /// Whether a sender last copied at `last_copied_ms` is due at `now_ms`. A clock that stepped
 /// back by more than `age` also makes it due, so a clock fix does not stall sampling.
+// Times are whole milliseconds: `age` is honoured at millisecond resolution.
 fn is_due(last_copied_ms: u64, now_ms: u64, age_ms: u64) -> bool {
     match now_ms.checked_sub(last_copied_ms) {
         Some(elapsed) => elapsed >= age_ms,
@@ -1093,9 +1094,10 @@ mod tests {
     fn unwritable_state_path_is_a_write_error() {
         let dir = tempfile::tempdir().unwrap();
         let t = tracker(SamplingConfig::new(secs(1)));
-        let err = t
-            .save(&dir.path().join("missing-dir").join("state"))
-            .unwrap_err();
+        // A file where the state's directory should be: the directory cannot be created.
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, b"").unwrap();
+        let err = t.save(&blocker.join("state")).unwrap_err();
         assert!(matches!(err, SamplingError::Write { .. }), "{err:?}");
     }
 
