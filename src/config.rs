@@ -393,7 +393,9 @@ mod tests {
         );
         assert_eq!(found.len(), 3, "{found:#?}");
         assert!(
-            found.iter().any(|p| p.contains("node.monitor = \"nowhere\"")),
+            found
+                .iter()
+                .any(|p| p.contains("node.monitor = \"nowhere\"")),
             "{found:#?}"
         );
         assert!(found

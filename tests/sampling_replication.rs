@@ -93,7 +93,11 @@ async fn fifty_senders_every_100ms_for_3s_with_age_1s_are_copied_about_three_tim
         );
         for pair in times.windows(2) {
             // The tracker keeps whole milliseconds: compare at that resolution.
-            let ms = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis();
+            let ms = |t: SystemTime| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis()
+            };
             let gap = ms(pair[1]) - ms(pair[0]);
             assert!(gap >= 1000, "{sender} copied twice within {gap} ms");
         }

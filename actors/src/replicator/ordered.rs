@@ -56,6 +56,10 @@ enum Done {
 
 type Entry = Pin<Box<dyn Future<Output = Done>>>;
 
+/// A session with no message and no completion for this long, while the source reports
+/// pending messages, is considered stalled and resumes from the target's position.
+const STALL_AFTER: Duration = Duration::from_secs(10);
+
 /// Why a session ended.
 enum End {
     /// Resume from the target's position (after a rejection, an out-of-order refusal, a
@@ -167,11 +171,14 @@ impl Session<'_> {
         let mut pipeline: FuturesOrdered<Entry> = FuturesOrdered::new();
         let mut ack_candidate: Option<jetstream::Message> = None;
         let mut unacked = 0usize;
+        let mut last_activity = Instant::now();
+        let mut stale = 0usize;
 
         let end = loop {
             tokio::select! {
                 biased;
                 Some(done) = pipeline.next(), if !pipeline.is_empty() => {
+                    last_activity = Instant::now();
                     match done {
                         Done::Copied { seq, message, sent, published, ack } => {
                             w.copied(message.payload.len(), sent, published);
@@ -198,6 +205,7 @@ impl Session<'_> {
                     }
                 }
                 next = messages.next(), if pipeline.len() < window => {
+                    last_activity = Instant::now();
                     let message = match next {
                         None => break End::Resync,
                         Some(Err(e)) => break End::Trouble(format!("source consumer: {e}")),
@@ -214,6 +222,12 @@ impl Session<'_> {
                         if seq <= self.confirmed.load(Ordering::Acquire) {
                             if let Err(e) = message.ack().await {
                                 debug!(error = %e, seq, "Ack of a redelivered message failed.");
+                            }
+                            // A source that lost its consumer state (a crash) may keep
+                            // redelivering what is already copied: start a clean consumer.
+                            stale += 1;
+                            if stale > window {
+                                break End::Trouble("the source keeps redelivering copied messages".to_owned());
                             }
                         }
                         continue;
@@ -241,8 +255,18 @@ impl Session<'_> {
                         }
                     }
                 }
-                _ = actix_rt::time::sleep(Duration::from_millis(100)), if unacked > 0 => {
-                    ack_source(&mut ack_candidate, &mut unacked).await;
+                _ = actix_rt::time::sleep(Duration::from_millis(100)) => {
+                    if unacked > 0 {
+                        ack_source(&mut ack_candidate, &mut unacked).await;
+                    }
+                    // Stall detector: nothing moved for a while although the source has
+                    // messages for us (e.g. a source server lost consumer state in a crash).
+                    if last_activity.elapsed() > STALL_AFTER {
+                        last_activity = Instant::now();
+                        if setup::consumer_lag(self.source_js, s).await.is_some_and(|lag| lag > 0) {
+                            break End::Trouble("no progress although the source has pending messages".to_owned());
+                        }
+                    }
                 }
             }
         };
