@@ -154,7 +154,12 @@ async fn discovery_filters_early_finish_and_direct_rpc() {
     assert!(began.elapsed() < Duration::from_secs(10));
 
     // Broadcast RPC with a node list: a node outside it is counted as unexpected.
-    let mut call = generate(&["emu-0", "emu-1"], "generate", Duration::from_secs(2));
+    // "ghost" never answers, so the collector waits out the timeout and sees emu-2 arrive.
+    let mut call = generate(
+        &["emu-0", "emu-1", "ghost"],
+        "generate",
+        Duration::from_secs(2),
+    );
     call.addressing = Addressing::Broadcast;
     call.filter = Filter {
         identity: vec!["emu-0".into(), "emu-1".into(), "emu-2".into()],
@@ -163,6 +168,7 @@ async fn discovery_filters_early_finish_and_direct_rpc() {
     let unexpected = client.rpc(&call).await.unwrap();
     assert_eq!(unexpected.ok(), 2);
     assert_eq!(unexpected.unexpected, ["emu-2"]);
+    assert_eq!(unexpected.no_responses, ["ghost"]);
 }
 
 #[actix_rt::test]
