@@ -256,7 +256,8 @@ fn main() {
         let c = one_at_a_time(&sjs, &tjs, n).await;
         eprintln!("(c) one at a time: {c:.0} msg/s");
 
-        let child = run_choir(dir.path(), &source, &target, "ordered", "target_stream = \"COPY_O\"\ntarget_subject_prefix = \"o\"\nmode = \"ordered\"");
+        let window = std::env::var("CHOIR_BENCH_WINDOW").unwrap_or_else(|_| "256".into());
+        let child = run_choir(dir.path(), &source, &target, "ordered", &format!("target_stream = \"COPY_O\"\ntarget_subject_prefix = \"o\"\nmode = \"ordered\"\nwindow = {window}"));
         let d = rate_of_fill(&tjs, "COPY_O", n, Duration::from_secs(900)).await;
         stop(child);
         eprintln!("(d) choir ordered: {d:.0} msg/s");
