@@ -161,10 +161,7 @@ impl NetworkActor {
                 .await
                 .map_err(|source| NetworkError::Credentials {
                     network: settings.name.clone(),
-                    path: match &settings.auth {
-                        Auth::CredentialsFile(path) => path.display().to_string(),
-                        _ => String::new(),
-                    },
+                    path: settings.credentials_path(),
                     source,
                 })?;
         Ok(options)

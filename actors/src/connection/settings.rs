@@ -82,6 +82,14 @@ impl NetworkSettings {
 }
 
 impl NetworkSettings {
+    /// The credentials file, for error messages (empty when there is none).
+    pub fn credentials_path(&self) -> String {
+        match &self.auth {
+            Auth::CredentialsFile(path) => path.display().to_string(),
+            _ => String::new(),
+        }
+    }
+
     /// Adds this network's credentials and TLS settings to `options`; every connection to
     /// the network (the network actor's, an emulated daemon's, a broker worker's) goes through
     /// here. Fails only when a credentials file cannot be read.

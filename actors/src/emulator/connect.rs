@@ -9,7 +9,7 @@ use async_nats::{Client, ConnectOptions, Event};
 use rand::Rng as _;
 
 use super::{EmulatorError, EmulatorMetrics};
-use crate::connection::{Auth, NetworkSettings};
+use crate::connection::NetworkSettings;
 
 /// Connects to `url` as `name`. After the first success async-nats reconnects by itself
 /// forever (with a random 0–2 s delay on top of a capped backoff, so a fleet does not come
@@ -35,32 +35,13 @@ pub(super) async fn connect(
             on_event(&metrics, &lost, event);
             async {}
         });
-    options = match &settings.auth {
-        Auth::None => options,
-        Auth::CredentialsFile(path) => {
-            options
-                .credentials_file(path)
-                .await
-                .map_err(|source| EmulatorError::Credentials {
-                    path: path.display().to_string(),
-                    source,
-                })?
-        }
-        Auth::UserPassword { user, password } => {
-            options.user_and_password(user.clone(), password.clone())
-        }
-        Auth::Token(token) => options.token(token.clone()),
-        Auth::NkeySeed(seed) => options.nkey(seed.clone()),
-    };
-    if let Some(tls) = &settings.tls {
-        options = options.require_tls(true);
-        if let Some(ca) = &tls.ca {
-            options = options.add_root_certificates(ca.clone());
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-    }
+    options = settings
+        .secure(options)
+        .await
+        .map_err(|source| EmulatorError::Credentials {
+            path: settings.credentials_path(),
+            source,
+        })?;
     let client = options
         .connect(url)
         .await

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::{Client, ConnectOptions, Event};
 use tracing::{info, warn};
 
-use crate::connection::{backoff, Auth, NetworkSettings};
+use crate::connection::{backoff, NetworkSettings};
 
 /// Errors of one connect attempt.
 #[derive(Debug, thiserror::Error)]
@@ -66,33 +66,14 @@ async fn options(
             }
             async {}
         });
-    options = match &settings.auth {
-        Auth::None => options,
-        Auth::CredentialsFile(path) => {
-            options
-                .credentials_file(path)
-                .await
-                .map_err(|source| ConnectError::Credentials {
-                    network: settings.name.clone(),
-                    path: path.display().to_string(),
-                    source,
-                })?
-        }
-        Auth::UserPassword { user, password } => {
-            options.user_and_password(user.clone(), password.clone())
-        }
-        Auth::Token(token) => options.token(token.clone()),
-        Auth::NkeySeed(seed) => options.nkey(seed.clone()),
-    };
-    if let Some(tls) = &settings.tls {
-        options = options.require_tls(true);
-        if let Some(ca) = &tls.ca {
-            options = options.add_root_certificates(ca.clone());
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-    }
+    options = settings
+        .secure(options)
+        .await
+        .map_err(|source| ConnectError::Credentials {
+            network: settings.name.clone(),
+            path: settings.credentials_path(),
+            source,
+        })?;
     Ok(options)
 }
 
