@@ -133,13 +133,16 @@ async fn bucket_open(js: &jetstream::Context, config: kv::Config) -> Result<kv::
         discard: jetstream::stream::DiscardPolicy::New,
         ..Default::default()
     };
-    // get_or_create also covers another run creating it in between.
-    js.get_or_create_stream(stream)
+    // Another run may create the same bucket at the same moment: its create wins and ours
+    // fails (name in use, or subjects overlap), and the bucket is then simply there.
+    let created = js
+        .get_or_create_stream(stream)
         .await
-        .map_err(|e| e.to_string())?;
-    js.get_key_value(&config.bucket)
-        .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    match js.get_key_value(&config.bucket).await {
+        Ok(store) => Ok(store),
+        Err(e) => Err(created.err().unwrap_or_else(|| e.to_string())),
+    }
 }
 
 impl DataStore for NatsKvStore {
