@@ -42,6 +42,20 @@ pub enum SetupError {
     },
 }
 
+/// The source stream, or a `Source` error naming it.
+async fn source_stream(
+    source: &Context,
+    settings: &ReplicatorSettings,
+) -> Result<async_nats::jetstream::stream::Stream, SetupError> {
+    source
+        .get_stream(&settings.source_stream)
+        .await
+        .map_err(|e| SetupError::Source {
+            stream: settings.source_stream.clone(),
+            message: e.to_string(),
+        })
+}
+
 /// Makes sure the target stream exists, creating it from the source stream's config (subjects
 /// mapped, limits retention, no mirror or sources) when it is missing and allowed.
 pub async fn ensure_target_stream(
@@ -60,13 +74,7 @@ pub async fn ensure_target_stream(
         }
         Err(_) => {}
     }
-    let mut source_stream = source
-        .get_stream(&settings.source_stream)
-        .await
-        .map_err(|e| SetupError::Source {
-            stream: settings.source_stream.clone(),
-            message: e.to_string(),
-        })?;
+    let mut source_stream = source_stream(source, settings).await?;
     let info = source_stream.info().await.map_err(|e| SetupError::Source {
         stream: settings.source_stream.clone(),
         message: e.to_string(),
@@ -224,13 +232,7 @@ pub async fn consumer_ack_floor(
     source: &Context,
     settings: &ReplicatorSettings,
 ) -> Result<Option<u64>, SetupError> {
-    let stream = source
-        .get_stream(&settings.source_stream)
-        .await
-        .map_err(|e| SetupError::Source {
-            stream: settings.source_stream.clone(),
-            message: e.to_string(),
-        })?;
+    let stream = source_stream(source, settings).await?;
     match stream.consumer_info(settings.durable_name()).await {
         Ok(info) => Ok(Some(info.ack_floor.stream_sequence)),
         Err(_) => Ok(None),
@@ -245,13 +247,7 @@ pub async fn ordered_consumer(
     settings: &ReplicatorSettings,
     resume: Option<u64>,
 ) -> Result<PullConsumer, SetupError> {
-    let stream = source
-        .get_stream(&settings.source_stream)
-        .await
-        .map_err(|e| SetupError::Source {
-            stream: settings.source_stream.clone(),
-            message: e.to_string(),
-        })?;
+    let stream = source_stream(source, settings).await?;
     let _ = stream.delete_consumer(&settings.durable_name()).await;
     let deliver = match resume {
         Some(seq) => DeliverPolicy::ByStartSequence {
@@ -279,13 +275,7 @@ pub async fn queued_consumer(
     settings: &ReplicatorSettings,
     workers: usize,
 ) -> Result<PullConsumer, SetupError> {
-    let stream = source
-        .get_stream(&settings.source_stream)
-        .await
-        .map_err(|e| SetupError::Source {
-            stream: settings.source_stream.clone(),
-            message: e.to_string(),
-        })?;
+    let stream = source_stream(source, settings).await?;
     let name = settings.durable_name();
     let mut deliver = deliver_policy(settings.start);
     if let Ok(info) = stream.consumer_info(&name).await {
