@@ -407,6 +407,25 @@ mod tests {
     }
 
     #[test]
+    fn msg_id_defaults_by_mode_and_queued_mode_cannot_drop_it() {
+        let base = "[networks.a]\nurls=[\"nats://127.0.0.1:1\"]\n[networks.b]\nurls=[\"nats://127.0.0.1:2\"]\n\
+                    [replicators.r]\nsource=\"a\"\ntarget=\"b\"\nstream=\"S\"\n";
+        let settings = |extra: &str| {
+            let config = parse(Path::new("t.toml"), &format!("{base}{extra}")).unwrap();
+            config.replicators["r"].settings("r", Path::new("/tmp"))
+        };
+        assert!(!settings("").msg_id);
+        assert!(settings("msg_id = true\n").msg_id);
+        assert!(settings("mode = \"queued\"\n").msg_id);
+        let found = problems(&format!("{base}mode = \"queued\"\nmsg_id = false\n"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("replicators.r.msg_id = \"false\""),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn unknown_sections_are_named() {
         let found = problems("[nodes]\nname = \"x\"\n");
         assert_eq!(found.len(), 1);

@@ -42,6 +42,32 @@ async fn ordered_replication_copies_each_message_once_in_source_order_with_heade
             provenance.starts_with(&format!("replicator=orders stream=ORDERS seq={} ", i + 1)),
             "{provenance}"
         );
+        // Ordered copies land exactly once through Nats-Expected-Last-Sequence; the
+        // duplicate-window id is off by default.
+        assert_eq!(m.header("Nats-Msg-Id"), None);
+    }
+}
+
+#[tokio::test]
+async fn ordered_copies_carry_the_deterministic_msg_id_when_asked() {
+    let source = NatsServer::start();
+    let target = NatsServer::start();
+    let src = connect(&source.url()).await;
+    create_stream(&src, "ORDERS", &["orders.>"]).await;
+    publish_many(&src, 50, |i| {
+        (format!("orders.{i}"), format!("{{\"n\":{i}}}").into_bytes())
+    })
+    .await;
+
+    let node = ChoirNode::start(&replicator_config(
+        &source,
+        &target,
+        "mode = \"ordered\"\nmsg_id = true",
+    ));
+    let dst = connect(&target.url()).await;
+    let copied = settled(&dst, &node, 50, Duration::from_secs(60)).await;
+    assert_exactly_once(&copied, 50, true);
+    for (i, m) in copied.iter().enumerate() {
         assert_eq!(
             m.header("Nats-Msg-Id").unwrap(),
             format!("orders:ORDERS:{}", i + 1)

@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod sampling;
 pub mod window;
 
+pub mod acks;
 pub mod envelope;
 pub mod failure;
 pub mod gate;

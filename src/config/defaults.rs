@@ -119,6 +119,9 @@ pub const fn replicator_window() -> NonZeroUsize {
     }
 }
 
+/// `[replicators.X].msg_id` in ordered mode (queued mode always sends it).
+pub const ORDERED_MSG_ID: bool = false;
+
 /// `[replicators.X].max_senders`.
 pub const fn max_senders() -> NonZeroUsize {
     match NonZeroUsize::new(100_000) {

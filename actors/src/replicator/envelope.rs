@@ -25,7 +25,7 @@ pub fn msg_id(replicator: &str, stream: &str, seq: u64) -> String {
 ///
 /// Source headers are kept, except `Nats-Expected-*` (the source's publish preconditions mean
 /// nothing in the target) and `Nats-Msg-Id` (kept as `Choir-Original-Msg-Id`, replaced by the
-/// deterministic id).
+/// deterministic id when `with_msg_id`).
 pub fn target_headers(
     source: Option<&HeaderMap>,
     replicator: &str,
@@ -33,6 +33,7 @@ pub fn target_headers(
     seq: u64,
     published: SystemTime,
     expected_last: Option<u64>,
+    with_msg_id: bool,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(source) = source {
@@ -51,7 +52,9 @@ pub fn target_headers(
             }
         }
     }
-    headers.insert(MSG_ID, msg_id(replicator, stream, seq).as_str());
+    if with_msg_id {
+        headers.insert(MSG_ID, msg_id(replicator, stream, seq).as_str());
+    }
     headers.insert(
         PROVENANCE,
         provenance(replicator, stream, seq, published).as_str(),
@@ -62,10 +65,70 @@ pub fn target_headers(
     headers
 }
 
-/// The provenance header's value.
+/// The provenance header's value. Built by hand: it is made once per copied message.
 pub fn provenance(replicator: &str, stream: &str, seq: u64, published: SystemTime) -> String {
-    let time = humantime::format_rfc3339_nanos(published);
-    format!("replicator={replicator} stream={stream} seq={seq} time={time}")
+    let mut out = String::with_capacity(replicator.len() + stream.len() + 72);
+    out.push_str("replicator=");
+    out.push_str(replicator);
+    out.push_str(" stream=");
+    out.push_str(stream);
+    out.push_str(" seq=");
+    push_digits(&mut out, seq, 1);
+    out.push_str(" time=");
+    push_rfc3339_nanos(&mut out, published);
+    out
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits.
+fn push_digits(out: &mut String, mut value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    while value > 0 || digits.len() - at < width {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (value % 10) as u8;
+        }
+        value /= 10;
+        if at == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(at..).unwrap_or_default() {
+        out.push(char::from(d));
+    }
+}
+
+/// Appends `time` as RFC 3339 UTC with nanoseconds (`2023-11-14T22:13:20.000000000Z`, as
+/// `humantime::format_rfc3339_nanos` writes it). Times before 1970 are written as 1970.
+fn push_rfc3339_nanos(out: &mut String, time: SystemTime) {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let days = secs / 86_400;
+    let of_day = secs % 86_400;
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm, non-negative days).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    push_digits(out, year, 4);
+    out.push('-');
+    push_digits(out, month, 2);
+    out.push('-');
+    push_digits(out, day, 2);
+    out.push('T');
+    push_digits(out, of_day / 3_600, 2);
+    out.push(':');
+    push_digits(out, of_day % 3_600 / 60, 2);
+    out.push(':');
+    push_digits(out, of_day % 60, 2);
+    out.push('.');
+    push_digits(out, u64::from(since.subsec_nanos()), 9);
+    out.push('Z');
 }
 
 /// A parsed provenance header.
@@ -120,7 +183,7 @@ mod tests {
         source.insert("Nats-Expected-Last-Sequence", "10");
         source.insert("Nats-Msg-Id", "original");
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let h = target_headers(Some(&source), "copy", "ORDERS", 42, at, Some(7));
+        let h = target_headers(Some(&source), "copy", "ORDERS", 42, at, Some(7), true);
         assert_eq!(h.get("X-Trace").unwrap().as_str(), "abc");
         assert_eq!(
             h.get_all("X-Multi").map(|v| v.as_str()).collect::<Vec<_>>(),
@@ -143,6 +206,41 @@ mod tests {
             .unwrap()
             .as_str()
             .contains("time=2023-11-14T22:13:20"));
+    }
+
+    #[test]
+    fn without_msg_id_the_source_id_is_still_kept_aside() {
+        let mut source = HeaderMap::new();
+        source.insert("Nats-Msg-Id", "original");
+        let h = target_headers(Some(&source), "copy", "ORDERS", 1, UNIX_EPOCH, None, false);
+        assert!(h.get(MSG_ID).is_none());
+        assert_eq!(h.get(ORIGINAL_MSG_ID).unwrap().as_str(), "original");
+        assert!(h.get(PROVENANCE).is_some());
+    }
+
+    #[test]
+    fn provenance_times_match_humantime() {
+        for (secs, nanos) in [
+            (0u64, 0u32),
+            (951_782_400, 5), // 2000-02-29
+            (1_700_000_000, 123_456_789),
+            (4_107_542_399, 999_999_999), // 2100-02-28T23:59:59
+            (4_107_542_400, 1),           // 2100-03-01
+            (253_402_300_799, 0),         // 9999-12-31T23:59:59
+        ] {
+            let t = UNIX_EPOCH + Duration::new(secs, nanos);
+            let mut ours = String::new();
+            push_rfc3339_nanos(&mut ours, t);
+            assert_eq!(ours, humantime::format_rfc3339_nanos(t).to_string());
+        }
+        assert_eq!(
+            provenance("r", "S", 1_234, UNIX_EPOCH),
+            "replicator=r stream=S seq=1234 time=1970-01-01T00:00:00.000000000Z"
+        );
+        assert_eq!(
+            provenance("r", "S", 0, UNIX_EPOCH),
+            "replicator=r stream=S seq=0 time=1970-01-01T00:00:00.000000000Z"
+        );
     }
 
     #[test]

@@ -1,9 +1,6 @@
 //! What a failed target publish means, and the dead-letter path for messages the target
 //! rejects for good.
 
-use std::error::Error as _;
-
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 
@@ -22,22 +19,16 @@ pub enum Failure {
     Rejected(String),
 }
 
-/// Classifies a publish error.
-pub fn classify(error: &PublishError) -> Failure {
+/// Classifies a publish the client could not send at all: a message larger than the
+/// server's `max_payload` or an invalid subject is rejected; a closed connection is
+/// transient.
+pub fn classify_send(error: &async_nats::PublishError) -> Failure {
     match error.kind() {
-        PublishErrorKind::WrongLastSequence => Failure::OutOfOrder,
-        PublishErrorKind::MaxPayloadExceeded => Failure::Rejected(error.to_string()),
-        PublishErrorKind::Other => {
-            let api = error
-                .source()
-                .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
-                .map(ToString::to_string);
-            match api {
-                Some(reason) => Failure::Rejected(reason),
-                None => Failure::Transient(error.to_string()),
-            }
+        async_nats::client::PublishErrorKind::MaxPayloadExceeded
+        | async_nats::client::PublishErrorKind::InvalidSubject => {
+            Failure::Rejected(error.to_string())
         }
-        _ => Failure::Transient(error.to_string()),
+        async_nats::client::PublishErrorKind::Send => Failure::Transient(error.to_string()),
     }
 }
 

@@ -1,9 +1,9 @@
 //! The ordered copy loop: one worker, pipelined, in order, exactly once.
 //!
-//! Every source message becomes one entry of a `FuturesOrdered` pipeline of at most `window`
-//! entries: a target publish awaiting its ack, or an already-finished skip (sampled out, too
-//! old). Entries finish in source order, so the source is acknowledged in order (AckAll, in
-//! batches) only after the target acked.
+//! Every source message becomes one entry of a pipeline of at most `window` entries: a target
+//! publish awaiting its ack on the session's ack inbox ([`super::acks`]), or an already-settled
+//! skip (sampled out, too old). Entries settle in source order, so the source is acknowledged
+//! in order (AckAll, in batches) only after the target acked.
 //!
 //! Each copy carries `Nats-Expected-Last-Sequence`: it lands only directly after its
 //! predecessor, so a lost publish can never let a later one overtake it. Any failure ends the
@@ -12,53 +12,61 @@
 //! worker saw confirmed, whichever is furthest, by re-creating the durable consumer there. A
 //! target that is down is retried forever with backoff; a message the target rejects is retried
 //! `max_rejections` times and then dead-lettered.
+//!
+//! Because every copy must land right after its predecessor, no copy can land twice, however
+//! long choir or a server was down: the `Nats-Msg-Id` duplicate window is not needed here and
+//! is sent only with `msg_id = true`.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use async_nats::jetstream::context::PublishError;
-use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, Context as JetStream, ContextBuilder};
-use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use tracing::{debug, error, warn};
 
+use super::acks::{AckInbox, AckOutcome};
 use super::envelope::{from_unix_nanos, target_headers};
-use super::failure::{classify, dead_letter, Failure};
+use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;
 use super::setup::{self, SetupError};
 use super::worker::WorkerContext;
 use crate::connection::backoff;
 
-enum Done {
-    Copied {
-        seq: u64,
-        message: jetstream::Message,
-        sent: Instant,
-        published: SystemTime,
-        ack: PublishAck,
-    },
-    Skipped {
-        seq: u64,
-        message: jetstream::Message,
-    },
-    Failed {
-        seq: u64,
-        message: jetstream::Message,
-        published: SystemTime,
-        error: PublishError,
-    },
+/// Where one entry of the pipeline stands.
+enum State {
+    /// Published, waiting for the target's ack.
+    Pending,
+    /// The target stored it (or dropped it as a duplicate).
+    Stored { duplicate: bool },
+    /// Not copied (sampled out, too old); acked on the source in order.
+    Skipped,
+    /// The publish failed.
+    Failed(Failure),
 }
 
-type Entry = Pin<Box<dyn Future<Output = Done>>>;
+/// One source message in the pipeline, in source order.
+struct Entry {
+    /// Its place in this session's pipeline; the reply subject of its publish ends with it.
+    token: u64,
+    seq: u64,
+    message: jetstream::Message,
+    published: SystemTime,
+    sent: Instant,
+    state: State,
+}
 
 /// A session with no message and no completion for this long, while the source reports
 /// pending messages, is considered stalled and resumes from the target's position.
 const STALL_AFTER: Duration = Duration::from_secs(10);
+
+/// A publish the target has not answered for this long ends the session (the connection
+/// dropped it, or the target is stuck): the next session resumes from the target's position.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The source is acked (AckAll) at least every this many settled messages.
+const ACK_EVERY: usize = 64;
 
 /// Why a session ended.
 enum End {
@@ -167,41 +175,84 @@ impl Session<'_> {
             Ok(last) => last,
             Err(e) => return End::Trouble(e.to_string()),
         };
+        let mut inbox = match AckInbox::open(&w.target).await {
+            Ok(inbox) => inbox,
+            Err(e) => return End::Trouble(e.to_string()),
+        };
         let mut dispatched = self.confirmed.load(Ordering::Acquire);
-        let mut pipeline: FuturesOrdered<Entry> = FuturesOrdered::new();
+        let mut pipeline: VecDeque<Entry> = VecDeque::with_capacity(window);
+        let mut next_token: u64 = 0;
         let mut ack_candidate: Option<jetstream::Message> = None;
         let mut unacked = 0usize;
         let mut last_activity = Instant::now();
         let mut stale = 0usize;
+        let mut tick = actix_rt::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        let end = loop {
-            tokio::select! {
-                biased;
-                Some(done) = pipeline.next(), if !pipeline.is_empty() => {
-                    last_activity = Instant::now();
-                    match done {
-                        Done::Copied { seq, message, sent, published, ack } => {
-                            w.copied(message.payload.len(), sent, published);
-                            self.confirmed.store(seq, Ordering::Release);
-                            self.rejections.remove(&seq);
-                            self.progressed = true;
-                            ack_candidate = Some(message);
-                            unacked += 1;
-                            if ack.duplicate {
-                                break End::Resync;
-                            }
-                        }
-                        Done::Skipped { seq, message } => {
-                            self.confirmed.store(seq, Ordering::Release);
-                            ack_candidate = Some(message);
-                            unacked += 1;
-                        }
-                        Done::Failed { seq, message, published, error } => {
-                            break self.failed(seq, message, published, &error, &mut ack_candidate).await;
+        let end = 'session: loop {
+            // Settle what finished at the front, in source order.
+            while pipeline
+                .front()
+                .is_some_and(|e| !matches!(e.state, State::Pending))
+            {
+                let Some(entry) = pipeline.pop_front() else {
+                    break;
+                };
+                let Entry {
+                    seq,
+                    message,
+                    published,
+                    sent,
+                    state,
+                    ..
+                } = entry;
+                match state {
+                    State::Stored { duplicate } => {
+                        w.copied(message.payload.len(), sent, published);
+                        self.confirmed.store(seq, Ordering::Release);
+                        self.rejections.remove(&seq);
+                        self.progressed = true;
+                        ack_candidate = Some(message);
+                        unacked += 1;
+                        if duplicate {
+                            break 'session End::Resync;
                         }
                     }
-                    if unacked >= 64 {
-                        ack_source(&mut ack_candidate, &mut unacked).await;
+                    State::Skipped => {
+                        self.confirmed.store(seq, Ordering::Release);
+                        ack_candidate = Some(message);
+                        unacked += 1;
+                    }
+                    State::Failed(failure) => {
+                        break 'session self
+                            .failed(seq, message, published, failure, &mut ack_candidate)
+                            .await;
+                    }
+                    State::Pending => {}
+                }
+                if unacked >= ACK_EVERY {
+                    ack_source(&mut ack_candidate, &mut unacked).await;
+                }
+            }
+
+            tokio::select! {
+                biased;
+                ack = inbox.next() => {
+                    let Some((token, outcome)) = ack else {
+                        break End::Trouble("the target ack inbox closed".to_owned());
+                    };
+                    last_activity = Instant::now();
+                    let index = pipeline
+                        .front()
+                        .and_then(|front| token.checked_sub(front.token))
+                        .and_then(|i| usize::try_from(i).ok());
+                    if let Some(entry) = index.and_then(|i| pipeline.get_mut(i)) {
+                        if matches!(entry.state, State::Pending) {
+                            entry.state = match outcome {
+                                AckOutcome::Stored { duplicate } => State::Stored { duplicate },
+                                AckOutcome::Failed(failure) => State::Failed(failure),
+                            };
+                        }
                     }
                 }
                 next = messages.next(), if pipeline.len() < window => {
@@ -234,30 +285,31 @@ impl Session<'_> {
                     }
                     dispatched = seq;
                     w.stats.received.inc();
+                    let token = next_token;
+                    next_token += 1;
+                    let sent = Instant::now();
                     let raw = &message.message;
-                    match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
+                    let state = match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
                         Verdict::Copy => {
-                            let sent = Instant::now();
-                            let result = w.publish_copy(self.target_js, raw, seq, published, Some(expected_last)).await;
+                            let headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(expected_last), s.msg_id);
+                            let subject = s.subject_map.map(raw.subject.as_str());
                             expected_last += 1;
-                            pipeline.push_back(match result {
-                                Ok(ack) => Box::pin(async move {
-                                    match ack.await {
-                                        Ok(ack) => Done::Copied { seq, message, sent, published, ack },
-                                        Err(error) => Done::Failed { seq, message, published, error },
-                                    }
-                                }),
-                                Err(error) => Box::pin(async move { Done::Failed { seq, message, published, error } }),
-                            });
+                            match w.target.publish_with_reply_and_headers(subject, inbox.reply(token), headers, raw.payload.clone()).await {
+                                Ok(()) => State::Pending,
+                                Err(e) => State::Failed(classify_send(&e)),
+                            }
                         }
-                        Verdict::Sampled | Verdict::TooOld => {
-                            pipeline.push_back(Box::pin(async move { Done::Skipped { seq, message } }));
-                        }
-                    }
+                        Verdict::Sampled | Verdict::TooOld => State::Skipped,
+                    };
+                    pipeline.push_back(Entry { token, seq, message, published, sent, state });
                 }
-                _ = actix_rt::time::sleep(Duration::from_millis(100)) => {
+                _ = tick.tick() => {
                     if unacked > 0 {
                         ack_source(&mut ack_candidate, &mut unacked).await;
+                    }
+                    if pipeline.front().is_some_and(|e| matches!(e.state, State::Pending) && e.sent.elapsed() > ACK_TIMEOUT) {
+                        w.stats.failed_transient.inc();
+                        break End::Trouble(format!("the target did not answer a publish within {}", humantime::format_duration(ACK_TIMEOUT)));
                     }
                     // Stall detector: nothing moved for a while although the source has
                     // messages for us (e.g. a source server lost consumer state in a crash).
@@ -279,12 +331,12 @@ impl Session<'_> {
         seq: u64,
         message: jetstream::Message,
         published: SystemTime,
-        error: &PublishError,
+        failure: Failure,
         ack_candidate: &mut Option<jetstream::Message>,
     ) -> End {
         let w = self.w;
         let s = &w.settings;
-        match classify(error) {
+        match failure {
             Failure::OutOfOrder => {
                 w.stats.failed_out_of_order.inc();
                 End::Resync
@@ -308,6 +360,7 @@ impl Session<'_> {
                     seq,
                     published,
                     None,
+                    s.msg_id,
                 );
                 let sent = dead_letter(
                     &w.target,

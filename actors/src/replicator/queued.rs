@@ -4,79 +4,160 @@
 //! duplicate window: a message redelivered by the source (after a crash, or after `ack_wait`)
 //! is dropped by the target as a duplicate.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use async_nats::jetstream::context::PublishError;
-use async_nats::jetstream::publish::PublishAck;
-use async_nats::jetstream::{self, Context as JetStream, ContextBuilder};
-use futures::stream::FuturesUnordered;
+use async_nats::jetstream;
 use futures::StreamExt;
 use tracing::{debug, error, info, warn};
 
+use super::acks::{AckInbox, AckOutcome};
 use super::envelope::{from_unix_nanos, target_headers};
-use super::failure::{classify, dead_letter, Failure};
+use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;
 use super::worker::WorkerContext;
 use crate::connection::backoff;
 
-enum Done {
-    Copied {
-        message: jetstream::Message,
-        sent: Instant,
-        published: SystemTime,
-        _ack: PublishAck,
-    },
-    Failed {
-        seq: u64,
-        message: jetstream::Message,
-        published: SystemTime,
-        attempt: u32,
-        error: PublishError,
-    },
+/// A publish the target has not answered for this long is sent again (the target's
+/// duplicate window drops it if the first one landed after all).
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One source message this worker is copying.
+struct Entry {
+    seq: u64,
+    message: jetstream::Message,
+    published: SystemTime,
+    /// When the current attempt was sent, or is due to be sent (a retry after backoff).
+    sent: Instant,
+    /// Failed attempts so far.
+    attempt: u32,
+    /// Waiting for its backoff to pass before it is sent again.
+    waiting: bool,
 }
 
-type Entry = Pin<Box<dyn Future<Output = Done>>>;
+/// The copies of one worker in flight, keyed by the token of their current attempt.
+struct InFlight {
+    entries: HashMap<u64, Entry>,
+    next_token: u64,
+}
 
-fn copy(
-    w: Arc<WorkerContext>,
-    js: JetStream,
-    message: jetstream::Message,
-    seq: u64,
-    published: SystemTime,
-    attempt: u32,
-    delay: Duration,
-) -> Entry {
-    Box::pin(async move {
-        if !delay.is_zero() {
-            actix_rt::time::sleep(delay).await;
+impl InFlight {
+    fn new(window: usize) -> Self {
+        Self {
+            entries: HashMap::with_capacity(window),
+            next_token: 0,
         }
-        let sent = Instant::now();
-        let result = match w
-            .publish_copy(&js, &message.message, seq, published, None)
-            .await
-        {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(ack) => Done::Copied {
-                message,
-                sent,
-                published,
-                _ack: ack,
-            },
-            Err(error) => Done::Failed {
-                seq,
-                message,
-                published,
-                attempt,
-                error,
-            },
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn token(&mut self) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        token
+    }
+}
+
+/// Publishes `entry` under a fresh token; a publish the client cannot send settles at once.
+async fn send(
+    w: &WorkerContext,
+    inbox: &AckInbox,
+    inflight: &mut InFlight,
+    mut entry: Entry,
+) -> Option<(Entry, Failure)> {
+    let s = &w.settings;
+    let raw = &entry.message.message;
+    let headers = target_headers(
+        raw.headers.as_ref(),
+        &s.name,
+        &s.source_stream,
+        entry.seq,
+        entry.published,
+        None,
+        true,
+    );
+    let subject = s.subject_map.map(raw.subject.as_str());
+    let token = inflight.token();
+    let result = w
+        .target
+        .publish_with_reply_and_headers(subject, inbox.reply(token), headers, raw.payload.clone())
+        .await;
+    entry.sent = Instant::now();
+    entry.waiting = false;
+    match result {
+        Ok(()) => {
+            inflight.entries.insert(token, entry);
+            None
         }
-    })
+        Err(e) => Some((entry, classify_send(&e))),
+    }
+}
+
+/// What to do with a failed attempt: schedule a retry (kept under a fresh token, waiting),
+/// or dead-letter and ack it when the target rejected it `max_rejections` times.
+async fn settle_failure(
+    w: &WorkerContext,
+    index: usize,
+    inflight: &mut InFlight,
+    troubled: &mut bool,
+    mut entry: Entry,
+    failure: Failure,
+) {
+    let s = &w.settings;
+    let delay = backoff(
+        entry.attempt,
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    );
+    entry.attempt = entry.attempt.saturating_add(1);
+    match failure {
+        Failure::Transient(reason) => {
+            w.stats.failed_transient.inc();
+            if !*troubled {
+                *troubled = true;
+                warn!(replicator = %s.name, worker = index, %reason, "Target publish failed; retrying until it works.");
+            }
+        }
+        Failure::OutOfOrder => {
+            w.stats.failed_out_of_order.inc();
+        }
+        Failure::Rejected(reason) => {
+            w.stats.failed_rejected.inc();
+            if usize::try_from(entry.attempt).unwrap_or(usize::MAX) >= s.max_rejections.get() {
+                let headers = target_headers(
+                    entry.message.headers.as_ref(),
+                    &s.name,
+                    &s.source_stream,
+                    entry.seq,
+                    entry.published,
+                    None,
+                    true,
+                );
+                let sent = dead_letter(
+                    &w.target,
+                    &s.dead_letter,
+                    headers,
+                    entry.message.payload.clone(),
+                    &reason,
+                )
+                .await;
+                w.stats.dead_lettered.inc();
+                error!(
+                    replicator = %s.name, seq = entry.seq, %reason, subject = %s.dead_letter, dead_letter_sent = sent,
+                    "Target rejected a message for good; it was not copied and went to the dead-letter subject."
+                );
+                let _ = entry.message.ack().await;
+                return;
+            }
+        }
+    }
+    entry.sent = Instant::now() + delay;
+    entry.waiting = true;
+    let token = inflight.token();
+    inflight.entries.insert(token, entry);
 }
 
 /// Runs worker `index` of a queued pool forever.
@@ -84,9 +165,6 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
     let s = w.settings.clone();
     let window = s.window.get();
     let source_js = jetstream::new(w.source.clone());
-    let target_js = ContextBuilder::new()
-        .max_ack_inflight(window.saturating_mul(2))
-        .build(w.target.clone());
     let mut streak: u32 = 0;
     let mut troubled = false;
     loop {
@@ -126,55 +204,49 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
                 continue;
             }
         };
-        let mut inflight: FuturesUnordered<Entry> = FuturesUnordered::new();
+        let mut inbox = match AckInbox::open(&w.target).await {
+            Ok(inbox) => inbox,
+            Err(e) => {
+                if streak == 0 {
+                    warn!(replicator = %s.name, worker = index, error = %e, "Cannot listen for target acks yet; retrying.");
+                }
+                streak = streak.saturating_add(1);
+                continue;
+            }
+        };
+        let mut inflight = InFlight::new(window);
+        let mut tick = actix_rt::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reason = loop {
             tokio::select! {
                 biased;
-                Some(done) = inflight.next(), if !inflight.is_empty() => match done {
-                    Done::Copied { message, sent, published, .. } => {
-                        w.copied(message.payload.len(), sent, published);
-                        if troubled {
-                            troubled = false;
-                            info!(replicator = %s.name, worker = index, "Target publishes succeed again.");
+                ack = inbox.next() => {
+                    let Some((token, outcome)) = ack else {
+                        break "the target ack inbox closed".to_owned();
+                    };
+                    // Only an attempt still waiting for its ack is settled by it.
+                    if inflight.entries.get(&token).is_none_or(|e| e.waiting) {
+                        continue;
+                    }
+                    let Some(entry) = inflight.entries.remove(&token) else {
+                        continue;
+                    };
+                    match outcome {
+                        AckOutcome::Stored { .. } => {
+                            w.copied(entry.message.payload.len(), entry.sent, entry.published);
+                            if troubled {
+                                troubled = false;
+                                info!(replicator = %s.name, worker = index, "Target publishes succeed again.");
+                            }
+                            if let Err(e) = entry.message.ack().await {
+                                debug!(error = %e, "Source ack failed; the source will redeliver and the target drop the duplicate.");
+                            }
                         }
-                        if let Err(e) = message.ack().await {
-                            debug!(error = %e, "Source ack failed; the source will redeliver and the target drop the duplicate.");
+                        AckOutcome::Failed(failure) => {
+                            settle_failure(&w, index, &mut inflight, &mut troubled, entry, failure).await;
                         }
                     }
-                    Done::Failed { seq, message, published, attempt, error } => {
-                        let next = attempt.saturating_add(1);
-                        let delay = backoff(attempt, Duration::from_millis(100), Duration::from_secs(2));
-                        match classify(&error) {
-                            Failure::Transient(reason) => {
-                                w.stats.failed_transient.inc();
-                                if !troubled {
-                                    troubled = true;
-                                    warn!(replicator = %s.name, worker = index, %reason, "Target publish failed; retrying until it works.");
-                                }
-                                inflight.push(copy(w.clone(), target_js.clone(), message, seq, published, next, delay));
-                            }
-                            Failure::OutOfOrder => {
-                                w.stats.failed_out_of_order.inc();
-                                inflight.push(copy(w.clone(), target_js.clone(), message, seq, published, next, delay));
-                            }
-                            Failure::Rejected(reason) => {
-                                w.stats.failed_rejected.inc();
-                                if usize::try_from(next).unwrap_or(usize::MAX) < s.max_rejections.get() {
-                                    inflight.push(copy(w.clone(), target_js.clone(), message, seq, published, next, delay));
-                                } else {
-                                    let headers = target_headers(message.headers.as_ref(), &s.name, &s.source_stream, seq, published, None);
-                                    let sent = dead_letter(&w.target, &s.dead_letter, headers, message.payload.clone(), &reason).await;
-                                    w.stats.dead_lettered.inc();
-                                    error!(
-                                        replicator = %s.name, seq, %reason, subject = %s.dead_letter, dead_letter_sent = sent,
-                                        "Target rejected a message for good; it was not copied and went to the dead-letter subject."
-                                    );
-                                    let _ = message.ack().await;
-                                }
-                            }
-                        }
-                    }
-                },
+                }
                 next = messages.next(), if inflight.len() < window => {
                     let message = match next {
                         None => break "source consumer stream ended".to_owned(),
@@ -188,9 +260,36 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
                     w.stats.received.inc();
                     let raw = &message.message;
                     match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
-                        Verdict::Copy => inflight.push(copy(w.clone(), target_js.clone(), message, seq, published, 0, Duration::ZERO)),
+                        Verdict::Copy => {
+                            let entry = Entry { seq, message, published, sent: Instant::now(), attempt: 0, waiting: false };
+                            if let Some((entry, failure)) = send(&w, &inbox, &mut inflight, entry).await {
+                                settle_failure(&w, index, &mut inflight, &mut troubled, entry, failure).await;
+                            }
+                        }
                         Verdict::Sampled | Verdict::TooOld => {
                             let _ = message.ack().await;
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    // Send retries whose backoff passed, and again what the target did not
+                    // answer in time.
+                    let now = Instant::now();
+                    let due: Vec<u64> = inflight
+                        .entries
+                        .iter()
+                        .filter(|(_, e)| if e.waiting { e.sent <= now } else { now.duration_since(e.sent) > ACK_TIMEOUT })
+                        .map(|(token, _)| *token)
+                        .collect();
+                    for token in due {
+                        let Some(entry) = inflight.entries.remove(&token) else {
+                            continue;
+                        };
+                        if !entry.waiting {
+                            w.stats.failed_transient.inc();
+                        }
+                        if let Some((entry, failure)) = send(&w, &inbox, &mut inflight, entry).await {
+                            settle_failure(&w, index, &mut inflight, &mut troubled, entry, failure).await;
                         }
                     }
                 }

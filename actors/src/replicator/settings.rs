@@ -75,6 +75,9 @@ pub struct ReplicatorSettings {
     pub mode: Mode,
     /// Target publishes in flight per worker.
     pub window: NonZeroUsize,
+    /// Send the deterministic `Nats-Msg-Id` (always in queued mode; optional in ordered mode,
+    /// where `Nats-Expected-Last-Sequence` already makes every copy land exactly once).
+    pub msg_id: bool,
     /// Where a new consumer starts.
     pub start: StartPosition,
     /// Skip messages older than this.
@@ -108,6 +111,7 @@ impl ReplicatorSettings {
             subject_map: SubjectMap::default(),
             mode: Mode::Ordered,
             window: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
+            msg_id: false,
             start: StartPosition::All,
             max_age: None,
             sampling: None,

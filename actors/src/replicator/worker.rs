@@ -8,12 +8,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
-use async_nats::jetstream::context::{PublishAckFuture, PublishError};
-use async_nats::jetstream::Context as JetStream;
 use async_nats::Client;
 use tracing::info;
 
-use super::envelope::target_headers;
 use super::gate::Gate;
 use super::settings::ReplicatorSettings;
 use super::stats::ReplicatorStats;
@@ -33,30 +30,6 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
-    /// Publishes the copy of source message `seq` to the target; the returned future resolves
-    /// with the target's ack.
-    pub async fn publish_copy(
-        &self,
-        js: &JetStream,
-        message: &async_nats::Message,
-        seq: u64,
-        published: SystemTime,
-        expected_last: Option<u64>,
-    ) -> Result<PublishAckFuture, PublishError> {
-        let s = &self.settings;
-        let subject = s.subject_map.map(message.subject.as_str());
-        let headers = target_headers(
-            message.headers.as_ref(),
-            &s.name,
-            &s.source_stream,
-            seq,
-            published,
-            expected_last,
-        );
-        js.publish_with_headers(subject, headers, message.payload.clone())
-            .await
-    }
-
     /// Records a copy acked by the target.
     pub fn copied(&self, bytes: usize, sent: Instant, published: SystemTime) {
         self.stats.copied.inc();
