@@ -10,7 +10,10 @@
 //! (d) choir, ordered;
 //! (e) choir, queued with 4 workers.
 //! It prints msg/s and the ratios d/a, e/a, d/b, d/c, and writes
-//! `target/bench-replicate.json`.
+//! `target/bench-replicate.json`, with the CPU each process used per copied message.
+//!
+//! `CHOIR_BENCH_MESSAGES=N` changes the message count, `CHOIR_BENCH_CASES=ade` runs only some
+//! cases (ratios of cases not run print as NaN), `CHOIR_BENCH_WINDOW` sets the ordered window.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::IntoFuture;
@@ -149,6 +152,51 @@ async fn one_at_a_time(source: &jetstream::Context, target: &jetstream::Context,
     done as f64 / start.elapsed().as_secs_f64()
 }
 
+/// CPU seconds (user + system) a process has used so far; 0 when it cannot be read.
+fn cpu_secs(pid: u32) -> f64 {
+    // Fields 14 and 15 of /proc/<pid>/stat, counted after the command name's closing
+    // parenthesis, in USER_HZ ticks (100 per second on Linux).
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// CPU used by the source server, the target server and choir during one case.
+struct CpuUse {
+    pids: [u32; 3],
+    start: [f64; 3],
+}
+
+impl CpuUse {
+    fn start(source: &Server, target: &Server, choir: u32) -> Self {
+        let pids = [source.child.id(), target.child.id(), choir];
+        Self {
+            pids,
+            start: pids.map(cpu_secs),
+        }
+    }
+
+    /// Microseconds of CPU per message for source, target and choir.
+    fn per_message(&self, n: u64) -> [f64; 3] {
+        let mut out = [0.0; 3];
+        for (i, pid) in self.pids.iter().enumerate() {
+            out[i] = (cpu_secs(*pid) - self.start[i]) * 1e6 / n as f64;
+        }
+        out
+    }
+}
+
 fn run_choir(dir: &Path, source: &Server, target: &Server, name: &str, extra: &str) -> Child {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -234,12 +282,22 @@ fn main() {
         let preload = publish_window(&sjs, "orders", n, &payload).await;
         eprintln!("preloaded at {preload:.0} msg/s");
 
-        tjs.create_stream(stream::Config { name: "RAW".into(), subjects: vec!["raw.>".into()], ..Default::default() })
-            .await
-            .unwrap();
-        let a = publish_window(&tjs, "raw", n, &payload).await;
-        eprintln!("(a) raw acked publish: {a:.0} msg/s");
+        let cases = std::env::var("CHOIR_BENCH_CASES").unwrap_or_else(|_| "abcde".into());
+        let on = |case: char| cases.contains(case);
+        let mut a = f64::NAN;
+        let mut cpu_a = [f64::NAN; 3];
+        if on('a') {
+            tjs.create_stream(stream::Config { name: "RAW".into(), subjects: vec!["raw.>".into()], ..Default::default() })
+                .await
+                .unwrap();
+            let cpu = CpuUse::start(&source, &target, std::process::id());
+            a = publish_window(&tjs, "raw", n, &payload).await;
+            cpu_a = cpu.per_message(n);
+            eprintln!("(a) raw acked publish: {a:.0} msg/s");
+        }
 
+        let mut b = f64::NAN;
+        if on('b') {
         tjs.create_stream(stream::Config {
             name: "MIRROR".into(),
             mirror: Some(stream::Source { name: "ORDERS".into(), domain: Some("hub".into()), ..Default::default() }),
@@ -247,28 +305,43 @@ fn main() {
         })
         .await
         .unwrap();
-        let b = rate_of_fill(&tjs, "MIRROR", n, Duration::from_secs(600)).await;
+        b = rate_of_fill(&tjs, "MIRROR", n, Duration::from_secs(600)).await;
         eprintln!("(b) nats-server mirror: {b:.0} msg/s");
+        }
+        let mut c = f64::NAN;
+        if on('c') {
 
         tjs.create_stream(stream::Config { name: "ONE".into(), subjects: vec!["one.>".into()], ..Default::default() })
             .await
             .unwrap();
-        let c = one_at_a_time(&sjs, &tjs, n).await;
+        c = one_at_a_time(&sjs, &tjs, n).await;
         eprintln!("(c) one at a time: {c:.0} msg/s");
+        }
+        let mut d = f64::NAN;
+        let (mut cpu_d, mut cpu_e) = ([f64::NAN; 3], [f64::NAN; 3]);
+        if on('d') {
 
         let window = std::env::var("CHOIR_BENCH_WINDOW").unwrap_or_else(|_| "256".into());
         let child = run_choir(dir.path(), &source, &target, "ordered", &format!("target_stream = \"COPY_O\"\ntarget_subject_prefix = \"o\"\nmode = \"ordered\"\nwindow = {window}"));
-        let d = rate_of_fill(&tjs, "COPY_O", n, Duration::from_secs(900)).await;
+        let cpu = CpuUse::start(&source, &target, child.id());
+        d = rate_of_fill(&tjs, "COPY_O", n, Duration::from_secs(900)).await;
+        cpu_d = cpu.per_message(n);
         stop(child);
         eprintln!("(d) choir ordered: {d:.0} msg/s");
+        }
+        let mut e = f64::NAN;
+        if on('e') {
 
         let child = run_choir(dir.path(), &source, &target, "queued", "target_stream = \"COPY_Q\"\ntarget_subject_prefix = \"q\"\nmode = \"queued\"\nworkers = 4");
-        let e = rate_of_fill(&tjs, "COPY_Q", n, Duration::from_secs(900)).await;
+        let cpu = CpuUse::start(&source, &target, child.id());
+        e = rate_of_fill(&tjs, "COPY_Q", n, Duration::from_secs(900)).await;
+        cpu_e = cpu.per_message(n);
         stop(child);
         eprintln!("(e) choir queued x4: {e:.0} msg/s");
-        (a, b, c, d, e)
+        }
+        (a, b, c, d, e, cpu_a, cpu_d, cpu_e)
     });
-    let (a, b, c, d, e) = results;
+    let (a, b, c, d, e, cpu_a, cpu_d, cpu_e) = results;
     println!();
     println!("replicate: {n} messages of 256 bytes, two loopback nats-servers");
     println!("{:<44} {:>12}", "case", "msg/s");
@@ -280,6 +353,18 @@ fn main() {
         ("(e) choir queued, 4 workers", e),
     ] {
         println!("{name:<44} {v:>12.0}");
+    }
+    println!();
+    println!("CPU per message (µs)           source server  target server  choir/client");
+    for (name, cpu) in [
+        ("(a) raw publish (client)", cpu_a),
+        ("(d) choir ordered", cpu_d),
+        ("(e) choir queued, 4 workers", cpu_e),
+    ] {
+        println!(
+            "{name:<30} {:>13.1} {:>14.1} {:>6.1}",
+            cpu[0], cpu[1], cpu[2]
+        );
     }
     println!();
     println!("{:<12} {:>8} {:>8}", "ratio", "value", "goal");
@@ -294,6 +379,11 @@ fn main() {
     let json = serde_json::json!({
         "messages": n, "payload_bytes": 256,
         "msgs_per_sec": {"raw_publish": a, "mirror": b, "one_at_a_time": c, "choir_ordered": d, "choir_queued_4": e},
+        "cpu_us_per_message": {
+            "raw_publish": {"source_server": cpu_a[0], "target_server": cpu_a[1], "client": cpu_a[2]},
+            "choir_ordered": {"source_server": cpu_d[0], "target_server": cpu_d[1], "choir": cpu_d[2]},
+            "choir_queued_4": {"source_server": cpu_e[0], "target_server": cpu_e[1], "choir": cpu_e[2]},
+        },
         "ratios": {"d_over_a": d / a, "e_over_a": e / a, "d_over_b": d / b, "d_over_c": d / c},
     });
     let out = Path::new(env!("CARGO_MANIFEST_DIR"))
