@@ -10,12 +10,12 @@
 //! never be mistaken for current ones.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use async_nats::{Client, StatusCode, Subscriber};
 use futures::StreamExt as _;
 use serde::Deserialize;
 
+use super::envelope::push_digits;
 use super::failure::Failure;
 
 /// JetStream's error code for "wrong last sequence" (`Nats-Expected-Last-Sequence` refused).
@@ -64,7 +64,7 @@ impl AckInbox {
         let mut subject = String::with_capacity(self.prefix.len() + 21);
         subject.push_str(&self.prefix);
         subject.push('.');
-        let _ = write!(subject, "{token}");
+        push_digits(&mut subject, token, 1);
         subject
     }
 

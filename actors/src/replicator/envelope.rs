@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 
 /// JetStream's de-duplication header.
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -52,15 +52,21 @@ pub fn target_headers(
             }
         }
     }
+    // Static names and owned values: no copy of either per message.
     if with_msg_id {
-        headers.insert(MSG_ID, msg_id(replicator, stream, seq).as_str());
+        headers.insert(
+            HeaderName::from_static(MSG_ID),
+            msg_id(replicator, stream, seq),
+        );
     }
     headers.insert(
-        PROVENANCE,
-        provenance(replicator, stream, seq, published).as_str(),
+        HeaderName::from_static(PROVENANCE),
+        provenance(replicator, stream, seq, published),
     );
     if let Some(last) = expected_last {
-        headers.insert(EXPECTED_LAST_SEQUENCE, last.to_string().as_str());
+        let mut value = String::with_capacity(20);
+        push_digits(&mut value, last, 1);
+        headers.insert(HeaderName::from_static(EXPECTED_LAST_SEQUENCE), value);
     }
     headers
 }
@@ -80,7 +86,7 @@ pub fn provenance(replicator: &str, stream: &str, seq: u64, published: SystemTim
 }
 
 /// Appends `value` in decimal, zero-padded to at least `width` digits.
-fn push_digits(out: &mut String, mut value: u64, width: usize) {
+pub(crate) fn push_digits(out: &mut String, mut value: u64, width: usize) {
     let mut digits = [b'0'; 20];
     let mut at = digits.len();
     while value > 0 || digits.len() - at < width {
