@@ -16,6 +16,7 @@ use super::acks::{AckInbox, AckOutcome};
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;
+use super::settings::ReplicatorSettings;
 use super::worker::WorkerContext;
 use crate::connection::backoff;
 
@@ -34,6 +35,21 @@ struct Entry {
     attempt: u32,
     /// Waiting for its backoff to pass before it is sent again.
     waiting: bool,
+}
+
+impl Entry {
+    /// The target headers of its copy (queued copies always carry `Nats-Msg-Id`).
+    fn headers(&self, s: &ReplicatorSettings) -> async_nats::HeaderMap {
+        target_headers(
+            self.message.headers.as_ref(),
+            &s.name,
+            &s.source_stream,
+            self.seq,
+            self.published,
+            None,
+            true,
+        )
+    }
 }
 
 /// The copies of one worker in flight, keyed by the token of their current attempt.
@@ -70,15 +86,7 @@ async fn send(
 ) -> Option<(Entry, Failure)> {
     let s = &w.settings;
     let raw = &entry.message.message;
-    let headers = target_headers(
-        raw.headers.as_ref(),
-        &s.name,
-        &s.source_stream,
-        entry.seq,
-        entry.published,
-        None,
-        true,
-    );
+    let headers = entry.headers(s);
     let subject = s.subject_map.map(raw.subject.as_str());
     let token = inflight.token();
     let result = w
@@ -127,15 +135,7 @@ async fn settle_failure(
         Failure::Rejected(reason) => {
             w.stats.failed_rejected.inc();
             if usize::try_from(entry.attempt).unwrap_or(usize::MAX) >= s.max_rejections.get() {
-                let headers = target_headers(
-                    entry.message.headers.as_ref(),
-                    &s.name,
-                    &s.source_stream,
-                    entry.seq,
-                    entry.published,
-                    None,
-                    true,
-                );
+                let headers = entry.headers(s);
                 let sent = dead_letter(
                     &w.target,
                     &s.dead_letter,
