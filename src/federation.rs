@@ -7,7 +7,7 @@ use actix::prelude::*;
 use choir_actors::federation::{FederationBrokerActor, FederationMetrics};
 use choir_actors::metrics::Metrics;
 use choir_actors::supervision::{Watch, WatchdogActor, WatchedActor};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 
@@ -41,6 +41,13 @@ pub fn start(
             );
             continue;
         };
+        if let Some(queue_size) = broker.queue_size {
+            warn!(
+                cluster,
+                queue_size = queue_size.get(),
+                "Setting queue_size is deprecated and has no effect; remove it from the section."
+            );
+        }
         let Some(arbiter) = arbiters.get(i % arbiters.len()) else {
             continue;
         };

@@ -36,10 +36,17 @@ async fn broken_and_bridging_messages_are_dropped_and_counted() {
     let node = ChoirNode::start(&broker_config(
         &fed,
         &[(CLUSTER, &collective)],
-        "workers = 2",
+        "workers = 2\nqueue_size = 1000",
     ));
     let _fleet = support::start_fleet("emu", 5, &collective).await;
     wait_subscribed(&node, 1);
+    // The deprecated key still loads, with a WARN naming it.
+    assert!(
+        node.log()
+            .contains("queue_size is deprecated and has no effect"),
+        "{}",
+        node.log()
+    );
     let client = FedClient::connect(&fed.url()).await;
     let spy_collective = async_nats::connect(collective.url()).await.unwrap();
     let mut on_collective = spy_collective.subscribe(">").await.unwrap();

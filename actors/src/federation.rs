@@ -42,6 +42,7 @@
 pub mod connect;
 pub mod metrics;
 pub mod pipeline;
+pub mod scan;
 pub mod settings;
 pub mod transform;
 
@@ -59,7 +60,7 @@ use crate::connection::{backoff, NetworkSettings};
 pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, WorkerMetrics};
 pub use pipeline::{Direction, PathSpec};
 pub use settings::BrokerSettings;
-pub use transform::{transform_reply, transform_request, Rejection, Rewritten};
+pub use transform::{transform_reply, transform_request, HopJson, Rejection, Rewritten};
 
 /// Errors setting up a broker (each ends in a restart with backoff).
 #[derive(Debug, thiserror::Error)]

@@ -203,11 +203,3 @@ pub const fn federation_workers() -> NonZeroUsize {
         None => NonZeroUsize::MIN,
     }
 }
-
-/// `[federation.X].queue_size`: messages queued per transformer or egest worker.
-pub const fn federation_queue_size() -> NonZeroUsize {
-    match NonZeroUsize::new(1_000) {
-        Some(n) => n,
-        None => NonZeroUsize::MIN,
-    }
-}

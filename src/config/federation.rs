@@ -7,8 +7,10 @@
 //! collective = "london"             # required: the [networks.X] the managed nodes are on
 //! identity = "fb1.example.net"      # seen-by hops and metrics (default: [node].name)
 //! workers = 2                       # workers per path, each ingest + transform + egest
-//! queue_size = 1000                 # accepted for compatibility; no longer used
 //! ```
+//!
+//! `queue_size` (which sized the queues between the former separate stages) is deprecated:
+//! still accepted, so existing configs load, but ignored with a WARN when the broker starts.
 
 use std::num::NonZeroUsize;
 
@@ -21,8 +23,6 @@ use super::Config;
 
 /// Most workers per stage.
 pub const MAX_WORKERS: usize = 256;
-/// Longest queue per worker.
-pub const MAX_QUEUE_SIZE: usize = 1_000_000;
 
 /// `[federation.<cluster>]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -39,10 +39,11 @@ pub struct FederationConfig {
     /// Go broker runs 10 per stage; 2 by default here, see `defaults::federation_workers`).
     #[serde(default = "defaults::federation_workers")]
     pub workers: NonZeroUsize,
-    /// Accepted for compatibility: it sized the queues between the former separate stages;
-    /// the fused workers have none, so it has no effect.
-    #[serde(default = "defaults::federation_queue_size")]
-    pub queue_size: NonZeroUsize,
+    /// Deprecated and ignored: it sized the queues between the former separate stages, which
+    /// the fused workers do not have. Accepted so existing configs load; the broker logs a
+    /// WARN when it is set.
+    #[serde(default)]
+    pub queue_size: Option<NonZeroUsize>,
 }
 
 impl FederationConfig {
@@ -73,13 +74,6 @@ impl FederationConfig {
                 format!("at most {MAX_WORKERS}"),
             );
         }
-        if self.queue_size.get() > MAX_QUEUE_SIZE {
-            problems.value(
-                key("queue_size"),
-                self.queue_size,
-                format!("at most {MAX_QUEUE_SIZE}"),
-            );
-        }
     }
 
     /// What the `FederationBrokerActor` needs; `node` is the node's name (default identity).
@@ -90,7 +84,6 @@ impl FederationConfig {
             federation_network: self.federation.clone(),
             collective_network: self.collective.clone(),
             workers: self.workers,
-            queue_size: self.queue_size,
         }
     }
 }
@@ -126,7 +119,13 @@ mod tests {
         let config = parse(Path::new("t.toml"), &text).unwrap();
         let broker = &config.federation["london"];
         assert_eq!(broker.workers.get(), 2);
-        assert_eq!(broker.queue_size.get(), 1000);
+        assert_eq!(broker.queue_size, None);
+        let deprecated = format!("{text}queue_size = 500\n");
+        let config = parse(Path::new("t.toml"), &deprecated).unwrap();
+        assert_eq!(
+            config.federation["london"].queue_size.map(|q| q.get()),
+            Some(500)
+        );
         let settings = broker.settings("london", "node1");
         assert_eq!(settings.identity, "node1");
         assert_eq!(settings.request_queue_group(), "london_federation");
@@ -138,14 +137,17 @@ mod tests {
             "{NETWORKS}\n[federation.london]\nfederation = \"nope\"\ncollective = \"nope\"\nworkers = 1000\nqueue_size = 2000000\nidentity = \"\"\n\n[federation.paris]\nfederation = \"fed\"\ncollective = \"ldn\"\nworkerz = 3\n"
         );
         let found = problems(&text);
-        assert_eq!(found.len(), 7, "{found:#?}");
+        assert_eq!(found.len(), 6, "{found:#?}");
         let all = found.join("\n");
+        assert!(
+            !all.contains("federation.london.queue_size"),
+            "deprecated, not checked: {all}"
+        );
         for expected in [
             "federation.london.federation = \"nope\": no such network",
             "federation.london.collective = \"nope\": no such network",
             "federation.london.collective = \"nope\": must be another network",
             "federation.london.workers = \"1000\": at most 256",
-            "federation.london.queue_size = \"2000000\"",
             "federation.london.identity = \"\"",
             "federation.paris: unknown field `workerz`",
         ] {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::client::PublishErrorKind;
 use async_nats::{Client, Subject, Subscriber};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt as _, StreamExt as _};
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +28,7 @@ use tracing::debug;
 
 use super::metrics::{ChoriaLabels, FederationMetrics, WorkerMetrics};
 use super::settings::BrokerSettings;
-use super::transform::{transform_reply, transform_request, Rejection, Rewritten};
+use super::transform::{transform_reply, transform_request, HopJson, Rejection, Rewritten};
 use crate::protocol::SeenByHop;
 
 /// How often a worker re-reads the URL of the server its connection is on.
@@ -141,11 +141,12 @@ fn server_url(client: &Client) -> String {
 }
 
 /// A worker's `seen-by` hop, its server URLs re-read now and then (a reconnect may move a
-/// connection to another server of the cluster).
+/// connection to another server of the cluster), kept as JSON text.
 struct HopSource {
     ingest: Client,
     egest: Client,
     hop: SeenByHop,
+    json: HopJson,
     read_at: Instant,
 }
 
@@ -156,26 +157,27 @@ impl HopSource {
             spec.settings.identity,
             spec.direction.transformer()
         );
+        let hop = SeenByHop::new(server_url(&spec.ingest), processor, server_url(&spec.egest));
         Self {
-            hop: SeenByHop::new(server_url(&spec.ingest), processor, server_url(&spec.egest)),
+            json: HopJson::new(&hop),
+            hop,
             ingest: spec.ingest.clone(),
             egest: spec.egest.clone(),
             read_at: Instant::now(),
         }
     }
 
-    fn get(&mut self, now: Instant) -> &SeenByHop {
+    fn get(&mut self, now: Instant) -> &HopJson {
         if now.saturating_duration_since(self.read_at) >= SERVER_REFRESH {
             self.read_at = now;
             let (ingest, egest) = (server_url(&self.ingest), server_url(&self.egest));
-            if self.hop.0 != ingest {
+            if self.hop.0 != ingest || self.hop.2 != egest {
                 self.hop.0 = ingest;
-            }
-            if self.hop.2 != egest {
                 self.hop.2 = egest;
+                self.json = HopJson::new(&self.hop);
             }
         }
-        &self.hop
+        &self.json
     }
 }
 
@@ -219,12 +221,29 @@ impl Stages {
     }
 }
 
+/// The subject of the last target, reused while the target repeats (every reply to one
+/// request goes to the same reply-to; a fleet's broadcasts to the same agent subject), so a
+/// repeated target costs no allocation.
+#[derive(Default)]
+struct LastSubject(Option<Subject>);
+
+impl LastSubject {
+    fn get(&mut self, target: &str) -> Subject {
+        match &self.0 {
+            Some(subject) if subject.as_str() == target => subject.clone(),
+            _ => self.0.insert(Subject::from(target)).clone(),
+        }
+    }
+}
+
 /// One worker: every message of `subscriber` ingested, transformed and published, until the
 /// subscription ends.
 async fn worker(spec: PathSpec, index: usize, mut subscriber: Subscriber) {
     let stages = Stages::new(&spec, index);
     let drops = Drops::new(&spec);
     let mut hops = HopSource::new(&spec, index);
+    let mut subjects = LastSubject::default();
+    let mut buffer = BytesMut::new();
     let collective_subject = spec.settings.reply_subject();
     while let Some(message) = subscriber.next().await {
         let received = Instant::now();
@@ -244,20 +263,23 @@ async fn worker(spec: PathSpec, index: usize, mut subscriber: Subscriber) {
             Ok(rewritten) => {
                 stages.transformer.published.inc();
                 stages.egest.received.inc();
-                let hop = hops.get(transformed);
-                match rewritten.encode(hop) {
-                    Ok(payload) => {
-                        publish_all(&spec, index, &rewritten, payload, &stages.egest, &drops).await;
-                    }
-                    Err(rejection) => {
-                        stages.egest.errors.inc();
-                        drops.inc(rejection.reason());
-                    }
-                }
+                let payload = rewritten.encode_into(hops.get(transformed), &mut buffer);
+                let egest = Egest {
+                    spec: &spec,
+                    index,
+                    metrics: &stages.egest,
+                    drops: &drops,
+                };
+                egest.publish_all(&rewritten, payload, &mut subjects).await;
+                let done = Instant::now();
                 stages
                     .egest
                     .time
-                    .observe(transformed.elapsed().as_secs_f64());
+                    .observe(done.duration_since(transformed).as_secs_f64());
+                stages
+                    .ingest
+                    .time
+                    .observe(done.duration_since(received).as_secs_f64());
             }
             Err(rejection) => {
                 stages.transformer.errors.inc();
@@ -267,49 +289,58 @@ async fn worker(spec: PathSpec, index: usize, mut subscriber: Subscriber) {
                     worker = index, reason = rejection.reason(), error = %rejection,
                     "Dropped a message the broker refuses."
                 );
+                stages
+                    .ingest
+                    .time
+                    .observe(transformed.duration_since(received).as_secs_f64());
             }
         }
-        stages.ingest.time.observe(received.elapsed().as_secs_f64());
     }
 }
 
-/// Publishes the same bytes to every target. A payload over the server's max payload is
-/// counted once and dropped (no retry: it would never fit); any other failure is counted per
-/// target (core NATS is at most once; the client's request times out). Publishing queues the
-/// message on the connection (waiting only when its outgoing queue is full); the connection
-/// flushes by itself.
-async fn publish_all(
-    spec: &PathSpec,
+/// What publishing needs of one worker.
+struct Egest<'w> {
+    spec: &'w PathSpec,
     index: usize,
-    rewritten: &Rewritten<'_>,
-    payload: Bytes,
-    metrics: &WorkerMetrics,
-    drops: &Drops,
-) {
-    for target in rewritten.targets() {
-        match spec
-            .egest
-            .publish(Subject::from(target), payload.clone())
-            .await
-        {
-            Ok(()) => metrics.published.inc(),
-            Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                metrics.errors.inc();
-                drops.inc("max_payload");
-                debug!(
-                    cluster = %spec.settings.cluster, path = spec.direction.as_str(),
-                    worker = index, bytes = payload.len(), %error,
-                    "Dropped a message larger than the server's max payload."
-                );
-                return;
-            }
-            Err(error) => {
-                metrics.errors.inc();
-                drops.inc("publish");
-                debug!(
-                    cluster = %spec.settings.cluster, path = spec.direction.as_str(),
-                    worker = index, %error, "Publish failed; message dropped."
-                );
+    metrics: &'w WorkerMetrics,
+    drops: &'w Drops,
+}
+
+impl Egest<'_> {
+    /// Publishes the same bytes to every target. A payload over the server's max payload is
+    /// counted once and dropped (no retry: it would never fit); any other failure is counted
+    /// per target (core NATS is at most once; the client's request times out). Publishing
+    /// queues the message on the connection (waiting only when its outgoing queue is full);
+    /// the connection flushes by itself.
+    async fn publish_all(
+        &self,
+        rewritten: &Rewritten<'_>,
+        payload: Bytes,
+        subjects: &mut LastSubject,
+    ) {
+        let (spec, index) = (self.spec, self.index);
+        for target in rewritten.targets() {
+            let subject = subjects.get(&target);
+            match spec.egest.publish(subject, payload.clone()).await {
+                Ok(()) => self.metrics.published.inc(),
+                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    self.metrics.errors.inc();
+                    self.drops.inc("max_payload");
+                    debug!(
+                        cluster = %spec.settings.cluster, path = spec.direction.as_str(),
+                        worker = index, bytes = payload.len(), %error,
+                        "Dropped a message larger than the server's max payload."
+                    );
+                    return;
+                }
+                Err(error) => {
+                    self.metrics.errors.inc();
+                    self.drops.inc("publish");
+                    debug!(
+                        cluster = %spec.settings.cluster, path = spec.direction.as_str(),
+                        worker = index, %error, "Publish failed; message dropped."
+                    );
+                }
             }
         }
     }

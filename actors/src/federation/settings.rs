@@ -18,14 +18,10 @@ pub struct BrokerSettings {
     /// Workers per path (request, reply): each is one queue subscription that ingests,
     /// transforms and egests (Choria's three stages, reported under their names).
     pub workers: NonZeroUsize,
-    /// Accepted for compatibility with the staged pipeline, which queued this many messages
-    /// per transformer and egest worker. The workers no longer queue internally: a message
-    /// waits only in its subscription's buffer (the network's `subscription_capacity`).
-    pub queue_size: NonZeroUsize,
 }
 
 impl BrokerSettings {
-    /// Settings for `cluster` with 2 workers per path and `queue_size` 1 000.
+    /// Settings for `cluster` with 2 workers per path.
     pub fn new(cluster: impl Into<String>, identity: impl Into<String>) -> Self {
         Self {
             cluster: cluster.into(),
@@ -33,7 +29,6 @@ impl BrokerSettings {
             federation_network: "federation".to_owned(),
             collective_network: "collective".to_owned(),
             workers: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
-            queue_size: NonZeroUsize::new(1_000).unwrap_or(NonZeroUsize::MIN),
         }
     }
 
