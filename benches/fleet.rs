@@ -6,6 +6,8 @@
 //!
 //!     cargo bench --bench fleet
 //!     FLEET_SIZES=1000,2000 FLEET_RPCS=5 cargo bench --bench fleet
+//!     FLEET_EMULATOR_ARGS="--arbiters 1" cargo bench --bench fleet   # extra emulator flags
+//!     FLEET_CHOIR_BIN=/other/build/choir cargo bench --bench fleet    # another emulator build
 //!
 //! Goal (issue 5): all 10 000 replies back in under 1 s. Every process it starts is stopped
 //! by its own pid; every wait has a timeout.
@@ -37,7 +39,10 @@ struct Emulator {
 impl Emulator {
     fn start(instances: usize, server: &str) -> Self {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_choir"))
+        // FLEET_CHOIR_BIN runs another build's emulator (to compare emulator versions).
+        let binary =
+            std::env::var("FLEET_CHOIR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_choir").into());
+        let child = Command::new(binary)
             .args([
                 "emulate",
                 "--instances",
@@ -47,6 +52,11 @@ impl Emulator {
             ])
             .args(["--server", server, "--http-port", &port.to_string()])
             .args(["--connect-concurrency", "256"])
+            .args(
+                std::env::var("FLEET_EMULATOR_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -78,6 +88,64 @@ impl Emulator {
     }
 }
 
+/// CPU time (user + system) a process used so far, from `/proc/<pid>/stat` (`self` for
+/// this process), in milliseconds; `None` where that is not readable.
+fn cpu_ms(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ (sysconf(_SC_CLK_TCK)) is 100 on Linux.
+    Some(ticks * 10.0)
+}
+
+/// The pid of the nats-server listening on `port` (found by its command line).
+fn nats_pid(port: u16) -> Option<String> {
+    let wanted = port.to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_nats = args.first()?.ends_with(b"nats-server");
+            let on_port = args
+                .windows(2)
+                .any(|w| w[0] == b"-p" && w[1] == wanted.as_bytes());
+            (is_nats && on_port).then_some(pid)
+        })
+}
+
+/// CPU milliseconds of the emulator, the nats-server and this client process.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    emulator: f64,
+    server: f64,
+    client: f64,
+}
+
+impl Cpu {
+    fn now(pids: &[String; 2]) -> Self {
+        Self {
+            emulator: cpu_ms(&pids[0]).unwrap_or(f64::NAN),
+            server: cpu_ms(&pids[1]).unwrap_or(f64::NAN),
+            client: cpu_ms("self").unwrap_or(f64::NAN),
+        }
+    }
+
+    /// Per RPC since `earlier`.
+    fn per_rpc_since(self, earlier: Cpu, rpcs: usize) -> Cpu {
+        let n = rpcs.max(1) as f64;
+        Cpu {
+            emulator: (self.emulator - earlier.emulator) / n,
+            server: (self.server - earlier.server) / n,
+            client: (self.client - earlier.client) / n,
+        }
+    }
+}
+
 struct Row {
     nodes: usize,
     startup_s: f64,
@@ -87,6 +155,7 @@ struct Row {
     replies: usize,
     missing: usize,
     replies_per_s: f64,
+    cpu: Cpu,
 }
 
 fn ms(ns: u64) -> f64 {
@@ -97,7 +166,8 @@ async fn measure(
     nodes: usize,
     rpcs: usize,
     url: &str,
-) -> (usize, Duration, Stats, usize, usize, f64) {
+    pids: &[String; 2],
+) -> (usize, Duration, Stats, usize, usize, f64, Cpu) {
     let client = ChoriaClient::connect(
         &[url.to_owned()],
         ClientOptions::new("mcollective", url),
@@ -128,12 +198,14 @@ async fn measure(
     };
     let mut durations = Vec::new();
     let (mut replies, mut missing) = (0, 0);
+    let cpu_before = Cpu::now(pids);
     for _ in 0..rpcs {
         let r = client.rpc(&call).await.unwrap();
         replies += r.replies.len();
         missing += r.missing_count;
         durations.push(u64::try_from(r.last_reply().as_nanos()).unwrap_or(u64::MAX));
     }
+    let cpu = Cpu::now(pids).per_rpc_since(cpu_before, rpcs);
     let total_s = durations.iter().sum::<u64>() as f64 / 1e9;
     let rate = if total_s > 0.0 {
         replies as f64 / total_s
@@ -147,6 +219,7 @@ async fn measure(
         replies,
         missing,
         rate,
+        cpu,
     )
 }
 
@@ -173,8 +246,12 @@ fn main() {
         assert!(ok, "{nodes} daemons did not start within 180 s");
         let startup_s = began.elapsed().as_secs_f64();
         let url = server.url();
-        let (discovered, discovery, rpc, replies, missing, replies_per_s) =
-            actix_rt::System::new().block_on(measure(nodes, rpcs, &url));
+        let pids = [
+            emulator.child.id().to_string(),
+            nats_pid(server.addr().port()).unwrap_or_default(),
+        ];
+        let (discovered, discovery, rpc, replies, missing, replies_per_s, cpu) =
+            actix_rt::System::new().block_on(measure(nodes, rpcs, &url, &pids));
         emulator.stop();
         drop(server);
         rows.push(Row {
@@ -186,11 +263,12 @@ fn main() {
             replies,
             missing,
             replies_per_s,
+            cpu,
         });
     }
 
     println!(
-        "\n{:>7}  {:>10}  {:>10}  {:>13}  {:>13}  {:>13}  {:>9}  {:>8}  {:>11}",
+        "\n{:>7}  {:>10}  {:>10}  {:>13}  {:>13}  {:>13}  {:>9}  {:>8}  {:>11}  {:>22}",
         "nodes",
         "startup s",
         "discovered",
@@ -199,11 +277,12 @@ fn main() {
         "rpc p99 ms",
         "replies",
         "missing",
-        "replies/s"
+        "replies/s",
+        "cpu/rpc ms emu/srv/cli"
     );
     for r in &rows {
         println!(
-            "{:>7}  {:>10.1}  {:>10}  {:>13.1}  {:>13.1}  {:>13.1}  {:>9}  {:>8}  {:>11.0}",
+            "{:>7}  {:>10.1}  {:>10}  {:>13.1}  {:>13.1}  {:>13.1}  {:>9}  {:>8}  {:>11.0}  {:>8.0}/{:>6.0}/{:>6.0}",
             r.nodes,
             r.startup_s,
             r.discovered,
@@ -212,10 +291,16 @@ fn main() {
             ms(r.rpc.p99_ns),
             r.replies,
             r.missing,
-            r.replies_per_s
+            r.replies_per_s,
+            r.cpu.emulator,
+            r.cpu.server,
+            r.cpu.client
         );
     }
-    println!("(rpc times: publish to last reply of {rpcs} broadcast RPCs of emulated0#generate(100) each)");
+    println!("(rpc times: publish to last reply of {rpcs} broadcast RPCs of emulated0#generate(100) each;");
+    println!(
+        " cpu/rpc: CPU time per RPC of the emulator, the nats-server and this client process)"
+    );
     let json = json!({
         "bench": "fleet",
         "rpcs": rpcs,
@@ -231,6 +316,11 @@ fn main() {
             "replies": r.replies,
             "missing": r.missing,
             "replies_per_second": r.replies_per_s,
+            "cpu_ms_per_rpc": {
+                "emulator": r.cpu.emulator,
+                "nats_server": r.cpu.server,
+                "client": r.cpu.client,
+            },
         })).collect::<Vec<_>>(),
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");

@@ -2,10 +2,13 @@
 //! as the measuring client does for every reply. Goal: at least 200 000 replies/s on one core.
 //!
 //!     cargo bench --bench reply_decode
+//!     REPLY_DECODE_LOOPS=2000 valgrind --tool=callgrind target/release/deps/reply_decode-* \
+//!         --bench generate_100_client --profile-time 1   # instruction counts per reply
 //!
 //! Two decoders: `protocol` (`protocol::decode_reply` + a full `RpcReply`, every field
-//! materialised) and `client` (`client::decode_reply_view` + `client::statuscode`, what the
-//! measuring client runs per reply: same layers and checks, hash verified, borrowing). Prints
+//! materialised) and `client` (`client::ReplyDecoder` + `client::statuscode`, what the
+//! measuring client's `RequestActor` runs per reply: same layers and checks, hash verified,
+//! buffers reused from one reply to the next). Prints
 //! criterion's figures, then replies/s of each from a plain timed loop over 200 000 replies
 //! (single thread), and writes `target/reply_decode.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,7 +16,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use choir::actors::client::{decode_reply_view, statuscode};
+use choir::actors::client::{statuscode, ReplyDecoder};
 use choir::actors::protocol::{
     decode_reply, encode_reply, FederationHeader, NewRequest, Reply, RpcReply, SeenByHop,
     TransportHeaders,
@@ -79,15 +82,17 @@ fn decode(bytes: &[u8]) -> u8 {
     rpc.statuscode
 }
 
-/// The measuring client's per-reply work (see `RequestActor`).
-fn decode_client(bytes: &[u8]) -> u8 {
-    let view = decode_reply_view(bytes, false).unwrap();
-    black_box(&view.sender);
-    statuscode(&view.body).unwrap()
+/// The measuring client's per-reply work (see `RequestActor`: one decoder per request).
+fn decode_client(decoder: &mut ReplyDecoder, bytes: &[u8]) -> u8 {
+    let view = decoder.decode(bytes, false).unwrap();
+    let sender = view.sender.into_owned();
+    let status = statuscode(view.body).unwrap();
+    black_box(sender);
+    status
 }
 
 /// Median replies/s of 3 timed runs of `n` decodes with `f`.
-fn rate(replies: &[Vec<u8>], n: usize, f: fn(&[u8]) -> u8) -> (f64, Vec<f64>) {
+fn rate(replies: &[Vec<u8>], n: usize, mut f: impl FnMut(&[u8]) -> u8) -> (f64, Vec<f64>) {
     let mut rates = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
@@ -124,10 +129,11 @@ fn main() {
             })
         });
         let mut k = 0;
+        let mut decoder = ReplyDecoder::new();
         group.bench_function("generate_100_client", |b| {
             b.iter(|| {
                 k = (k + 1) % plain.len();
-                decode_client(&plain[k])
+                decode_client(&mut decoder, &plain[k])
             })
         });
         let mut j = 0;
@@ -142,9 +148,14 @@ fn main() {
     c.final_summary();
 
     // A plain timed loop on this thread: replies per second on one core.
-    let n = 200_000;
+    // REPLY_DECODE_LOOPS shortens the loop (e.g. under valgrind --tool=callgrind).
+    let n = std::env::var("REPLY_DECODE_LOOPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
     let (protocol, protocol_runs) = rate(&plain, n, decode);
-    let (client, client_runs) = rate(&plain, n, decode_client);
+    let mut decoder = ReplyDecoder::new();
+    let (client, client_runs) = rate(&plain, n, |b| decode_client(&mut decoder, b));
     for (name, r) in [("protocol", protocol), ("client", client)] {
         println!(
             "reply_decode {name:>8}: {r:.0} replies/s on one core (median of 3 runs of {n}; goal {GOAL:.0}: {})",

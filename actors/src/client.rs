@@ -18,8 +18,8 @@
 //! - [`ChoriaClient`]: connection, [`ChoriaClient::discover`], [`ChoriaClient::rpc`].
 //! - [`measure`]: the `measure` suite ([`MeasurePlan`], [`TestResult`], [`SuiteReport`]).
 //! - [`report`] and [`chart`]: the CSV/JSON files and the SVG chart of a suite.
-//! - [`decode_reply_view`]: the client's borrowing reply decoder (same checks as
-//!   `protocol::decode_reply`, hash verified, only the fields it needs).
+//! - [`ReplyDecoder`]: the client's reply decoder (same checks as `protocol::decode_reply`,
+//!   hash verified, only the fields it needs, no allocation per reply).
 //! - [`Stats`]: min, p50, p90, p99, max, mean and standard deviation of arrival times.
 //!
 //! Every wait is bounded: a request ends at its timeout even when nothing answers.
@@ -38,7 +38,7 @@ mod stats;
 
 pub use collector::{Collected, RecordOutcome, ReplyCollector, ReplyRecord};
 pub use connect::connect;
-pub use decode::{decode_reply_view, statuscode, ReplyView};
+pub use decode::{decode_reply_view, statuscode, DecodedView, ReplyDecoder, ReplyView};
 pub use measure::{run_suite, MeasurePlan, SuiteEvent, SuiteReport, TestResult};
 pub use options::{ClientOptions, Expectation};
 pub use plan::{Addressing, Publication, PublishPlan, FEDERATION_CHUNK};

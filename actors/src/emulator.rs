@@ -14,6 +14,10 @@
 //! encoded reply ([`EmulatedNode::handle`]). Everything it refuses is counted in
 //! [`EmulatorMetrics`] by [`DropReason`] and never answered.
 //!
+//! A request reaching thousands of daemons of one process is decoded once per arbiter thread
+//! ([`RequestCache`], keyed by the payload's bytes) and each daemon only encodes its own reply
+//! (with the thread's [`ReplyEncoder`](crate::protocol::ReplyEncoder) buffers).
+//!
 //! - [`agents`]: `discovery`, `rpcutil` (ping, inventory, get_fact) and
 //!   `emulated0..N-1#generate`.
 //! - [`registration`]: the registration request each daemon publishes on a timer.
@@ -31,16 +35,19 @@ mod daemon;
 pub mod fleet;
 mod node;
 pub mod registration;
+mod request_cache;
 mod shared;
 pub mod spec;
+mod subscriptions;
 
-pub use agents::AgentOutcome;
+pub use agents::{AgentInput, AgentOutcome};
 pub use audit::{AuditLog, AuditRecord};
 pub use budget::{check_fd_budget, FdBudget};
 pub use counters::{DropReason, EmulatorMetrics};
 pub use daemon::EmulatedNodeActor;
 pub use fleet::{Fleet, FleetProgress};
-pub use node::{EmulatedNode, Handled, Incoming, NodeProfile, Outgoing};
+pub use node::{EmulatedNode, Handled, Incoming, NodeProfile, Outgoing, Prepared};
+pub use request_cache::RequestCache;
 pub use shared::SharedLinkActor;
 pub use spec::{ConnectionMode, FleetSpec, RegistrationSpec};
 

@@ -53,6 +53,8 @@ mod facts;
 mod federation;
 mod filter;
 mod filter_match;
+mod json_scan;
+mod json_string;
 mod reply;
 mod reply_codec;
 mod request;
@@ -72,15 +74,20 @@ mod fuzz_tests;
 #[cfg(test)]
 mod schema_tests;
 
-pub use encoding::{decode_agent_payload, decode_base64, encode_base64};
+pub use encoding::{decode_agent_payload, decode_base64, decode_base64_into, encode_base64};
 pub use error::ProtocolError;
 pub use fact_match::FactOperator;
 pub use facts::Facts;
 pub use federation::FederationHeader;
 pub use filter::{FactFilter, Filter};
 pub use filter_match::{FilterOutcome, NodeView};
+pub(crate) use json_scan::Scan;
+pub use json_string::{unescape_json_string, write_json_string, write_json_string_contents};
 pub use reply::{Reply, ReplyEnvelope};
-pub use reply_codec::{decode_reply, encode_reply, reply_hash, DecodedReply};
+pub use reply_codec::{
+    decode_reply, encode_reply, reply_hash, DecodedReply, ReplyEncoder, ReplyFields,
+    ReplyHeadersTemplate,
+};
 pub use request::{NewRequest, Request, RequestEnvelope};
 pub use request_codec::{
     decode_request, decode_request_unchecked_ttl, encode_request, DecodedRequest,

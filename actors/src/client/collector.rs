@@ -66,6 +66,9 @@ pub enum RecordOutcome {
 pub struct ReplyCollector {
     expectation: Expectation,
     replies: Vec<ReplyRecord>,
+    /// Expected nodes that have not answered yet (with a node list).
+    pending: HashSet<String>,
+    /// Nodes that answered (without a node list).
     seen: HashSet<String>,
     unexpected: BTreeSet<String>,
     unexpected_replies: usize,
@@ -77,10 +80,15 @@ impl ReplyCollector {
     /// A collector for replies expected from `expectation`.
     pub fn new(expectation: Expectation) -> Self {
         let capacity = expectation.count().unwrap_or(0).min(1 << 20);
+        let (pending, seen) = match &expectation {
+            Expectation::Nodes(nodes) => (nodes.iter().cloned().collect(), HashSet::new()),
+            _ => (HashSet::new(), HashSet::with_capacity(capacity)),
+        };
         Self {
             expectation,
             replies: Vec::with_capacity(capacity),
-            seen: HashSet::with_capacity(capacity),
+            pending,
+            seen,
             unexpected: BTreeSet::new(),
             unexpected_replies: 0,
             duplicates: 0,
@@ -91,11 +99,17 @@ impl ReplyCollector {
     /// Records a decoded reply.
     pub fn record(&mut self, record: ReplyRecord) -> RecordOutcome {
         if let Expectation::Nodes(nodes) = &self.expectation {
-            if !nodes.contains(&record.sender) {
-                self.unexpected_replies += 1;
-                self.unexpected.insert(record.sender);
-                return RecordOutcome::Unexpected;
+            if self.pending.remove(record.sender.as_str()) {
+                self.replies.push(record);
+                return RecordOutcome::Accepted;
             }
+            if nodes.contains(&record.sender) {
+                self.duplicates += 1;
+                return RecordOutcome::Duplicate;
+            }
+            self.unexpected_replies += 1;
+            self.unexpected.insert(record.sender);
+            return RecordOutcome::Unexpected;
         }
         if !self.seen.insert(record.sender.clone()) {
             self.duplicates += 1;
@@ -128,7 +142,7 @@ impl ReplyCollector {
         let no_responses = match &self.expectation {
             Expectation::Nodes(nodes) => nodes
                 .iter()
-                .filter(|n| !self.seen.contains(*n))
+                .filter(|n| self.pending.contains(*n))
                 .cloned()
                 .collect(),
             _ => Vec::new(),

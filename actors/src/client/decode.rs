@@ -1,27 +1,19 @@
 //! The client's reply decoder: the same onion and checks as
 //! [`decode_reply`](crate::protocol::decode_reply) (transport → secure reply with its hash
-//! verified → reply → mcorpc), but borrowing from the payload wherever JSON allows and reading
-//! only the fields the client uses, so that one core keeps up with tens of thousands of
-//! replies per second.
+//! verified → reply → mcorpc), but reading only the fields the client uses, borrowing from the
+//! payload wherever JSON allows and unescaping the nested layers into buffers a
+//! [`ReplyDecoder`] reuses from one reply to the next: no allocation per reply.
 
 use std::borrow::Cow;
 
-use serde::de::IgnoredAny;
+use base64::Engine as _;
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::protocol::{
-    decode_base64, is_valid_request_id, reply_hash, SeenByHop, REPLY_PROTOCOL,
+    decode_base64_into, is_valid_request_id, Scan, SeenByHop, REPLY_PROTOCOL,
     SECURE_REPLY_PROTOCOL, TRANSPORT_PROTOCOL,
 };
-
-#[derive(Deserialize)]
-struct TransportRef<'a, H> {
-    #[serde(borrow)]
-    protocol: Cow<'a, str>,
-    #[serde(borrow)]
-    data: Cow<'a, str>,
-    headers: Option<H>,
-}
 
 #[derive(Deserialize)]
 struct SeenByOnly {
@@ -29,35 +21,8 @@ struct SeenByOnly {
     seen_by: Vec<SeenByHop>,
 }
 
-#[derive(Deserialize)]
-struct SecureReplyRef<'a> {
-    #[serde(borrow)]
-    protocol: Cow<'a, str>,
-    #[serde(borrow)]
-    message: Cow<'a, str>,
-    #[serde(borrow)]
-    hash: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct ReplyRef<'a> {
-    #[serde(borrow)]
-    protocol: Cow<'a, str>,
-    #[serde(borrow)]
-    message: Cow<'a, str>,
-    #[serde(borrow)]
-    envelope: EnvelopeRef<'a>,
-}
-
-#[derive(Deserialize)]
-struct EnvelopeRef<'a> {
-    #[serde(borrow)]
-    requestid: Cow<'a, str>,
-    #[serde(borrow)]
-    senderid: Cow<'a, str>,
-}
-
-/// What the client keeps of a reply.
+/// What the client keeps of a reply (owned; see [`ReplyDecoder::decode`] for the borrowing
+/// form).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyView {
     /// `envelope.requestid`.
@@ -70,48 +35,193 @@ pub struct ReplyView {
     pub seen_by: Vec<SeenByHop>,
 }
 
-/// Decodes a reply transport, verifying the secure reply's hash; `None` when any layer is
-/// malformed, has the wrong protocol, or the hash does not match. The `seen-by` hops are
-/// read only when `with_seen_by`.
+/// A reply decoded by a [`ReplyDecoder`], borrowing from it and from the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedView<'d> {
+    /// `envelope.requestid`.
+    pub requestid: Cow<'d, str>,
+    /// `envelope.senderid`.
+    pub sender: Cow<'d, str>,
+    /// The reply `message` (the agent's reply body).
+    pub body: &'d str,
+    /// The transport's `seen-by` hops (only when asked for).
+    pub seen_by: Vec<SeenByHop>,
+}
+
+impl DecodedView<'_> {
+    /// The owned form.
+    pub fn into_owned(self) -> ReplyView {
+        ReplyView {
+            requestid: self.requestid.into_owned(),
+            sender: self.sender.into_owned(),
+            body: self.body.to_owned(),
+            seen_by: self.seen_by,
+        }
+    }
+}
+
+/// Decodes reply transports into buffers it keeps between replies (one per request actor).
+#[derive(Debug, Default)]
+pub struct ReplyDecoder {
+    /// The base64-decoded secure reply JSON.
+    secure: Vec<u8>,
+    /// The secure reply's `message`: the reply JSON text, unescaped.
+    reply: String,
+    /// The reply's `message`: the agent's reply body, unescaped.
+    body: String,
+}
+
+impl ReplyDecoder {
+    /// A decoder with empty buffers (they grow to the largest reply seen).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes a reply transport, verifying the secure reply's hash; `None` when any layer is
+    /// malformed, has the wrong protocol, or the hash does not match. The `seen-by` hops are
+    /// read only when `with_seen_by`.
+    ///
+    /// Each layer is read with the protocol's strict JSON scanner: fields in any order,
+    /// unknown fields skipped, a repeated known field refused (as `serde_json`'s derived
+    /// structs do). Unlike those, a layer written as a JSON array instead of an object is
+    /// refused.
+    pub fn decode(&mut self, payload: &[u8], with_seen_by: bool) -> Option<DecodedView<'_>> {
+        let Self {
+            secure,
+            reply,
+            body,
+        } = self;
+        secure.clear();
+        reply.clear();
+        body.clear();
+
+        // Transport: protocol, data, headers.
+        let text = std::str::from_utf8(payload).ok()?;
+        let mut scan = Scan::new(text);
+        let mut fields = scan.begin_object().ok()?;
+        let (mut protocol, mut data, mut headers) = (None, None, None);
+        while let Some(key) = scan.next_key(&mut fields).ok()? {
+            match &*key {
+                "protocol" => once(&mut protocol, scan.string_borrowed().ok()?)?,
+                "data" => once(&mut data, scan.string_borrowed().ok()?)?,
+                "headers" => once(&mut headers, scan.skip_value().ok()?)?,
+                _ => drop(scan.skip_value().ok()?),
+            }
+        }
+        scan.end().ok()?;
+        (protocol? == TRANSPORT_PROTOCOL).then_some(())?;
+        decode_base64_into(&data?, secure).ok()?;
+        let seen_by = match headers {
+            Some(raw) if with_seen_by => serde_json::from_str::<Option<SeenByOnly>>(raw)
+                .ok()?
+                .map(|h| h.seen_by)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+
+        // Secure reply: protocol, message (unescaped into `reply`), hash.
+        let mut scan = Scan::new(std::str::from_utf8(secure).ok()?);
+        let mut fields = scan.begin_object().ok()?;
+        let (mut protocol, mut message, mut hash) = (None, None, None);
+        while let Some(key) = scan.next_key(&mut fields).ok()? {
+            match &*key {
+                "protocol" => once(&mut protocol, scan.string_borrowed().ok()?)?,
+                "message" => {
+                    once(&mut message, ())?;
+                    scan.string_into(reply).ok()?;
+                }
+                "hash" => once(&mut hash, scan.string_borrowed().ok()?)?,
+                _ => drop(scan.skip_value().ok()?),
+            }
+        }
+        scan.end().ok()?;
+        (protocol? == SECURE_REPLY_PROTOCOL).then_some(())?;
+        message?;
+        (!reply.is_empty()).then_some(())?;
+        hash_matches(reply, &hash?).then_some(())?;
+
+        // Reply: protocol, message (unescaped into `body`), envelope.
+        let reply: &String = reply;
+        let mut scan = Scan::new(reply);
+        let mut fields = scan.begin_object().ok()?;
+        let (mut protocol, mut message, mut envelope) = (None, None, None);
+        while let Some(key) = scan.next_key(&mut fields).ok()? {
+            match &*key {
+                "protocol" => once(&mut protocol, scan.string_borrowed().ok()?)?,
+                "message" => {
+                    once(&mut message, ())?;
+                    scan.string_into(body).ok()?;
+                }
+                "envelope" => once(&mut envelope, read_envelope(&mut scan)?)?,
+                _ => drop(scan.skip_value().ok()?),
+            }
+        }
+        scan.end().ok()?;
+        (protocol? == REPLY_PROTOCOL).then_some(())?;
+        message?;
+        let (requestid, sender) = envelope?;
+        is_valid_request_id(&requestid).then_some(())?;
+        Some(DecodedView {
+            requestid,
+            sender,
+            body: body.as_str(),
+            seen_by,
+        })
+    }
+}
+
+/// Stores `value` in an empty `slot`; `None` when the field was already there.
+fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    slot.is_none().then(|| *slot = Some(value))
+}
+
+/// The `requestid` and `senderid` of a reply envelope (its other fields skipped).
+fn read_envelope<'a>(scan: &mut Scan<'a>) -> Option<(Cow<'a, str>, Cow<'a, str>)> {
+    let mut fields = scan.begin_object().ok()?;
+    let (mut requestid, mut senderid) = (None, None);
+    while let Some(key) = scan.next_key(&mut fields).ok()? {
+        match &*key {
+            "requestid" => once(&mut requestid, scan.string_borrowed().ok()?)?,
+            "senderid" => once(&mut senderid, scan.string_borrowed().ok()?)?,
+            _ => drop(scan.skip_value().ok()?),
+        }
+    }
+    Some((requestid?, senderid?))
+}
+
+/// Whether `hash` is the standard base64 of the SHA-256 of `message`, without allocating.
+fn hash_matches(message: &str, hash: &str) -> bool {
+    let digest = Sha256::digest(message.as_bytes());
+    let mut encoded = [0u8; 44];
+    match base64::engine::general_purpose::STANDARD.encode_slice(digest, &mut encoded) {
+        Ok(n) => encoded.get(..n) == Some(hash.as_bytes()),
+        Err(_) => false,
+    }
+}
+
+/// Decodes a reply transport like [`ReplyDecoder::decode`], into owned strings (a decoder
+/// per call: for tests and one-off use).
 pub fn decode_reply_view(payload: &[u8], with_seen_by: bool) -> Option<ReplyView> {
-    let (data, seen_by) = if with_seen_by {
-        let t: TransportRef<'_, SeenByOnly> = serde_json::from_slice(payload).ok()?;
-        (t.protocol == TRANSPORT_PROTOCOL).then_some(())?;
-        (
-            decode_base64(&t.data).ok()?,
-            t.headers.map(|h| h.seen_by).unwrap_or_default(),
-        )
-    } else {
-        let t: TransportRef<'_, IgnoredAny> = serde_json::from_slice(payload).ok()?;
-        (t.protocol == TRANSPORT_PROTOCOL).then_some(())?;
-        (decode_base64(&t.data).ok()?, Vec::new())
-    };
-    let secure: SecureReplyRef<'_> = serde_json::from_slice(&data).ok()?;
-    (secure.protocol == SECURE_REPLY_PROTOCOL).then_some(())?;
-    (reply_hash(&secure.message) == secure.hash).then_some(())?;
-    let reply: ReplyRef<'_> = serde_json::from_str(&secure.message).ok()?;
-    (reply.protocol == REPLY_PROTOCOL).then_some(())?;
-    is_valid_request_id(&reply.envelope.requestid).then_some(())?;
-    Some(ReplyView {
-        requestid: reply.envelope.requestid.into_owned(),
-        sender: reply.envelope.senderid.into_owned(),
-        body: reply.message.into_owned(),
-        seen_by,
-    })
+    ReplyDecoder::new()
+        .decode(payload, with_seen_by)
+        .map(DecodedView::into_owned)
 }
 
-/// Only the statuscode of an mcorpc reply body.
-#[derive(Deserialize)]
-pub struct StatusOnly {
-    /// The mcorpc statuscode.
-    pub statuscode: u8,
-}
-
-/// The statuscode of mcorpc reply `body`, without building its `data`.
+/// The statuscode of mcorpc reply `body`, without building its `data` (what a `serde_json`
+/// struct with only a `u8` field `statuscode` would read, read with the protocol's scanner).
 pub fn statuscode(body: &str) -> Option<u8> {
-    serde_json::from_str::<StatusOnly>(body)
-        .ok()
-        .map(|s| s.statuscode)
+    let mut scan = Scan::new(body);
+    let mut fields = scan.begin_object().ok()?;
+    let mut status = None;
+    while let Some(key) = scan.next_key(&mut fields).ok()? {
+        if key == "statuscode" {
+            once(&mut status, scan.u8_value().ok()?)?;
+        } else {
+            scan.skip_value().ok()?;
+        }
+    }
+    scan.end().ok()?;
+    status
 }
 
 #[cfg(test)]
@@ -179,5 +289,68 @@ mod tests {
             .unwrap()
             .replace("choria:transport:1", "x");
         assert!(decode_reply_view(wrong.as_bytes(), true).is_none());
+    }
+
+    #[test]
+    fn statuscode_like_serde() {
+        #[derive(Deserialize)]
+        struct StatusOnly {
+            statuscode: u8,
+        }
+        for body in [
+            r#"{"statuscode":0,"statusmsg":"OK","data":{"statuscode":7}}"#,
+            r#"{"data":[1,{"a":null}],"statuscode":4}"#,
+            r#"{"statuscode":255}"#,
+            r#"{"statuscode":256}"#,
+            r#"{"statuscode":-1}"#,
+            r#"{"statuscode":1.0}"#,
+            r#"{"statuscode":"0"}"#,
+            r#"{"statuscode":1,"statuscode":2}"#,
+            r#"{"statusmsg":"no code"}"#,
+            r#"{"statuscode":3} trailing"#,
+            "pong",
+            "",
+        ] {
+            let serde = serde_json::from_str::<StatusOnly>(body)
+                .ok()
+                .map(|s| s.statuscode);
+            assert_eq!(statuscode(body), serde, "{body}");
+        }
+    }
+
+    #[test]
+    fn one_decoder_many_replies() {
+        let mut decoder = ReplyDecoder::new();
+        let bodies = [
+            "pong",
+            "",
+            "{\"statuscode\":0}",
+            "ünï\u{1f389}\"\\\n",
+            "pong",
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            let bytes = encoded(body);
+            let full = decode_reply(&bytes).unwrap();
+            assert!(decoder.decode(b"{\"protocol\":", i % 2 == 0).is_none());
+            let view = decoder.decode(&bytes, i % 2 == 0).unwrap();
+            assert_eq!(view.body, *body);
+            assert_eq!(view.requestid, full.reply.envelope.requestid);
+            assert_eq!(view.sender, "node \"1\"");
+            assert_eq!(view.seen_by.len(), if i % 2 == 0 { 1 } else { 0 });
+        }
+    }
+
+    #[test]
+    fn line_wrapped_base64_is_accepted() {
+        let bytes = encoded("pong");
+        let mut t = Transport::from_slice(&bytes).unwrap();
+        t.data = t
+            .data
+            .as_bytes()
+            .chunks(60)
+            .map(|c| format!("{}\n", std::str::from_utf8(c).unwrap()))
+            .collect();
+        let view = decode_reply_view(&t.to_vec().unwrap(), false).unwrap();
+        assert_eq!(view.body, "pong");
     }
 }

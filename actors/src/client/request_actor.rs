@@ -7,7 +7,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::decode::{decode_reply_view, statuscode};
+use super::decode::{statuscode, ReplyDecoder};
 use super::{Collected, Expectation, ReplyCollector, ReplyRecord};
 use crate::protocol::{RpcReply, STATUS_UNKNOWN_ERROR};
 
@@ -24,6 +24,7 @@ pub struct ReplyArrived {
 /// Collects the replies of one request until every expected node answered or the timeout.
 pub struct RequestActor {
     collector: Option<ReplyCollector>,
+    decoder: ReplyDecoder,
     requestid: String,
     started: Instant,
     timeout: Duration,
@@ -47,6 +48,7 @@ impl RequestActor {
     ) -> Self {
         Self {
             collector: Some(ReplyCollector::new(expectation)),
+            decoder: ReplyDecoder::new(),
             requestid,
             started,
             timeout,
@@ -60,8 +62,8 @@ impl RequestActor {
         let Some(collector) = self.collector.as_mut() else {
             return;
         };
-        let decoded = match decode_reply_view(payload, self.keep_bodies) {
-            Some(d) if d.requestid == self.requestid => d,
+        let decoded = match self.decoder.decode(payload, self.keep_bodies) {
+            Some(d) if d.requestid == self.requestid.as_str() => d,
             _ => {
                 collector.record_undecodable();
                 return;
@@ -70,7 +72,7 @@ impl RequestActor {
         let elapsed = at.saturating_duration_since(self.started);
         let mut record = ReplyRecord::new(decoded.sender, elapsed, None);
         if self.mcorpc && !self.keep_bodies {
-            record.statuscode = Some(statuscode(&decoded.body).unwrap_or(STATUS_UNKNOWN_ERROR));
+            record.statuscode = Some(statuscode(decoded.body).unwrap_or(STATUS_UNKNOWN_ERROR));
         } else if self.mcorpc {
             match RpcReply::from_slice(decoded.body.as_bytes()) {
                 Ok(rpc) => {
@@ -84,7 +86,7 @@ impl RequestActor {
                 }
             }
         } else if self.keep_bodies {
-            record.statusmsg = Some(decoded.body);
+            record.statusmsg = Some(decoded.body.to_owned());
         }
         record.seen_by = decoded.seen_by;
         collector.record(record);

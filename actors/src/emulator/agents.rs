@@ -9,7 +9,6 @@
 //! Any other action gets statuscode 2; an mcorpc payload that is not a request object gets
 //! statuscode 4.
 
-use rand::distributions::Alphanumeric;
 use rand::Rng as _;
 use serde_json::{json, Value};
 
@@ -52,24 +51,65 @@ pub enum AgentOutcome {
     NoReply(DropReason),
 }
 
+/// A request's agent payload, parsed once and shared by every daemon that answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentInput {
+    /// The request `message` as received.
+    raw: String,
+    /// The agent payload (see [`decode_agent_payload`](crate::protocol::decode_agent_payload)).
+    payload: Vec<u8>,
+    /// The payload as an mcorpc request, or why it is not one.
+    rpc: Result<RpcRequest, String>,
+}
+
+impl AgentInput {
+    /// Parses `payload`, the agent payload of a request whose `message` was `raw`.
+    pub fn new(raw: &str, payload: &[u8]) -> Self {
+        Self {
+            raw: raw.to_owned(),
+            payload: payload.to_vec(),
+            rpc: RpcRequest::from_slice(payload).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The mcorpc request, if the payload is one.
+    pub fn rpc(&self) -> Option<&RpcRequest> {
+        self.rpc.as_ref().ok()
+    }
+}
+
 /// Runs `agent` on `payload`, the agent payload of a request as
 /// [`decode_agent_payload`](crate::protocol::decode_agent_payload) gives it; `raw` is the
 /// request `message` as received (`ping` is itself valid base64, so `discovery` looks at both).
 pub fn dispatch(agent: &str, raw: &str, payload: &[u8], node: &NodeInfo<'_>) -> AgentOutcome {
+    let input = AgentInput::new(raw, payload);
+    match answer(agent, &input, node) {
+        Ok(body) => AgentOutcome::Reply {
+            body,
+            rpc: if agent == "discovery" {
+                None
+            } else {
+                input.rpc.ok()
+            },
+        },
+        Err(reason) => AgentOutcome::NoReply(reason),
+    }
+}
+
+/// The reply body of `agent` to `input` on `node`, or why there is none (what [`dispatch`]
+/// does, with the payload parsed once for all daemons).
+pub fn answer(agent: &str, input: &AgentInput, node: &NodeInfo<'_>) -> Result<String, DropReason> {
     if !node.agents.iter().any(|a| a == agent) {
-        return AgentOutcome::NoReply(DropReason::UnknownAgent);
+        return Err(DropReason::UnknownAgent);
     }
     if agent == "discovery" {
-        return if contains(payload, b"ping") || raw.contains("ping") {
-            AgentOutcome::Reply {
-                body: "pong".to_owned(),
-                rpc: None,
-            }
+        return if contains(&input.payload, b"ping") || input.raw.contains("ping") {
+            Ok("pong".to_owned())
         } else {
-            AgentOutcome::NoReply(DropReason::BadPayload)
+            Err(DropReason::BadPayload)
         };
     }
-    let request = match RpcRequest::from_slice(payload) {
+    let request = match &input.rpc {
         Ok(request) => request,
         Err(e) => {
             let reply = RpcReply {
@@ -78,20 +118,51 @@ pub fn dispatch(agent: &str, raw: &str, payload: &[u8], node: &NodeInfo<'_>) -> 
                 statusmsg: format!("Invalid request: {e}"),
                 data: json!({}),
             };
-            return rpc_reply(reply, None);
+            return reply.to_json().map_err(|_| DropReason::Encode);
         }
     };
+    if agent != "rpcutil" && request.action == "generate" {
+        if let Some(size) = request.data.get("size").and_then(Value::as_u64) {
+            if size <= MAX_GENERATE {
+                return Ok(generated(usize::try_from(size).unwrap_or(0)));
+            }
+        }
+    }
     let reply = match agent {
-        "rpcutil" => rpcutil(&request, node),
-        _ => emulated(agent, &request),
+        "rpcutil" => rpcutil(request, node),
+        _ => emulated(agent, request),
     };
-    rpc_reply(reply, Some(request))
+    reply.to_json().map_err(|_| DropReason::Encode)
 }
 
-fn rpc_reply(reply: RpcReply, rpc: Option<RpcRequest>) -> AgentOutcome {
-    match reply.to_json() {
-        Ok(body) => AgentOutcome::Reply { body, rpc },
-        Err(_) => AgentOutcome::NoReply(DropReason::Encode),
+/// The reply body of a valid `generate(size)`, written directly: exactly
+/// `RpcReply::ok("generate", json!({"message": <size random alphanumerics>})).to_json()`.
+fn generated(size: usize) -> String {
+    const PREFIX: &str =
+        r#"{"action":"generate","statuscode":0,"statusmsg":"OK","data":{"message":""#;
+    const SUFFIX: &str = r#""}}"#;
+    let mut body = String::with_capacity(PREFIX.len() + size + SUFFIX.len());
+    body.push_str(PREFIX);
+    push_alphanumerics(&mut body, size);
+    body.push_str(SUFFIX);
+    body
+}
+
+/// Appends `n` random ASCII letters and digits (from random bytes, 64 at a time).
+fn push_alphanumerics(out: &mut String, n: usize) {
+    const CHARSET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let mut bytes = [0u8; 64];
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(bytes.len());
+        rng.fill(&mut bytes[..take]);
+        out.extend(
+            bytes[..take]
+                .iter()
+                .map(|b| char::from(CHARSET[usize::from(*b) % CHARSET.len()])),
+        );
+        left -= take;
     }
 }
 
@@ -134,11 +205,8 @@ fn emulated(agent: &str, request: &RpcRequest) -> RpcReply {
     };
     match size.as_u64().filter(|s| *s <= MAX_GENERATE) {
         Some(size) => {
-            let message: String = rand::thread_rng()
-                .sample_iter(&Alphanumeric)
-                .take(usize::try_from(size).unwrap_or(0))
-                .map(char::from)
-                .collect();
+            let mut message = String::new();
+            push_alphanumerics(&mut message, usize::try_from(size).unwrap_or(0));
             RpcReply::ok("generate", json!({ "message": message }))
         }
         None => RpcReply {
@@ -233,6 +301,19 @@ mod tests {
             rpc("emulated0", "{not json").statuscode,
             STATUS_INVALID_DATA
         );
+    }
+
+    #[test]
+    fn generated_body_is_what_serde_writes() {
+        for size in [0, 1, 63, 64, 65, 100, 1000] {
+            let body = generated(size);
+            let rpc = RpcReply::from_slice(body.as_bytes()).unwrap();
+            assert_eq!(rpc.to_json().unwrap(), body);
+            let message = rpc.data["message"].as_str().unwrap();
+            assert_eq!(message.len(), size);
+            assert!(message.chars().all(|c| c.is_ascii_alphanumeric()));
+        }
+        assert_ne!(generated(32), generated(32));
     }
 
     #[test]

@@ -8,17 +8,19 @@
 //! reconnects and resubscribes by itself.
 
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use async_nats::{Client, Message};
-use futures::stream;
 use rand::Rng as _;
 use tracing::{debug, warn};
 
 use super::fleet::FleetShared;
-use super::{registration, EmulatedNode, Outgoing};
+use super::request_cache::with_scratch;
+use super::subscriptions::Subscriptions;
+use super::{registration, EmulatedNode, Incoming, Outgoing};
 use crate::connection::backoff;
 use crate::protocol::unix_now;
 
@@ -27,7 +29,7 @@ pub struct EmulatedNodeActor {
     node: EmulatedNode,
     url: Arc<str>,
     fleet: Arc<FleetShared>,
-    client: Option<Client>,
+    client: Option<Rc<Client>>,
     sequence: u64,
 }
 
@@ -65,7 +67,7 @@ pub(super) fn publish_registration<A>(
     node: &EmulatedNode,
     sequence: u64,
     subject: &str,
-    client: Client,
+    client: Rc<Client>,
     fleet: &Arc<FleetShared>,
     ctx: &mut A::Context,
 ) where
@@ -92,7 +94,7 @@ pub(super) fn publish_registration<A>(
 /// Sends `out` (a reply) on `client`, writing its audit line first.
 pub(super) fn send_reply(
     fleet: &FleetShared,
-    client: Client,
+    client: Rc<Client>,
     out: Outgoing,
 ) -> impl Future<Output = ()> {
     if let (Some(log), Some(record)) = (&fleet.audit, &out.audit) {
@@ -148,7 +150,7 @@ impl Actor for EmulatedNodeActor {
         ctx.wait(setup.into_actor(self).map(|(client, messages), act, ctx| {
             act.fleet.metrics.connected.inc();
             act.fleet.metrics.started.inc();
-            act.client = Some(client);
+            act.client = Some(Rc::new(client));
             ctx.add_stream(messages);
             schedule_registration::<Self, _>(&act.fleet.clone(), ctx, |act, ctx| act.register(ctx));
         }));
@@ -169,7 +171,7 @@ pub(super) async fn connect_and_subscribe(
     url: Arc<str>,
     name: String,
     subjects: Vec<String>,
-) -> (Client, stream::SelectAll<async_nats::Subscriber>) {
+) -> (Client, Subscriptions) {
     let mut attempt = 0u32;
     loop {
         let permit = fleet.connect_slots.acquire().await;
@@ -199,7 +201,7 @@ pub(super) async fn connect_and_subscribe(
 pub(super) async fn subscribe(
     client: Client,
     subjects: &[String],
-) -> Result<(Client, stream::SelectAll<async_nats::Subscriber>), String> {
+) -> Result<(Client, Subscriptions), String> {
     let mut subs = Vec::with_capacity(subjects.len());
     for subject in subjects {
         subs.push(
@@ -210,24 +212,26 @@ pub(super) async fn subscribe(
         );
     }
     client.flush().await.map_err(|e| e.to_string())?;
-    Ok((client, stream::select_all(subs)))
+    Ok((client, Subscriptions::new(subs)))
 }
 
 impl StreamHandler<Message> for EmulatedNodeActor {
     fn handle(&mut self, msg: Message, ctx: &mut Self::Context) {
         let metrics = &self.fleet.metrics;
         metrics.messages.inc();
-        let Some(client) = self.client.clone() else {
-            return;
-        };
-        match self.node.handle(
-            &msg.subject,
-            &msg.payload,
-            unix_now(),
-            self.fleet.audit.is_some(),
-        ) {
+        let audit = self.fleet.audit.is_some();
+        let node = &self.node;
+        // The first daemon of this thread to see a request decodes it; the others share it.
+        let handled = with_scratch(|scratch| {
+            let prepared = scratch.requests.prepare(&msg.payload)?;
+            let incoming = Incoming::new(&msg.subject, prepared, unix_now())?;
+            node.respond(&incoming, audit, &mut scratch.encoder)
+        });
+        match handled {
             Ok(out) => {
-                ctx.spawn(send_reply(&self.fleet, client, out).into_actor(self));
+                if let Some(client) = self.client.clone() {
+                    ctx.spawn(send_reply(&self.fleet, client, out).into_actor(self));
+                }
             }
             Err(reason) => metrics.drop_for(reason),
         }

@@ -115,9 +115,12 @@ impl Fleet {
             ConnectionMode::Dedicated => {
                 for i in 0..spec.instances {
                     let url = &urls[i % urls.len()];
-                    let actor = EmulatedNodeActor::new(node(i, url), url.clone(), shared.clone());
+                    let (node, url, shared) = (node(i, url), url.clone(), shared.clone());
                     let arbiter = &arbiters[i % arbiters.len()];
-                    EmulatedNodeActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+                    // Built on its arbiter: the actor holds thread-local state once connected.
+                    EmulatedNodeActor::start_in_arbiter(&arbiter.handle(), move |_| {
+                        EmulatedNodeActor::new(node, url, shared)
+                    });
                 }
             }
             ConnectionMode::Shared => {
@@ -128,9 +131,11 @@ impl Fleet {
                         .step_by(links)
                         .map(|i| node(i, url))
                         .collect();
-                    let actor = SharedLinkActor::new(l, nodes, url.clone(), shared.clone());
+                    let (url, shared) = (url.clone(), shared.clone());
                     let arbiter = &arbiters[l % arbiters.len()];
-                    SharedLinkActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+                    SharedLinkActor::start_in_arbiter(&arbiter.handle(), move |_| {
+                        SharedLinkActor::new(l, nodes, url, shared)
+                    });
                 }
             }
         }

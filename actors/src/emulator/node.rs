@@ -1,25 +1,29 @@
 //! [`EmulatedNode`]: the plain-Rust core of one emulated daemon.
 //!
-//! A message becomes at most one reply in two steps, so that shared connections decode a
-//! broadcast once and let every daemon answer it:
+//! A message becomes at most one reply in two steps, so that a request reaching thousands of
+//! daemons of one process is decoded once and answered by each:
 //!
-//! 1. [`Incoming::decode`]: transport → secure request → request (structure, TTL window,
-//!    `reply-to`, subject collective = envelope collective);
-//! 2. [`EmulatedNode::respond`]: collective membership → filter → agent dispatch → reply
-//!    encoded through the onion, addressed to the request's `reply-to`, federation header
-//!    copied and a `seen-by` hop added.
+//! 1. [`Prepared::decode`] (once per distinct payload, see
+//!    [`RequestCache`](super::RequestCache)): transport → secure request → request, the agent
+//!    payload parsed, the reply headers rendered; [`Incoming::new`] (per message): TTL window,
+//!    `reply-to`, subject collective = envelope collective;
+//! 2. [`EmulatedNode::respond`]: collective membership → filter → agent → reply encoded
+//!    through the onion ([`ReplyEncoder`]), addressed to the request's `reply-to`, federation
+//!    header copied and a `seen-by` hop added.
 //!
 //! [`EmulatedNode::handle`] chains both. Every refusal is a [`DropReason`]; nothing panics.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::agents::{dispatch, AgentOutcome, NodeInfo};
+use async_nats::Subject;
+
+use super::agents::{answer, AgentInput, NodeInfo};
 use super::audit::AuditRecord;
 use super::DropReason;
 use crate::protocol::{
-    classify_subject, decode_request_unchecked_ttl, encode_reply, DecodedRequest, Facts,
-    FilterOutcome, NodeView, ProtocolError, Reply, SeenByHop, SubjectKind, TransportHeaders,
+    classify_subject, decode_request_unchecked_ttl, unix_now, DecodedRequest, Facts, FilterOutcome,
+    NodeView, ProtocolError, ReplyEncoder, ReplyFields, ReplyHeadersTemplate, SubjectKind,
 };
 
 /// What every daemon of a fleet shares: agents, classes, collectives.
@@ -44,34 +48,71 @@ pub enum Target {
     Other,
 }
 
-/// A request decoded and checked once, ready for any number of daemons to answer.
-#[derive(Debug, Clone)]
-pub struct Incoming {
+/// A request payload decoded once, with everything its replies share: the parsed agent
+/// payload, the reply subject and the reply headers. Independent of the subject it arrived
+/// on and of the time.
+#[derive(Debug)]
+pub struct Prepared {
     /// Every layer of the request.
     pub decoded: DecodedRequest,
-    /// Where it was addressed.
-    pub target: Target,
+    /// The agent payload, parsed.
+    pub input: AgentInput,
+    /// The `reply-to` subject, if any.
+    pub reply_subject: Option<Subject>,
+    /// The reply transport headers taken from the request.
+    pub headers: ReplyHeadersTemplate,
 }
 
-impl Incoming {
-    /// Decodes `payload` received on `subject` and checks what does not depend on the daemon:
-    /// structure, TTL window against `now`, a `reply-to`, and that the envelope's collective
-    /// is the subject's.
-    pub fn decode(subject: &str, payload: &[u8], now: i64) -> Result<Self, DropReason> {
+impl Prepared {
+    /// Decodes request `payload` (structure only: no TTL window, no `reply-to` check).
+    pub fn decode(payload: &[u8]) -> Result<Self, DropReason> {
         let decoded = decode_request_unchecked_ttl(payload).map_err(|e| match e {
             ProtocolError::Json { .. } => DropReason::Json,
             ProtocolError::Base64(_) => DropReason::Base64,
             ProtocolError::Expired { .. } => DropReason::Expired,
             _ => DropReason::Invalid,
         })?;
-        decoded
-            .request
-            .check_ttl(now)
-            .map_err(|_| DropReason::Expired)?;
-        if decoded.reply_to().is_none_or(str::is_empty) {
+        let input = AgentInput::new(&decoded.request.message, &decoded.payload());
+        let reply_subject = decoded
+            .reply_to()
+            .filter(|s| !s.is_empty())
+            .map(Subject::from);
+        let headers = ReplyHeadersTemplate::for_request(&decoded.transport.headers)
+            .map_err(|_| DropReason::Encode)?;
+        Ok(Self {
+            decoded,
+            input,
+            reply_subject,
+            headers,
+        })
+    }
+}
+
+/// A request checked for one message, ready for any number of daemons to answer.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The decoded request.
+    pub prepared: Arc<Prepared>,
+    /// Where it was addressed.
+    pub target: Target,
+}
+
+impl Incoming {
+    /// Decodes `payload` received on `subject` and checks it at `now` (see [`Incoming::new`]).
+    pub fn decode(subject: &str, payload: &[u8], now: i64) -> Result<Self, DropReason> {
+        Self::new(subject, Arc::new(Prepared::decode(payload)?), now)
+    }
+
+    /// Checks what does not depend on the daemon for a `prepared` request received on
+    /// `subject`: TTL window against `now`, a `reply-to`, and that the envelope's collective
+    /// is the subject's.
+    pub fn new(subject: &str, prepared: Arc<Prepared>, now: i64) -> Result<Self, DropReason> {
+        let request = &prepared.decoded.request;
+        request.check_ttl(now).map_err(|_| DropReason::Expired)?;
+        if prepared.reply_subject.is_none() {
             return Err(DropReason::NoReplyTo);
         }
-        let collective = decoded.request.envelope.collective.as_str();
+        let collective = request.envelope.collective.as_str();
         let target = match classify_subject(subject) {
             SubjectKind::Broadcast { collective: c, .. } if c != collective => {
                 return Err(DropReason::WrongCollective)
@@ -83,7 +124,12 @@ impl Incoming {
             SubjectKind::Node { identity, .. } => Target::Node(identity.to_owned()),
             _ => Target::Other,
         };
-        Ok(Self { decoded, target })
+        Ok(Self { prepared, target })
+    }
+
+    /// Every layer of the request.
+    pub fn decoded(&self) -> &DecodedRequest {
+        &self.prepared.decoded
     }
 }
 
@@ -91,7 +137,7 @@ impl Incoming {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
     /// The request's `reply-to`.
-    pub subject: String,
+    pub subject: Subject,
     /// The encoded reply transport.
     pub payload: Vec<u8>,
     /// The audit line, for mcorpc requests when auditing is on.
@@ -158,13 +204,14 @@ impl EmulatedNode {
     /// Decodes and answers one message (see the module docs).
     pub fn handle(&self, subject: &str, payload: &[u8], now: i64, audit: bool) -> Handled {
         let incoming = Incoming::decode(subject, payload, now)?;
-        self.respond(&incoming, audit)
+        self.respond(&incoming, audit, &mut ReplyEncoder::new())
     }
 
-    /// Answers an already decoded request: collective, filter, agent, reply.
-    pub fn respond(&self, incoming: &Incoming, audit: bool) -> Handled {
-        let decoded = &incoming.decoded;
-        let request = &decoded.request;
+    /// Answers an already decoded request: collective, filter, agent, reply (encoded with
+    /// `encoder`, whose buffers are reused from one reply to the next).
+    pub fn respond(&self, incoming: &Incoming, audit: bool, encoder: &mut ReplyEncoder) -> Handled {
+        let prepared = &*incoming.prepared;
+        let request = &prepared.decoded.request;
         let env = &request.envelope;
         if let Target::Node(identity) = &incoming.target {
             if *identity != self.identity {
@@ -192,18 +239,24 @@ impl EmulatedNode {
             collectives: &self.profile.collectives,
             facts: &self.facts,
         };
-        let (body, rpc) = match dispatch(&env.agent, &request.message, &decoded.payload(), &info) {
-            AgentOutcome::Reply { body, rpc } => (body, rpc),
-            AgentOutcome::NoReply(reason) => return Err(reason),
+        let body = answer(&env.agent, &prepared.input, &info)?;
+        let subject = prepared
+            .reply_subject
+            .clone()
+            .ok_or(DropReason::NoReplyTo)?;
+        let fields = ReplyFields {
+            message: &body,
+            requestid: &env.requestid,
+            senderid: &self.identity,
+            agent: &env.agent,
+            time: unix_now(),
         };
-        let reply = Reply::for_request(request, self.identity.clone(), body);
-        let mut headers =
-            TransportHeaders::for_reply_to(&decoded.transport.headers, &self.identity);
-        headers.push_seen_by(SeenByHop::new(&*self.server, &self.identity, &*self.server));
-        let payload = encode_reply(&reply, headers).map_err(|_| DropReason::Encode)?;
-        let subject = decoded.reply_to().unwrap_or_default().to_owned();
-        let audit = match (audit, rpc) {
-            (true, Some(rpc)) => Some(AuditRecord::new(request, &rpc, SystemTime::now())),
+        let server = &*self.server;
+        let payload = encoder.encode(&fields, &prepared.headers, (server, &self.identity, server));
+        let audit = match (audit, prepared.input.rpc()) {
+            (true, Some(rpc)) if env.agent != "discovery" => {
+                Some(AuditRecord::new(request, rpc, SystemTime::now()))
+            }
             _ => None,
         };
         Ok(Outgoing {
@@ -219,7 +272,7 @@ mod tests {
     use super::*;
     use crate::protocol::{
         decode_reply, encode_base64, encode_request, subject, unix_now, FactFilter,
-        FederationHeader, Filter, NewRequest, RpcReply, Transport,
+        FederationHeader, Filter, NewRequest, RpcReply, SeenByHop, Transport, TransportHeaders,
     };
     use serde_json::json;
 

@@ -6,6 +6,7 @@
 //! link; a directed request reaches the one daemon subscribed to its `<c>.node.<identity>`.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -16,6 +17,7 @@ use super::daemon::{
 };
 use super::fleet::FleetShared;
 use super::node::Target;
+use super::request_cache::with_scratch;
 use super::{EmulatedNode, Incoming};
 use crate::protocol::{subject, unix_now};
 
@@ -27,7 +29,7 @@ pub struct SharedLinkActor {
     sequences: Vec<u64>,
     url: Arc<str>,
     fleet: Arc<FleetShared>,
-    client: Option<Client>,
+    client: Option<Rc<Client>>,
 }
 
 impl SharedLinkActor {
@@ -104,7 +106,7 @@ impl Actor for SharedLinkActor {
                 .metrics
                 .started
                 .inc_by(i64::try_from(act.nodes.len()).unwrap_or(i64::MAX));
-            act.client = Some(client);
+            act.client = Some(Rc::new(client));
             ctx.add_stream(messages);
             for i in 0..act.nodes.len() {
                 schedule_registration::<Self, _>(&act.fleet.clone(), ctx, move |act, ctx| {
@@ -130,7 +132,10 @@ impl StreamHandler<Message> for SharedLinkActor {
             return;
         };
         let audit = self.fleet.audit.is_some();
-        let incoming = match Incoming::decode(&msg.subject, &msg.payload, unix_now()) {
+        let incoming = match with_scratch(|scratch| {
+            let prepared = scratch.requests.prepare(&msg.payload)?;
+            Incoming::new(&msg.subject, prepared, unix_now())
+        }) {
             Ok(incoming) => incoming,
             Err(reason) => {
                 metrics.messages.inc();
@@ -149,12 +154,14 @@ impl StreamHandler<Message> for SharedLinkActor {
         };
         metrics.messages.inc_by(targets.len() as u64);
         let mut replies = Vec::new();
-        for node in targets {
-            match node.respond(&incoming, audit) {
-                Ok(out) => replies.push(send_reply(&self.fleet, client.clone(), out)),
-                Err(reason) => metrics.drop_for(reason),
+        with_scratch(|scratch| {
+            for node in targets {
+                match node.respond(&incoming, audit, &mut scratch.encoder) {
+                    Ok(out) => replies.push(send_reply(&self.fleet, client.clone(), out)),
+                    Err(reason) => metrics.drop_for(reason),
+                }
             }
-        }
+        });
         if !replies.is_empty() {
             ctx.spawn(
                 async move {

@@ -23,11 +23,21 @@ pub fn encode_base64(bytes: &[u8]) -> String {
 /// Decodes standard base64, ignoring embedded `\r` and `\n` (Ruby's `Base64.encode64` wraps
 /// lines every 60 characters).
 pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    if text.contains(['\r', '\n']) {
-        let cleaned: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
-        LENIENT.decode(cleaned)
+    let mut out = Vec::new();
+    decode_base64_into(text, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`decode_base64`], appending the bytes to `out` (a buffer reused across messages).
+pub fn decode_base64_into(text: &str, out: &mut Vec<u8>) -> Result<(), base64::DecodeError> {
+    if memchr::memchr2(b'\r', b'\n', text.as_bytes()).is_some() {
+        let cleaned: Vec<u8> = text
+            .bytes()
+            .filter(|b| !matches!(b, b'\r' | b'\n'))
+            .collect();
+        LENIENT.decode_vec(cleaned, out)
     } else {
-        LENIENT.decode(text)
+        LENIENT.decode_vec(text, out)
     }
 }
 
