@@ -430,14 +430,7 @@ pub fn transform_request<'a>(
             return Err(Rejection::BadTarget(text.into_owned()));
         }
     }
-    let reply_to = headers
-        .reply_to
-        .filter(|r| !r.is_empty())
-        .ok_or(Rejection::NoReplyTo)?;
-    let text = reply_to.text();
-    if kind(&text) != Kind::Reply {
-        return Err(Rejection::BadReplyTo(text.into_owned()));
-    }
+    let reply_to = checked_reply_to(headers.reply_to)?;
     Ok(Rewritten {
         data,
         reply_to: Some(ReplyTo::Subject(collective_subject)),
@@ -449,6 +442,19 @@ pub fn transform_request<'a>(
     })
 }
 
+/// A reply-to that is present, not empty, and a reply subject (`*.reply.*`): no bridging
+/// into arbitrary subjects, on either path.
+fn checked_reply_to(reply_to: Option<Str<'_>>) -> Result<Str<'_>, Rejection> {
+    let reply_to = reply_to
+        .filter(|r| !r.is_empty())
+        .ok_or(Rejection::NoReplyTo)?;
+    let text = reply_to.text();
+    if kind(&text) != Kind::Reply {
+        return Err(Rejection::BadReplyTo(text.into_owned()));
+    }
+    Ok(reply_to)
+}
+
 /// A reply from the collective, rewritten for the federation network: the federation header
 /// is dropped and the reply goes to the saved `federation.reply-to` (which must be
 /// `*.reply.*`).
@@ -458,14 +464,7 @@ pub fn transform_reply(payload: &[u8]) -> Result<Rewritten<'_>, Rejection> {
     if federation.req.is_none_or(|r| r.is_empty()) {
         return Err(Rejection::NoRequestId);
     }
-    let reply_to = federation
-        .reply_to
-        .filter(|r| !r.is_empty())
-        .ok_or(Rejection::NoReplyTo)?;
-    let text = reply_to.text();
-    if kind(&text) != Kind::Reply {
-        return Err(Rejection::BadReplyTo(text.into_owned()));
-    }
+    let reply_to = checked_reply_to(federation.reply_to)?;
     Ok(Rewritten {
         data,
         reply_to: headers.reply_to.map(ReplyTo::Raw),
