@@ -1,7 +1,7 @@
 //! Flags shared by `ping`, `rpc` and `measure`: connection and node filters.
 
 use choir_actors::client::ClientOptions;
-use choir_actors::protocol::{FactFilter, FactOperator, Filter};
+use choir_actors::protocol::{FactFilter, Filter};
 
 use super::ClientCliError;
 
@@ -67,29 +67,13 @@ pub struct FilterArgs {
     pub filter: Vec<String>,
 }
 
-/// Operators in the order they must be searched for (two-character ones first).
-const OPERATORS: [&str; 8] = ["==", "!=", "<=", ">=", "=~", "<", ">", "="];
-
 /// Parses `key<op>value` into a fact filter (`=` means `==`).
 pub fn parse_fact(text: &str) -> Result<FactFilter, ClientCliError> {
-    let bad = |message: &str| ClientCliError::Flag {
+    FactFilter::parse_expression(text).map_err(|message| ClientCliError::Flag {
         flag: "--fact",
         value: text.to_owned(),
         message: message.to_owned(),
-    };
-    let (pos, op) = OPERATORS
-        .iter()
-        .filter_map(|op| text.find(op).map(|p| (p, *op)))
-        .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())))
-        .ok_or_else(|| bad("expected fact<operator>value, e.g. country=mt"))?;
-    let fact = text[..pos].trim();
-    let value = text[pos + op.len()..].trim();
-    if fact.is_empty() || value.is_empty() {
-        return Err(bad("fact and value must not be empty"));
-    }
-    let op = if op == "=" { "==" } else { op };
-    debug_assert!(FactOperator::parse(op).is_some());
-    Ok(FactFilter::new(fact, op, value))
+    })
 }
 
 impl FilterArgs {

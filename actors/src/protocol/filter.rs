@@ -37,7 +37,29 @@ pub struct FactFilter {
     pub value: String,
 }
 
+/// Fact operators in the order a `fact<op>value` expression is searched for (two-character
+/// ones first, so `>=` is not read as `>`).
+const FACT_OPERATORS: [&str; 8] = ["==", "!=", "<=", ">=", "=~", "<", ">", "="];
+
 impl FactFilter {
+    /// Parses `fact<op>value` (`=` means `==`), e.g. `country=mt`, `cores>=4`, `os=~/linux/`,
+    /// as the CLI's `--fact` and a playbook's discovery `facts` write it. The error says what
+    /// is wrong, without the input (callers name the flag or key and value).
+    pub fn parse_expression(text: &str) -> Result<Self, &'static str> {
+        let (pos, op) = FACT_OPERATORS
+            .iter()
+            .filter_map(|op| text.find(op).map(|p| (p, *op)))
+            .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())))
+            .ok_or("expected fact<operator>value, e.g. country=mt")?;
+        let fact = text.get(..pos).unwrap_or_default().trim();
+        let value = text.get(pos + op.len()..).unwrap_or_default().trim();
+        if fact.is_empty() || value.is_empty() {
+            return Err("fact and value must not be empty");
+        }
+        let op = if op == "=" { "==" } else { op };
+        Ok(Self::new(fact, op, value))
+    }
+
     /// Builds a fact filter.
     pub fn new(
         fact: impl Into<String>,

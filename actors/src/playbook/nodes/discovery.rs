@@ -8,23 +8,9 @@ use crate::playbook::client::PlaybookClient;
 use crate::playbook::spec::NodeSetSpec;
 use crate::protocol::{FactFilter, Filter};
 
-/// Operators in the order they are searched for (two-character ones first).
-const OPERATORS: [&str; 8] = ["==", "!=", "<=", ">=", "=~", "<", ">", "="];
-
 /// Parses `fact<op>value` (`=` means `==`), e.g. `country=mt`, `cores>=4`, `os=~/linux/`.
 pub fn parse_fact(text: &str) -> Result<FactFilter, String> {
-    let (pos, op) = OPERATORS
-        .iter()
-        .filter_map(|op| text.find(op).map(|p| (p, *op)))
-        .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())))
-        .ok_or_else(|| "expected fact<operator>value, e.g. country=mt".to_string())?;
-    let fact = text[..pos].trim();
-    let value = text[pos + op.len()..].trim();
-    if fact.is_empty() || value.is_empty() {
-        return Err("fact and value must not be empty".into());
-    }
-    let op = if op == "=" { "==" } else { op };
-    Ok(FactFilter::new(fact, op, value))
+    FactFilter::parse_expression(text).map_err(str::to_owned)
 }
 
 /// The wire filter of a discovery set: agents, identities, classes, facts and compound.
