@@ -138,7 +138,7 @@ impl Node {
         arbiters.extend(crate::adapters::start(
             config, &networks, &metrics, &watchdog,
         ));
-        let replicators = crate::replication::start(config, &networks, &metrics, &watchdog);
+        let replicators = crate::replication::start(config, &networks, &urls, &metrics, &watchdog);
         arbiters.extend(crate::federation::start(config, &urls, &metrics, &watchdog));
         arbiters.extend(crate::emulate::start(config, &urls, &metrics));
 

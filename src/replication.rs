@@ -2,19 +2,25 @@
 //! each, which starts its own workers once both networks are up.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use choir_actors::connection::NetworkActor;
 use choir_actors::metrics::Metrics;
-use choir_actors::replicator::{ReplicatorMetrics, StopReplicator, TopicReplicatorActor};
+use choir_actors::replicator::{
+    ReplicatorMetrics, ReplicatorNetworks, StopReplicator, TopicReplicatorActor,
+};
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 
 use crate::config::Config;
 
-/// Starts every replicator of `config`; validation guarantees the networks exist.
+/// Starts every replicator of `config`; validation guarantees the networks exist. Workers
+/// open their own connections to the networks' resolved `urls` (an embedded server's URL is
+/// known only once the node picked its port).
 pub fn start(
     config: &Config,
     networks: &BTreeMap<String, ActorSlot<NetworkActor>>,
+    urls: &BTreeMap<String, Vec<String>>,
     metrics: &Metrics,
     watchdog: &Addr<WatchdogActor>,
 ) -> Vec<ActorSlot<TopicReplicatorActor>> {
@@ -24,23 +30,34 @@ pub fn start(
     let families = ReplicatorMetrics::register(metrics);
     let mut slots = Vec::new();
     for (name, replicator) in &config.replicators {
-        let (Some(source), Some(target)) = (
+        let (Some(source), Some(target), Some(source_net), Some(target_net)) = (
             networks.get(&replicator.source),
             networks.get(&replicator.target),
+            config.networks.get(&replicator.source),
+            config.networks.get(&replicator.target),
         ) else {
             continue;
         };
+        let url_of = |name: &str| urls.get(name).cloned().unwrap_or_default();
+        let networks = ReplicatorNetworks {
+            source: source.clone(),
+            target: target.clone(),
+            source_settings: Arc::new(source_net.settings(
+                &config.node.name,
+                &replicator.source,
+                url_of(&replicator.source),
+            )),
+            target_settings: Arc::new(target_net.settings(
+                &config.node.name,
+                &replicator.target,
+                url_of(&replicator.target),
+            )),
+        };
         let settings = replicator.settings(name, &config.node.state_dir);
         let stats = families.for_replicator(name);
-        let (source, target) = (source.clone(), target.clone());
         let (watched, slot) = WatchedActor::start(format!("replicator/{name}"), move || {
-            let (settings, source, target, stats) = (
-                settings.clone(),
-                source.clone(),
-                target.clone(),
-                stats.clone(),
-            );
-            Supervisor::start(move |_| TopicReplicatorActor::new(settings, source, target, stats))
+            let (settings, networks, stats) = (settings.clone(), networks.clone(), stats.clone());
+            Supervisor::start(move |_| TopicReplicatorActor::new(settings, networks, stats))
         });
         watchdog.do_send(Watch(Box::new(watched)));
         slots.push(slot);

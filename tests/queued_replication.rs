@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::jetstream::{connect, create_stream, publish_many};
+use common::jetstream::{connect, count, create_stream, publish_many, wait_for_count};
 use common::replication::{assert_exactly_once, replicator_config, settled};
 use common::{ChoirNode, NatsServer};
 
@@ -41,4 +41,46 @@ async fn queued_replication_with_four_workers_copies_each_message_exactly_once()
             "worker {worker} never started:\n{log}"
         );
     }
+}
+
+/// An ordered replicator's consumer takes no acks on a limits stream, so its position is only
+/// what it delivered, which runs ahead of the target. Switching the replicator to queued must
+/// resume from what the target holds, or the messages in between would never be copied.
+#[tokio::test]
+async fn switching_from_ordered_to_queued_resumes_from_what_the_target_holds() {
+    let source = NatsServer::start();
+    let target = NatsServer::start();
+    let src = connect(&source.url()).await;
+    create_stream(&src, "ORDERS", &["orders.>"]).await;
+    publish_many(&src, N, |i| {
+        (
+            format!("orders.{}", i % 3),
+            format!("{{\"n\":{i}}}").into_bytes(),
+        )
+    })
+    .await;
+    let dst = connect(&target.url()).await;
+    let mut ordered = ChoirNode::start(&replicator_config(
+        &source,
+        &target,
+        "mode = \"ordered\"\nwindow = 512",
+    ));
+    assert!(
+        wait_for_count(&dst, "ORDERS", 5_000, Duration::from_secs(60)).await,
+        "ordered copy did not start; log:\n{}",
+        ordered.log()
+    );
+    ordered.kill();
+    assert!(
+        count(&dst, "ORDERS").await < N as u64,
+        "copy finished before the switch"
+    );
+
+    let queued = ChoirNode::start(&replicator_config(
+        &source,
+        &target,
+        "mode = \"queued\"\nworkers = 2\nack_wait = \"5s\"",
+    ));
+    let copied = settled(&dst, &queued, N as u64, Duration::from_secs(180)).await;
+    assert_exactly_once(&copied, N, false);
 }

@@ -126,3 +126,68 @@ async fn ordered_copy_survives_the_target_being_down_for_ten_seconds() {
 async fn queued_copy_survives_the_target_being_down_for_ten_seconds() {
     survives_target_outage("queued").await;
 }
+
+/// A work-queue source deletes what is acked, so there the ordered worker acks (explicitly) only
+/// what the target stored: at no moment does the source have fewer messages left than the
+/// target is missing, a SIGKILL mid-copy loses nothing, and the source ends empty.
+#[tokio::test]
+async fn ordered_copy_from_a_work_queue_stream_acks_only_what_the_target_stored() {
+    use async_nats::jetstream::{self, consumer::AckPolicy, stream};
+
+    let source = NatsServer::start();
+    let target = NatsServer::start();
+    let src = connect(&source.url()).await;
+    let sjs = jetstream::new(src.clone());
+    sjs.create_stream(stream::Config {
+        name: "ORDERS".into(),
+        subjects: vec!["orders.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    publish_many(&src, N, |i| {
+        (
+            format!("orders.{}", i % 5),
+            format!("{{\"n\":{i}}}").into_bytes(),
+        )
+    })
+    .await;
+    let mut node = ChoirNode::start(&replicator_config(
+        &source,
+        &target,
+        "mode = \"ordered\"\nack_wait = \"3s\"\nwindow = 64",
+    ));
+    let dst = connect(&target.url()).await;
+    mid_copy(&dst, &node).await;
+    let info = sjs
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .consumer_info("choir_orders")
+        .await
+        .unwrap();
+    assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
+    // Source first, then target: both only move one way, so a removal the target does not
+    // cover would show.
+    for _ in 0..20 {
+        let removed = N as u64 - count(&src, "ORDERS").await;
+        let copied = count(&dst, "ORDERS").await;
+        assert!(
+            removed <= copied,
+            "source removed {removed}, target holds {copied}"
+        );
+    }
+    node.kill();
+    node.spawn();
+    let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;
+    assert_exactly_once(&copied, N, true);
+    assert!(
+        common::poll::eventually(Duration::from_secs(30), || async {
+            count(&src, "ORDERS").await == 0
+        })
+        .await,
+        "the work-queue source still holds {} messages",
+        count(&src, "ORDERS").await
+    );
+}

@@ -9,6 +9,7 @@
 //! If the connection is closed for good (not by a drain), the actor stops itself and its
 //! actix `Supervisor` restarts it, which connects anew.
 
+pub mod dedicated;
 pub mod settings;
 pub mod status;
 

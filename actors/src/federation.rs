@@ -33,13 +33,12 @@
 //! # Failures
 //!
 //! The actor connects to both networks itself, from its own arbiter (so socket I/O and the
-//! workers share a thread, see [`connect`]), subscribes, and runs the paths. If any worker's
+//! workers share a thread, see [`crate::connection::dedicated`]), subscribes, and runs the paths. If any worker's
 //! subscription ends (the connection closed for good) or subscribing fails, it stops and its
 //! actix `Supervisor` restarts it after a backoff, with every worker subscribed again. Connection blips are handled by async-nats, which keeps the
 //! subscriptions across reconnects; messages in flight at that moment are lost, as in core
 //! NATS, and the client's request times out.
 
-pub mod connect;
 pub mod metrics;
 pub mod pipeline;
 pub mod scan;
@@ -53,7 +52,7 @@ use actix::prelude::*;
 use async_nats::Client;
 use tracing::{info, warn};
 
-use connect::connect_with_retry;
+use crate::connection::dedicated::{connect_with_retry, Owner};
 
 use crate::connection::{backoff, NetworkSettings};
 
@@ -183,10 +182,13 @@ impl Actor for FederationBrokerActor {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let cluster = settings.cluster.as_str();
-            let suffix = format!("federation-{cluster}");
-            let fed = connect_with_retry(&federation, cluster, &suffix).await;
-            let coll = connect_with_retry(&collective, cluster, &suffix).await;
+            let owner = Owner {
+                kind: "federation broker",
+                name: settings.cluster.clone(),
+                suffix: format!("federation-{}", settings.cluster),
+            };
+            let fed = connect_with_retry(&federation, &owner).await;
+            let coll = connect_with_retry(&collective, &owner).await;
             run_broker(settings.clone(), fed, coll, metrics).await
         };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {

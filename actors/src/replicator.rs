@@ -4,12 +4,20 @@
 //! - [`sampling`]: `SamplingTracker`, per-sender copy decisions bounded by an LRU, persisted;
 //! - [`inspect`]: `Inspector`, where the sender comes from (JSON path, header, subject token);
 //! - [`advisory`]: advisory messages and their subjects;
-//! - [`window`]: `AckWindow`, in-order source acks for the pipelined ordered worker.
+//! - [`envelope`]: the headers a copy carries (provenance, de-duplication, preconditions);
+//! - [`subject_map`], [`failure`], [`settings`]: subject rewrite, publish failure classes,
+//!   validated settings.
+//!
+//! Actors and their copy loops:
+//! - [`topic`]: `TopicReplicatorActor`, one per `[replicators.X]`: setup, tracker, advisories;
+//! - [`worker`]: `ReplicaWorkerActor`, one per worker arbiter, with its own connections;
+//! - [`ordered`], [`queued`]: the two copy loops; [`acks`]: the target ack inbox they share;
+//! - [`setup`], [`gate`], [`stats`]: JetStream setup and resume points, copy decisions,
+//!   metrics.
 
 pub mod advisory;
 pub mod inspect;
 pub mod sampling;
-pub mod window;
 
 pub mod acks;
 pub mod envelope;
@@ -26,4 +34,4 @@ pub mod worker;
 
 pub use settings::{Mode, ReplicatorSettings, StartPosition};
 pub use stats::ReplicatorMetrics;
-pub use topic::{StopReplicator, TopicReplicatorActor};
+pub use topic::{ReplicatorNetworks, StopReplicator, TopicReplicatorActor};

@@ -2,14 +2,17 @@
 //!
 //! Every source message becomes one entry of a pipeline of at most `window` entries: a target
 //! publish awaiting its ack on the session's ack inbox ([`super::acks`]), or an already-settled
-//! skip (sampled out, too old). Entries settle in source order, so the source is acknowledged
-//! in order (AckAll, in batches) only after the target acked.
+//! skip (sampled out, too old). Entries settle in source order. On an interest or work-queue
+//! source the source is acknowledged in order (AckAll in batches, or each message on a work
+//! queue) only after the target acked; on a limits-retention source the consumer takes no
+//! acks at all ([`setup::ordered_consumer`]), because the resume point comes from the target.
 //!
 //! Each copy carries `Nats-Expected-Last-Sequence`: it lands only directly after its
 //! predecessor, so a lost publish can never let a later one overtake it. Any failure ends the
 //! *session*: the loop resumes from the last source sequence the target holds (read from the
-//! provenance header of the target's last message), the consumer's ack floor, or what this
-//! worker saw confirmed, whichever is furthest, by re-creating the durable consumer there. A
+//! provenance header of the target's last message), the consumer's ack floor (acked consumers
+//! only), or what this worker saw confirmed, whichever is furthest, by re-creating the durable
+//! consumer there. A
 //! target that is down is retried forever with backoff; a message the target rejects is retried
 //! `max_rejections` times and then dead-lettered.
 //!
@@ -22,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use async_nats::jetstream::consumer::AckPolicy;
 use async_nats::jetstream::{self, Context as JetStream, ContextBuilder};
 use futures::StreamExt;
 use tracing::{debug, error, warn};
@@ -105,7 +109,7 @@ pub async fn run(w: Arc<WorkerContext>, confirmed: Arc<AtomicU64>) {
             progressed: false,
         };
         let end = match session.prepare().await {
-            Ok(messages) => session.copy(messages).await,
+            Ok((messages, ack_policy, resume)) => session.copy(messages, ack_policy, resume).await,
             Err(e) => End::Trouble(e.to_string()),
         };
         let progressed = session.progressed;
@@ -143,7 +147,9 @@ pub async fn run(w: Arc<WorkerContext>, confirmed: Arc<AtomicU64>) {
 }
 
 impl Session<'_> {
-    async fn prepare(&mut self) -> Result<jetstream::consumer::pull::Stream, SetupError> {
+    async fn prepare(
+        &mut self,
+    ) -> Result<(jetstream::consumer::pull::Stream, AckPolicy, u64), SetupError> {
         let s = &self.w.settings;
         let from_target = setup::target_resume_point(self.target_js, s).await?;
         let floor = setup::consumer_ack_floor(self.source_js, s)
@@ -151,9 +157,12 @@ impl Session<'_> {
             .filter(|f| *f > 0);
         let local = Some(self.confirmed.load(Ordering::Acquire)).filter(|c| *c > 0);
         let resume = [from_target, floor, local].into_iter().flatten().max();
-        let consumer = setup::ordered_consumer(self.source_js, s, resume).await?;
-        debug!(replicator = %s.name, ?resume, ?from_target, ?floor, "Ordered session starts.");
-        consumer
+        let setup::OrderedConsumer {
+            consumer,
+            ack_policy,
+        } = setup::ordered_consumer(self.source_js, s, resume).await?;
+        debug!(replicator = %s.name, ?resume, ?from_target, ?floor, ?ack_policy, "Ordered session starts.");
+        let messages = consumer
             .stream()
             .max_messages_per_batch(s.window.get())
             .heartbeat(Duration::from_secs(5))
@@ -164,10 +173,19 @@ impl Session<'_> {
                 stream: s.source_stream.clone(),
                 consumer: s.durable_name(),
                 message: e.to_string(),
-            })
+            })?;
+        // The target holds everything up to the resume point.
+        let resume = resume.unwrap_or(0);
+        self.confirmed.fetch_max(resume, Ordering::AcqRel);
+        Ok((messages, ack_policy, resume))
     }
 
-    async fn copy(&mut self, mut messages: jetstream::consumer::pull::Stream) -> End {
+    async fn copy(
+        &mut self,
+        mut messages: jetstream::consumer::pull::Stream,
+        ack_policy: AckPolicy,
+        resume: u64,
+    ) -> End {
         let w = self.w;
         let s = &w.settings;
         let window = s.window.get();
@@ -182,8 +200,7 @@ impl Session<'_> {
         let mut dispatched = self.confirmed.load(Ordering::Acquire);
         let mut pipeline: VecDeque<Entry> = VecDeque::with_capacity(window);
         let mut next_token: u64 = 0;
-        let mut ack_candidate: Option<jetstream::Message> = None;
-        let mut unacked = 0usize;
+        let mut source_acks = SourceAcks::new(ack_policy);
         let mut last_activity = Instant::now();
         let mut stale = 0usize;
         let mut tick = actix_rt::time::interval(Duration::from_millis(100));
@@ -212,27 +229,23 @@ impl Session<'_> {
                         self.confirmed.store(seq, Ordering::Release);
                         self.rejections.remove(&seq);
                         self.progressed = true;
-                        ack_candidate = Some(message);
-                        unacked += 1;
+                        source_acks.settled(message).await;
                         if duplicate {
                             break 'session End::Resync;
                         }
                     }
                     State::Skipped => {
                         self.confirmed.store(seq, Ordering::Release);
-                        ack_candidate = Some(message);
-                        unacked += 1;
+                        source_acks.settled(message).await;
                     }
                     State::Failed(failure) => {
                         break 'session self
-                            .failed(seq, message, published, failure, &mut ack_candidate)
+                            .failed(seq, message, published, failure, &mut source_acks)
                             .await;
                     }
                     State::Pending => {}
                 }
-                if unacked >= ACK_EVERY {
-                    ack_source(&mut ack_candidate, &mut unacked).await;
-                }
+                source_acks.flush_due().await;
             }
 
             tokio::select! {
@@ -270,9 +283,14 @@ impl Session<'_> {
                         // A redelivery (the source lost our ack, or ack_wait passed while the
                         // target was slow). In flight: a later AckAll covers it. Already
                         // confirmed: ack it now, or the consumer stalls at max_ack_pending.
+                        // A work queue delivers from its first unacked message, so a session
+                        // first sees what the target got but the source never heard about.
                         if seq <= self.confirmed.load(Ordering::Acquire) {
                             if let Err(e) = message.ack().await {
                                 debug!(error = %e, seq, "Ack of a redelivered message failed.");
+                            }
+                            if seq <= resume {
+                                continue;
                             }
                             // A source that lost its consumer state (a crash) may keep
                             // redelivering what is already copied: start a clean consumer.
@@ -304,9 +322,7 @@ impl Session<'_> {
                     pipeline.push_back(Entry { token, seq, message, published, sent, state });
                 }
                 _ = tick.tick() => {
-                    if unacked > 0 {
-                        ack_source(&mut ack_candidate, &mut unacked).await;
-                    }
+                    source_acks.flush().await;
                     if pipeline.front().is_some_and(|e| matches!(e.state, State::Pending) && e.sent.elapsed() > ACK_TIMEOUT) {
                         w.stats.failed_transient.inc();
                         break End::Trouble(format!("the target did not answer a publish within {}", humantime::format_duration(ACK_TIMEOUT)));
@@ -322,7 +338,7 @@ impl Session<'_> {
                 }
             }
         };
-        ack_source(&mut ack_candidate, &mut unacked).await;
+        source_acks.flush().await;
         end
     }
 
@@ -332,7 +348,7 @@ impl Session<'_> {
         message: jetstream::Message,
         published: SystemTime,
         failure: Failure,
-        ack_candidate: &mut Option<jetstream::Message>,
+        source_acks: &mut SourceAcks,
     ) -> End {
         let w = self.w;
         let s = &w.settings;
@@ -378,18 +394,62 @@ impl Session<'_> {
                 self.rejections.remove(&seq);
                 self.confirmed.store(seq, Ordering::Release);
                 self.progressed = true;
-                *ack_candidate = Some(message);
+                source_acks.settled(message).await;
                 End::Resync
             }
         }
     }
 }
 
-async fn ack_source(candidate: &mut Option<jetstream::Message>, unacked: &mut usize) {
-    if let Some(message) = candidate.take() {
-        if let Err(e) = message.ack().await {
-            debug!(error = %e, "Source ack failed; the next session resumes from the target's position.");
+/// In-order source acks: AckAll in batches, every message for explicit acks, nothing for an
+/// AckNone consumer.
+struct SourceAcks {
+    policy: AckPolicy,
+    /// AckAll: the last settled message, whose ack covers every earlier one.
+    candidate: Option<jetstream::Message>,
+    /// AckAll: settled messages not acked yet.
+    unacked: usize,
+}
+
+impl SourceAcks {
+    fn new(policy: AckPolicy) -> Self {
+        Self {
+            policy,
+            candidate: None,
+            unacked: 0,
         }
     }
-    *unacked = 0;
+
+    /// `message` and every message before it are settled (copied, skipped or dead-lettered).
+    async fn settled(&mut self, message: jetstream::Message) {
+        match self.policy {
+            AckPolicy::None => {}
+            AckPolicy::All => {
+                self.candidate = Some(message);
+                self.unacked += 1;
+            }
+            AckPolicy::Explicit => ack(&message).await,
+        }
+    }
+
+    /// Acks everything settled when a batch is full.
+    async fn flush_due(&mut self) {
+        if self.unacked >= ACK_EVERY {
+            self.flush().await;
+        }
+    }
+
+    /// Acks everything settled so far.
+    async fn flush(&mut self) {
+        if let Some(message) = self.candidate.take() {
+            ack(&message).await;
+        }
+        self.unacked = 0;
+    }
+}
+
+async fn ack(message: &jetstream::Message) {
+    if let Err(e) = message.ack().await {
+        debug!(error = %e, "Source ack failed; the message is redelivered or the next session resumes from the target's position.");
+    }
 }

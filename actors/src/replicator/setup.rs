@@ -227,29 +227,63 @@ fn pull_config(
     }
 }
 
-/// The source consumer's acknowledged floor (stream sequence), if the consumer exists.
+/// The source consumer's acknowledged floor (stream sequence), if the consumer exists and
+/// takes acks (an AckNone consumer's floor is only what it delivered).
 pub async fn consumer_ack_floor(
     source: &Context,
     settings: &ReplicatorSettings,
 ) -> Result<Option<u64>, SetupError> {
     let stream = source_stream(source, settings).await?;
     match stream.consumer_info(settings.durable_name()).await {
-        Ok(info) => Ok(Some(info.ack_floor.stream_sequence)),
-        Err(_) => Ok(None),
+        Ok(info) if info.config.ack_policy != AckPolicy::None => {
+            Ok(Some(info.ack_floor.stream_sequence))
+        }
+        _ => Ok(None),
     }
 }
 
+/// The ordered worker's durable consumer and how it is acked.
+pub struct OrderedConsumer {
+    /// The consumer.
+    pub consumer: PullConsumer,
+    /// `None` (nothing to ack), `All` (ack the last settled message now and then) or
+    /// `Explicit` (ack every settled message).
+    pub ack_policy: AckPolicy,
+}
+
 /// (Re)creates the ordered worker's durable consumer so that it delivers from just after
-/// `resume` (or from the configured start when there is no resume point), acking with
-/// AckAll.
+/// `resume` (or from the configured start when there is no resume point).
+///
+/// On a limits-retention stream the consumer takes no acks: the ordered worker resumes from
+/// what the target holds, so the source needs no ack traffic and keeps no per-message pending
+/// state (on this machine that cuts the source server's CPU per copied message by a sixth).
+/// On an interest or work-queue stream an acked message may be deleted, so the source is
+/// acked in order only after the target stored the copy: AckAll on an interest stream,
+/// explicit acks on a work-queue stream (which refuses any other policy).
 pub async fn ordered_consumer(
     source: &Context,
     settings: &ReplicatorSettings,
     resume: Option<u64>,
-) -> Result<PullConsumer, SetupError> {
-    let stream = source_stream(source, settings).await?;
+) -> Result<OrderedConsumer, SetupError> {
+    let mut stream = source_stream(source, settings).await?;
+    let retention = stream
+        .info()
+        .await
+        .map_err(|e| SetupError::Source {
+            stream: settings.source_stream.clone(),
+            message: e.to_string(),
+        })?
+        .config
+        .retention;
+    let ack_policy = match retention {
+        RetentionPolicy::Limits => AckPolicy::None,
+        RetentionPolicy::Interest => AckPolicy::All,
+        RetentionPolicy::WorkQueue => AckPolicy::Explicit,
+    };
     let _ = stream.delete_consumer(&settings.durable_name()).await;
     let deliver = match resume {
+        // A work queue holds only what is not acked yet and must deliver all of it.
+        _ if retention == RetentionPolicy::WorkQueue => DeliverPolicy::All,
         Some(seq) => DeliverPolicy::ByStartSequence {
             start_sequence: seq.saturating_add(1),
         },
@@ -258,26 +292,47 @@ pub async fn ordered_consumer(
     let window = i64::try_from(settings.window.get()).unwrap_or(i64::MAX);
     let config = pull_config(
         settings,
-        AckPolicy::All,
+        ack_policy,
         deliver,
         window.saturating_mul(4).saturating_add(1024),
     );
-    stream
+    let consumer = stream
         .create_consumer(config)
         .await
-        .map_err(|e| consumer_err(settings, e))
+        .map_err(|e| consumer_err(settings, e))?;
+    Ok(OrderedConsumer {
+        consumer,
+        ack_policy,
+    })
 }
 
 /// The queued workers' shared durable consumer (explicit acks), created when missing, and
-/// re-created from its ack floor when it exists with another ack policy (a mode change).
+/// re-created when it exists with another ack policy (a mode change): from its ack floor, or,
+/// for the AckNone consumer of an ordered replicator, from what the target holds.
 pub async fn queued_consumer(
     source: &Context,
+    target: &Context,
     settings: &ReplicatorSettings,
     workers: usize,
 ) -> Result<PullConsumer, SetupError> {
-    let stream = source_stream(source, settings).await?;
+    let mut stream = source_stream(source, settings).await?;
+    let work_queue = stream
+        .info()
+        .await
+        .map_err(|e| SetupError::Source {
+            stream: settings.source_stream.clone(),
+            message: e.to_string(),
+        })?
+        .config
+        .retention
+        == RetentionPolicy::WorkQueue;
     let name = settings.durable_name();
-    let mut deliver = deliver_policy(settings.start);
+    // A work queue holds only what is not acked yet and must deliver all of it.
+    let mut deliver = if work_queue {
+        DeliverPolicy::All
+    } else {
+        deliver_policy(settings.start)
+    };
     if let Ok(info) = stream.consumer_info(&name).await {
         if info.config.ack_policy == AckPolicy::Explicit {
             return stream
@@ -285,9 +340,15 @@ pub async fn queued_consumer(
                 .await
                 .map_err(|e| consumer_err(settings, e));
         }
-        deliver = DeliverPolicy::ByStartSequence {
-            start_sequence: info.ack_floor.stream_sequence.saturating_add(1),
+        let copied = match info.config.ack_policy {
+            AckPolicy::None => target_resume_point(target, settings).await?,
+            _ => Some(info.ack_floor.stream_sequence),
         };
+        if let (Some(copied), false) = (copied, work_queue) {
+            deliver = DeliverPolicy::ByStartSequence {
+                start_sequence: copied.saturating_add(1),
+            };
+        }
         let _ = stream.delete_consumer(&name).await;
     }
     let pending = settings

@@ -19,18 +19,31 @@ use super::sampling::{write_state_file, SamplingTracker, SenderEvent};
 use super::settings::{Mode, ReplicatorSettings};
 use super::setup;
 use super::stats::ReplicatorStats;
-use super::worker::{ReplicaWorkerActor, WorkerContext, WorkerKind};
-use crate::connection::{backoff, GetClient, NetworkActor};
+use super::worker::{ReplicaWorkerActor, WorkerKind, WorkerShared};
+use crate::connection::{backoff, GetClient, NetworkActor, NetworkSettings};
 use crate::supervision::ActorSlot;
 
 /// Capacity of the advisory queue; advisories beyond it are counted as dropped.
 const ADVISORY_QUEUE: usize = 65_536;
 
+/// A replicator's two networks: the node's shared connections (setup, lag, advisories,
+/// heartbeats) and the settings its workers open their own connections with.
+#[derive(Clone)]
+pub struct ReplicatorNetworks {
+    /// The source network's actor.
+    pub source: ActorSlot<NetworkActor>,
+    /// The target network's actor.
+    pub target: ActorSlot<NetworkActor>,
+    /// How workers connect to the source network.
+    pub source_settings: Arc<NetworkSettings>,
+    /// How workers connect to the target network.
+    pub target_settings: Arc<NetworkSettings>,
+}
+
 /// One replicator.
 pub struct TopicReplicatorActor {
     settings: Arc<ReplicatorSettings>,
-    source: ActorSlot<NetworkActor>,
-    target: ActorSlot<NetworkActor>,
+    networks: ReplicatorNetworks,
     stats: ReplicatorStats,
     tracker: Option<Arc<Mutex<SamplingTracker>>>,
     events: mpsc::Sender<SenderEvent>,
@@ -41,12 +54,11 @@ pub struct TopicReplicatorActor {
 }
 
 impl TopicReplicatorActor {
-    /// A replicator copying between the networks behind `source` and `target`; the tracker
-    /// is loaded from its state file when sampling is on.
+    /// A replicator copying between `networks`; the tracker is loaded from its state file
+    /// when sampling is on.
     pub fn new(
         settings: ReplicatorSettings,
-        source: ActorSlot<NetworkActor>,
-        target: ActorSlot<NetworkActor>,
+        networks: ReplicatorNetworks,
         stats: ReplicatorStats,
     ) -> Self {
         let tracker = settings.sampling.as_ref().map(|sampling| {
@@ -72,8 +84,7 @@ impl TopicReplicatorActor {
         let (events, pending_events) = mpsc::channel(ADVISORY_QUEUE);
         Self {
             settings: Arc::new(settings),
-            source,
-            target,
+            networks,
             stats,
             tracker,
             events,
@@ -84,11 +95,11 @@ impl TopicReplicatorActor {
         }
     }
 
-    fn start_workers(&mut self, source: Client, target: Client) {
-        let context = Arc::new(WorkerContext {
+    fn start_workers(&mut self) {
+        let shared = Arc::new(WorkerShared {
             settings: self.settings.clone(),
-            source,
-            target,
+            source: self.networks.source_settings.clone(),
+            target: self.networks.target_settings.clone(),
             gate: Gate::new(
                 self.settings.clone(),
                 self.tracker.clone(),
@@ -103,9 +114,9 @@ impl TopicReplicatorActor {
         };
         for kind in kinds {
             let arbiter = Arbiter::new();
-            let context = context.clone();
+            let shared = shared.clone();
             let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                ReplicaWorkerActor::new(context, kind)
+                ReplicaWorkerActor::new(shared, kind)
             });
             self.workers.push(addr);
             self.arbiters.push(arbiter);
@@ -216,8 +227,8 @@ impl Actor for TopicReplicatorActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let (source, target, settings) = (
-            self.source.clone(),
-            self.target.clone(),
+            self.networks.source.clone(),
+            self.networks.target.clone(),
             self.settings.clone(),
         );
         let setup = async move {
@@ -232,7 +243,7 @@ impl Actor for TopicReplicatorActor {
                     let result = match setup::ensure_target_stream(&sjs, &tjs, &settings).await {
                         Ok(()) => match settings.mode {
                             Mode::Queued { workers } => {
-                                setup::queued_consumer(&sjs, &settings, workers.get())
+                                setup::queued_consumer(&sjs, &tjs, &settings, workers.get())
                                     .await
                                     .map(|_| ())
                             }
@@ -262,7 +273,7 @@ impl Actor for TopicReplicatorActor {
         };
         ctx.spawn(setup.into_actor(self).map(|(source, target), act, ctx| {
             act.start_advisories(target.clone());
-            act.start_workers(source.clone(), target.clone());
+            act.start_workers();
             let sjs = jetstream::new(source);
             let settings = act.settings.clone();
             ctx.run_interval(Duration::from_secs(1), move |act, ctx| {

@@ -2,6 +2,11 @@
 //! to its own arbiter; a queued replicator has a pool, one per arbiter. The actor is a thin
 //! shell around the copy loops in [`super::ordered`] and [`super::queued`], which recover from
 //! every failure by resuming from what the target and the source consumer know.
+//!
+//! Each worker opens its own connections to the source and the target from its arbiter
+//! ([`crate::connection::dedicated`]), so a message goes from the source socket through the
+//! copy loop to the target socket, and its ack comes back, without crossing a thread. Through
+//! the node's shared network connections every message would cross threads three times.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -14,14 +19,30 @@ use tracing::info;
 use super::gate::Gate;
 use super::settings::ReplicatorSettings;
 use super::stats::ReplicatorStats;
+use crate::connection::dedicated::{connect_with_retry, Owner};
+use crate::connection::NetworkSettings;
 
 /// What every worker of one replicator shares.
+pub struct WorkerShared {
+    /// The replicator's settings.
+    pub settings: Arc<ReplicatorSettings>,
+    /// How to connect to the source network.
+    pub source: Arc<NetworkSettings>,
+    /// How to connect to the target network.
+    pub target: Arc<NetworkSettings>,
+    /// The shared decision maker (max_age, sampling).
+    pub gate: Gate,
+    /// Metric handles.
+    pub stats: ReplicatorStats,
+}
+
+/// What one worker's copy loop works with: the shared parts and its own two connections.
 pub struct WorkerContext {
     /// The replicator's settings.
     pub settings: Arc<ReplicatorSettings>,
-    /// Source network client.
+    /// This worker's source connection.
     pub source: Client,
-    /// Target network client.
+    /// This worker's target connection.
     pub target: Client,
     /// The shared decision maker (max_age, sampling).
     pub gate: Gate,
@@ -30,6 +51,29 @@ pub struct WorkerContext {
 }
 
 impl WorkerContext {
+    /// Connects worker `kind`'s own clients (retrying until both are up) from the calling
+    /// arbiter.
+    pub async fn connect(shared: &WorkerShared, kind: WorkerKind) -> Self {
+        let name = match kind {
+            WorkerKind::Ordered => shared.settings.name.clone(),
+            WorkerKind::Queued(index) => format!("{}/{index}", shared.settings.name),
+        };
+        let owner = Owner {
+            kind: "replica worker",
+            suffix: format!("replicator-{}", name.replace('/', "-")),
+            name,
+        };
+        let source = connect_with_retry(&shared.source, &owner).await;
+        let target = connect_with_retry(&shared.target, &owner).await;
+        Self {
+            settings: shared.settings.clone(),
+            source,
+            target,
+            gate: shared.gate.clone(),
+            stats: shared.stats.clone(),
+        }
+    }
+
     /// Records a copy acked by the target.
     pub fn copied(&self, bytes: usize, sent: Instant, published: SystemTime) {
         self.stats.copied.inc();
@@ -53,16 +97,16 @@ pub enum WorkerKind {
 
 /// One copying worker.
 pub struct ReplicaWorkerActor {
-    context: Arc<WorkerContext>,
+    shared: Arc<WorkerShared>,
     kind: WorkerKind,
     confirmed: Arc<AtomicU64>,
 }
 
 impl ReplicaWorkerActor {
-    /// A worker of `kind` for `context`.
-    pub fn new(context: Arc<WorkerContext>, kind: WorkerKind) -> Self {
+    /// A worker of `kind` for `shared`.
+    pub fn new(shared: Arc<WorkerShared>, kind: WorkerKind) -> Self {
         Self {
-            context,
+            shared,
             kind,
             confirmed: Arc::new(AtomicU64::new(0)),
         }
@@ -73,21 +117,21 @@ impl Actor for ReplicaWorkerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        info!(replicator = %self.context.settings.name, worker = ?self.kind, "Replica worker started.");
-        let context = self.context.clone();
-        match self.kind {
-            WorkerKind::Ordered => {
-                ctx.spawn(super::ordered::run(context, self.confirmed.clone()).into_actor(self));
+        info!(replicator = %self.shared.settings.name, worker = ?self.kind, "Replica worker started.");
+        let (shared, kind, confirmed) = (self.shared.clone(), self.kind, self.confirmed.clone());
+        let work = async move {
+            let context = Arc::new(WorkerContext::connect(&shared, kind).await);
+            match kind {
+                WorkerKind::Ordered => super::ordered::run(context, confirmed).await,
+                WorkerKind::Queued(index) => super::queued::run(context, index).await,
             }
-            WorkerKind::Queued(index) => {
-                ctx.spawn(super::queued::run(context, index).into_actor(self));
-            }
-        }
+        };
+        ctx.spawn(work.into_actor(self));
     }
 }
 
 impl Supervised for ReplicaWorkerActor {
     fn restarting(&mut self, _: &mut Self::Context) {
-        info!(replicator = %self.context.settings.name, worker = ?self.kind, "Restarting replica worker.");
+        info!(replicator = %self.shared.settings.name, worker = ?self.kind, "Restarting replica worker.");
     }
 }

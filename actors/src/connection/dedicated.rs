@@ -1,0 +1,127 @@
+//! Dedicated connections: a component that must not share its socket I/O with the rest of
+//! the node (a federation broker, a replica worker) connects from its own arbiter with
+//! [`connect_with_retry`].
+//!
+//! async-nats runs a connection's I/O on the runtime where `connect()` ran, so a component
+//! that connects from its own arbiter keeps a message on one thread from the socket it came in
+//! on to the socket it leaves by. The shared [`super::NetworkActor`] connection would cost a
+//! cross-thread hand-off (and a wake-up) both ways for every message.
+//!
+//! The first connect is retried with backoff until it works; after that async-nats reconnects
+//! forever by itself, and the events are logged under the owner's name.
+
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event};
+use tracing::{info, warn};
+
+use super::{backoff, NetworkSettings};
+
+/// Errors of one connect attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum DedicatedError {
+    /// The credentials file cannot be read.
+    #[error("network {network}: cannot read credentials file {path}: {source}")]
+    Credentials {
+        /// The network.
+        network: String,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The servers refused or did not answer.
+    #[error("network {network}: connect to {urls} failed: {source}")]
+    Connect {
+        /// The network.
+        network: String,
+        /// The URLs.
+        urls: String,
+        /// Why.
+        source: async_nats::ConnectError,
+    },
+}
+
+/// Who owns a dedicated connection, for its connection name and its log lines.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    /// What it is, e.g. `federation broker` or `replica worker`.
+    pub kind: &'static str,
+    /// Which one, e.g. the cluster or `<replicator>/<worker>`.
+    pub name: String,
+    /// Appended to the network's connection name (`<connection_name>-<suffix>`).
+    pub suffix: String,
+}
+
+async fn options(
+    settings: &NetworkSettings,
+    owner: &Owner,
+) -> Result<ConnectOptions, DedicatedError> {
+    let (network, kind, name) = (settings.name.clone(), owner.kind, owner.name.clone());
+    let options = ConnectOptions::new()
+        .name(format!("{}-{}", settings.connection_name, owner.suffix))
+        .connection_timeout(settings.connect_timeout)
+        .subscription_capacity(settings.subscription_capacity.get())
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            match event {
+                Event::Disconnected => warn!(
+                    owner = kind, %name, %network,
+                    "Dedicated NATS connection lost; reconnecting."
+                ),
+                Event::Connected => info!(
+                    owner = kind, %name, %network,
+                    "Dedicated NATS connection up."
+                ),
+                Event::SlowConsumer(sid) => warn!(
+                    owner = kind, %name, %network, sid,
+                    "Slow consumer: the NATS client dropped messages of a dedicated connection."
+                ),
+                _ => {}
+            }
+            async {}
+        });
+    settings
+        .secure(options)
+        .await
+        .map_err(|source| DedicatedError::Credentials {
+            network: settings.name.clone(),
+            path: settings.credentials_path(),
+            source,
+        })
+}
+
+/// Connects to `settings` for `owner`, retrying with backoff until it works (an owner without
+/// its connection has nothing else to do). Call it from the arbiter that will use the client.
+pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Client {
+    let urls = settings.urls.join(",");
+    let mut attempt = 0u32;
+    loop {
+        let result = match options(settings, owner).await {
+            Ok(options) => {
+                options
+                    .connect(urls.as_str())
+                    .await
+                    .map_err(|source| DedicatedError::Connect {
+                        network: settings.name.clone(),
+                        urls: urls.clone(),
+                        source,
+                    })
+            }
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(client) => return client,
+            Err(error) => {
+                let delay = backoff(attempt, Duration::from_millis(100), settings.max_backoff);
+                warn!(
+                    owner = owner.kind, name = %owner.name, network = %settings.name, attempt,
+                    retry_in = ?delay, %error,
+                    "Dedicated NATS connection cannot connect yet; retrying."
+                );
+                tokio::time::sleep(delay).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
