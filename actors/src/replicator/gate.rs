@@ -48,6 +48,12 @@ impl Gate {
         }
     }
 
+    /// Whether every message is copied (no `max_age`, no sampling): then no decision can
+    /// skip one.
+    pub fn copies_everything(&self) -> bool {
+        self.settings.max_age.is_none() && self.tracker.is_none()
+    }
+
     /// Decides for one message: `seq` is its source stream sequence and `published` the time
     /// the source stored it (sampling runs on the stream's clock, so a replayed backlog is
     /// sampled as it was sent).

@@ -19,6 +19,14 @@
 //! Because every copy must land right after its predecessor, no copy can land twice, however
 //! long choir or a server was down: the `Nats-Msg-Id` duplicate window is not needed here and
 //! is sent only with `msg_id = true`.
+//!
+//! The same chain makes most target acks unnecessary: a copy that was stored proves that every
+//! copy before it in the session was stored, in order. So when every message is copied (no
+//! sampling, no `max_age`), a copy asks the target for an ack only every `window / 4` copies
+//! (at most 64), when no further message is ready right away (the tail must settle), and for
+//! every copy up to a sequence that failed in the previous session (so the copy that really
+//! failed is the one that reports it). An unanswered publish costs the target server and
+//! choir about half of an answered one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::consumer::AckPolicy;
 use async_nats::jetstream::{self, Context as JetStream, ContextBuilder};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tracing::{debug, error, warn};
 
 use super::acks::{AckInbox, AckOutcome};
@@ -72,6 +80,12 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The source is acked (AckAll) at least every this many settled messages.
 const ACK_EVERY: usize = 64;
 
+/// Most copies in a row published without asking the target for an ack.
+const MAX_UNANSWERED_RUN: usize = 64;
+
+/// What the source consumer yields.
+type Next = Option<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>;
+
 /// Why a session ended.
 enum End {
     /// Resume from the target's position (after a rejection, an out-of-order refusal, a
@@ -87,6 +101,8 @@ struct Session<'a> {
     target_js: &'a JetStream,
     confirmed: &'a AtomicU64,
     rejections: &'a mut HashMap<u64, usize>,
+    /// Copies up to this source sequence ask for their own ack (a failure was seen there).
+    careful_through: &'a mut u64,
     progressed: bool,
 }
 
@@ -98,6 +114,7 @@ pub async fn run(w: Arc<WorkerContext>, confirmed: Arc<AtomicU64>) {
         .max_ack_inflight(window.saturating_mul(2))
         .build(w.target.clone());
     let mut rejections = HashMap::new();
+    let mut careful_through = 0u64;
     let mut streak: u32 = 0;
     loop {
         let mut session = Session {
@@ -106,6 +123,7 @@ pub async fn run(w: Arc<WorkerContext>, confirmed: Arc<AtomicU64>) {
             target_js: &target_js,
             confirmed: &confirmed,
             rejections: &mut rejections,
+            careful_through: &mut careful_through,
             progressed: false,
         };
         let end = match session.prepare().await {
@@ -203,6 +221,11 @@ impl Session<'_> {
         let mut source_acks = SourceAcks::new(ack_policy);
         let mut last_activity = Instant::now();
         let mut stale = 0usize;
+        // Unanswered copies need a later answered one; only possible when nothing is skipped.
+        let sparse = w.gate.copies_everything();
+        let answer_every = (window / 4).clamp(1, MAX_UNANSWERED_RUN);
+        let mut unanswered = 0usize;
+        let mut peeked: Option<Next> = None;
         let mut tick = actix_rt::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -259,16 +282,43 @@ impl Session<'_> {
                         .front()
                         .and_then(|front| token.checked_sub(front.token))
                         .and_then(|i| usize::try_from(i).ok());
-                    if let Some(entry) = index.and_then(|i| pipeline.get_mut(i)) {
-                        if matches!(entry.state, State::Pending) {
-                            entry.state = match outcome {
-                                AckOutcome::Stored { duplicate } => State::Stored { duplicate },
-                                AckOutcome::Failed(failure) => State::Failed(failure),
-                            };
+                    let Some(index) = index.filter(|i| *i < pipeline.len()) else {
+                        continue;
+                    };
+                    let earlier_unknown = pipeline.iter().take(index).any(|e| matches!(e.state, State::Pending));
+                    let Some(entry) = pipeline.get_mut(index) else { continue };
+                    if !matches!(entry.state, State::Pending) {
+                        continue;
+                    }
+                    match outcome {
+                        AckOutcome::Stored { duplicate } => {
+                            entry.state = State::Stored { duplicate };
+                            // The chain: everything before a stored copy is stored.
+                            for earlier in pipeline.iter_mut().take(index) {
+                                if matches!(earlier.state, State::Pending) {
+                                    earlier.state = State::Stored { duplicate: false };
+                                }
+                            }
                         }
+                        AckOutcome::Failed(failure) if earlier_unknown => {
+                            // An unanswered copy before it may be the one that failed: resume
+                            // from the target, every copy through this one answered.
+                            *self.careful_through = (*self.careful_through).max(entry.seq);
+                            match failure {
+                                Failure::Transient(reason) => {
+                                    w.stats.failed_transient.inc();
+                                    break End::Trouble(format!("target publish: {reason}"));
+                                }
+                                Failure::OutOfOrder | Failure::Rejected(_) => {
+                                    w.stats.failed_out_of_order.inc();
+                                    break End::Resync;
+                                }
+                            }
+                        }
+                        AckOutcome::Failed(failure) => entry.state = State::Failed(failure),
                     }
                 }
-                next = messages.next(), if pipeline.len() < window => {
+                next = next_message(&mut peeked, &mut messages), if pipeline.len() < window => {
                     last_activity = Instant::now();
                     let message = match next {
                         None => break End::Resync,
@@ -312,7 +362,22 @@ impl Session<'_> {
                             let headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(expected_last), s.msg_id);
                             let subject = s.subject_map.map(raw.subject.as_str());
                             expected_last += 1;
-                            match w.target.publish_with_reply_and_headers(subject, inbox.reply(token), headers, raw.payload.clone()).await {
+                            let answered = !sparse
+                                || seq <= *self.careful_through
+                                || unanswered + 1 >= answer_every
+                                || {
+                                    // Unanswered only if another message is ready right now.
+                                    peeked = messages.next().now_or_never();
+                                    !matches!(peeked, Some(Some(Ok(_))))
+                                };
+                            let result = if answered {
+                                unanswered = 0;
+                                w.target.publish_with_reply_and_headers(subject, inbox.reply(token), headers, raw.payload.clone()).await
+                            } else {
+                                unanswered += 1;
+                                w.target.publish_with_headers(subject, headers, raw.payload.clone()).await
+                            };
+                            match result {
                                 Ok(()) => State::Pending,
                                 Err(e) => State::Failed(classify_send(&e)),
                             }
@@ -445,6 +510,17 @@ impl SourceAcks {
             ack(&message).await;
         }
         self.unacked = 0;
+    }
+}
+
+/// The looked-ahead message if there is one, else the consumer's next.
+async fn next_message(
+    peeked: &mut Option<Next>,
+    messages: &mut jetstream::consumer::pull::Stream,
+) -> Next {
+    match peeked.take() {
+        Some(next) => next,
+        None => messages.next().await,
     }
 }
 
