@@ -291,6 +291,12 @@ impl Session<'_> {
                         continue;
                     }
                     match outcome {
+                        AckOutcome::Stored { duplicate: true } if earlier_unknown => {
+                            // A duplicate (msg_id = true) is dropped before the sequence
+                            // check, so it vouches for nothing before it.
+                            *self.careful_through = (*self.careful_through).max(entry.seq);
+                            break End::Resync;
+                        }
                         AckOutcome::Stored { duplicate } => {
                             entry.state = State::Stored { duplicate };
                             // The chain: everything before a stored copy is stored.
