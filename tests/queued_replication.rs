@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::jetstream::{connect, count, create_stream, publish_many, wait_for_count};
-use common::replication::{assert_exactly_once, replicator_config, settled};
+use common::replication::{assert_exactly_once, replicator_config, replicator_metric, settled};
 use common::{ChoirNode, NatsServer};
 
 const N: usize = 50_000;
@@ -34,6 +34,9 @@ async fn queued_replication_with_four_workers_copies_each_message_exactly_once()
     let dst = connect(&target.url()).await;
     let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;
     assert_exactly_once(&copied, N, false);
+    // Nothing orders the workers' copies, so each is acked by the target itself.
+    let acks = replicator_metric(&node, "choir_replicator_target_acks_total", &[]);
+    assert!(acks >= N as f64, "{acks} target acks for {N} copies");
     let log = node.log();
     for worker in 0..4 {
         assert!(

@@ -277,6 +277,7 @@ impl Session<'_> {
                     let Some((token, outcome)) = ack else {
                         break End::Trouble("the target ack inbox closed".to_owned());
                     };
+                    w.stats.target_acks.inc();
                     last_activity = Instant::now();
                     let index = pipeline
                         .front()

@@ -224,6 +224,7 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
                     let Some((token, outcome)) = ack else {
                         break "the target ack inbox closed".to_owned();
                     };
+                    w.stats.target_acks.inc();
                     // Only an attempt still waiting for its ack is settled by it.
                     if inflight.entries.get(&token).is_none_or(|e| e.waiting) {
                         continue;

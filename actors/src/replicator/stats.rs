@@ -40,6 +40,7 @@ pub struct ReplicatorMetrics {
     failed: Family<ReasonLabels, Counter>,
     dead_lettered: Family<ReplicatorLabel, Counter>,
     resyncs: Family<ReplicatorLabel, Counter>,
+    target_acks: Family<ReplicatorLabel, Counter>,
     advisories: Family<ReasonLabels, Counter>,
     lag: Family<ReplicatorLabel, Gauge>,
     last_copied_age: Family<ReplicatorLabel, FloatGauge>,
@@ -63,6 +64,7 @@ impl ReplicatorMetrics {
             failed: Family::default(),
             dead_lettered: Family::default(),
             resyncs: Family::default(),
+            target_acks: Family::default(),
             advisories: Family::default(),
             lag: Family::default(),
             last_copied_age: Family::default(),
@@ -108,6 +110,11 @@ impl ReplicatorMetrics {
             "choir_replicator_resyncs",
             "Times a worker resumed from the last position known to be in the target",
             this.resyncs.clone(),
+        );
+        metrics.register(
+            "choir_replicator_target_acks",
+            "Acks received from the target (ordered mode asks for one every few copies)",
+            this.target_acks.clone(),
         );
         metrics.register(
             "choir_replicator_advisories",
@@ -173,6 +180,7 @@ impl ReplicatorMetrics {
             failed_out_of_order: get(&self.failed, &reason("out_of_order")),
             dead_lettered: get(&self.dead_lettered, &l),
             resyncs: get(&self.resyncs, &l),
+            target_acks: get(&self.target_acks, &l),
             advisories: self.advisories.clone(),
             lag: get(&self.lag, &l),
             last_copied_age: get(&self.last_copied_age, &l),
@@ -209,6 +217,8 @@ pub struct ReplicatorStats {
     pub dead_lettered: Counter,
     /// Resyncs.
     pub resyncs: Counter,
+    /// Acks received from the target.
+    pub target_acks: Counter,
     advisories: Family<ReasonLabels, Counter>,
     /// Source lag.
     pub lag: Gauge,
