@@ -12,10 +12,8 @@ use common::{ChoirNode, NatsServer};
 
 const N: usize = 50_000;
 
-#[tokio::test]
-async fn queued_replication_with_four_workers_copies_each_message_exactly_once() {
-    let source = NatsServer::start();
-    let target = NatsServer::start();
+/// Stream `ORDERS` on `source` with N messages `{"n":<i>}` over three subjects.
+async fn preload(source: &NatsServer) {
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["orders.>"]).await;
     publish_many(&src, N, |i| {
@@ -25,6 +23,13 @@ async fn queued_replication_with_four_workers_copies_each_message_exactly_once()
         )
     })
     .await;
+}
+
+#[tokio::test]
+async fn queued_replication_with_four_workers_copies_each_message_exactly_once() {
+    let source = NatsServer::start();
+    let target = NatsServer::start();
+    preload(&source).await;
 
     let node = ChoirNode::start(&replicator_config(
         &source,
@@ -53,15 +58,7 @@ async fn queued_replication_with_four_workers_copies_each_message_exactly_once()
 async fn switching_from_ordered_to_queued_resumes_from_what_the_target_holds() {
     let source = NatsServer::start();
     let target = NatsServer::start();
-    let src = connect(&source.url()).await;
-    create_stream(&src, "ORDERS", &["orders.>"]).await;
-    publish_many(&src, N, |i| {
-        (
-            format!("orders.{}", i % 3),
-            format!("{{\"n\":{i}}}").into_bytes(),
-        )
-    })
-    .await;
+    preload(&source).await;
     let dst = connect(&target.url()).await;
     let mut ordered = ChoirNode::start(&replicator_config(
         &source,

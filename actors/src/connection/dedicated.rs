@@ -15,32 +15,7 @@ use std::time::Duration;
 use async_nats::{Client, ConnectOptions, Event};
 use tracing::{info, warn};
 
-use super::{backoff, NetworkSettings};
-
-/// Errors of one connect attempt.
-#[derive(Debug, thiserror::Error)]
-pub enum DedicatedError {
-    /// The credentials file cannot be read.
-    #[error("network {network}: cannot read credentials file {path}: {source}")]
-    Credentials {
-        /// The network.
-        network: String,
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The servers refused or did not answer.
-    #[error("network {network}: connect to {urls} failed: {source}")]
-    Connect {
-        /// The network.
-        network: String,
-        /// The URLs.
-        urls: String,
-        /// Why.
-        source: async_nats::ConnectError,
-    },
-}
+use super::{backoff, NetworkError, NetworkSettings};
 
 /// Who owns a dedicated connection, for its connection name and its log lines.
 #[derive(Clone, Debug)]
@@ -56,7 +31,7 @@ pub struct Owner {
 async fn options(
     settings: &NetworkSettings,
     owner: &Owner,
-) -> Result<ConnectOptions, DedicatedError> {
+) -> Result<ConnectOptions, NetworkError> {
     let (network, kind, name) = (settings.name.clone(), owner.kind, owner.name.clone());
     let options = ConnectOptions::new()
         .name(format!("{}-{}", settings.connection_name, owner.suffix))
@@ -84,7 +59,7 @@ async fn options(
     settings
         .secure(options)
         .await
-        .map_err(|source| DedicatedError::Credentials {
+        .map_err(|source| NetworkError::Credentials {
             network: settings.name.clone(),
             path: settings.credentials_path(),
             source,
@@ -102,7 +77,7 @@ pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Cl
                 options
                     .connect(urls.as_str())
                     .await
-                    .map_err(|source| DedicatedError::Connect {
+                    .map_err(|source| NetworkError::Connect {
                         network: settings.name.clone(),
                         urls: urls.clone(),
                         source,
