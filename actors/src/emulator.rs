@@ -2,14 +2,18 @@
 //! requests like a real server, for load tests of NATS and Choria networks.
 //!
 //! ```text
-//! Fleet ──start──▶ EmulatedNodeActor ×N          (dedicated: own NATS connection each,
-//!   │               spread over one arbiter        subscriptions per collective × agent
-//!   │               per core, bounded connects)    plus <collective>.node.<identity>)
+//! Fleet ──start──▶ WireDaemon task ×N            (dedicated: own NATS connection each,
+//!   │               or EmulatedNodeActor ×N        subscriptions per collective × agent
+//!   │               (TLS, creds, nkeys), spread    plus <collective>.node.<identity>)
+//!   │               over one arbiter per core,
+//!   │               bounded connects
 //!   └──────────▶ SharedLinkActor ×K               (shared: K connections, each carrying many
 //!                                                   EmulatedNode cores)
 //! ```
 //!
-//! Each actor is a thin shell around [`EmulatedNode`], the plain-Rust core that turns one NATS
+//! A `WireDaemon` speaks the NATS protocol on its socket itself (`wire`, `wire_daemon`): it
+//! answers a request in the poll that read it, with one task wake-up, one read and one write.
+//! Each actor and task is a thin shell around [`EmulatedNode`], the plain-Rust core that turns one NATS
 //! message into at most one reply: decode → TTL → collective → filter → agent dispatch →
 //! encoded reply ([`EmulatedNode::handle`]). Everything it refuses is counted in
 //! [`EmulatorMetrics`] by [`DropReason`] and never answered.
@@ -39,6 +43,8 @@ mod request_cache;
 mod shared;
 pub mod spec;
 mod subscriptions;
+mod wire;
+mod wire_daemon;
 
 pub use agents::{AgentInput, AgentOutcome};
 pub use audit::{AuditLog, AuditRecord};

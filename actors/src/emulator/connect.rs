@@ -60,6 +60,12 @@ fn reconnect_delay(connected_once: &AtomicBool, attempts: usize) -> Duration {
     if !connected_once.load(Ordering::Acquire) {
         return Duration::ZERO;
     }
+    reconnect_backoff(attempts)
+}
+
+/// The delay before reconnect attempt `attempts` (1-based) of a daemon that was connected:
+/// 250 ms more per failed attempt, capped at 5 s, plus 0–2 s of jitter.
+pub(super) fn reconnect_backoff(attempts: usize) -> Duration {
     let base = Duration::from_millis(250)
         .saturating_mul(u32::try_from(attempts.saturating_sub(1).min(16)).unwrap_or(16))
         .min(Duration::from_secs(5));

@@ -1,4 +1,7 @@
-//! `EmulatedNodeActor`: one emulated daemon with its own NATS connection.
+//! `EmulatedNodeActor`: one emulated daemon with its own NATS connection through async-nats.
+//!
+//! The fleet uses it when the servers need TLS, a credentials file or an nkey; otherwise a
+//! leaner [`WireDaemon`](super::wire_daemon) speaks the protocol itself.
 //!
 //! Started on one of the fleet's arbiters, it connects there (async-nats does its socket I/O
 //! on the runtime where `connect()` ran), waiting for a slot of the fleet's connect semaphore
@@ -97,17 +100,22 @@ pub(super) fn send_reply(
     client: Rc<Client>,
     out: Outgoing,
 ) -> impl Future<Output = ()> {
-    if let (Some(log), Some(record)) = (&fleet.audit, &out.audit) {
-        if log.write(record).is_err() {
-            fleet.metrics.audit_errors.inc();
-        }
-    }
+    write_audit(fleet, &out);
     let metrics = fleet.metrics.clone();
     async move {
         match client.publish(out.subject, out.payload.into()).await {
             Ok(()) => metrics.replies.inc(),
             Err(_) => metrics.publish_errors.inc(),
         };
+    }
+}
+
+/// Writes the audit line of reply `out`, if it has one and the fleet keeps an audit log.
+pub(super) fn write_audit(fleet: &FleetShared, out: &Outgoing) {
+    if let (Some(log), Some(record)) = (&fleet.audit, &out.audit) {
+        if log.write(record).is_err() {
+            fleet.metrics.audit_errors.inc();
+        }
     }
 }
 

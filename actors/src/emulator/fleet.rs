@@ -1,7 +1,9 @@
 //! [`Fleet`]: starts every daemon of a [`FleetSpec`] and reports how far it got.
 //!
 //! Daemons are spread round-robin over one arbiter per core and over every server URL; at
-//! most `connect_concurrency` connect at once. [`Fleet::progress`] tells how many are
+//! most `connect_concurrency` connect at once. A dedicated daemon is a `WireDaemon` task
+//! speaking NATS itself when its server needs no TLS, credentials file or nkey, and an
+//! [`EmulatedNodeActor`] on async-nats otherwise. [`Fleet::progress`] tells how many are
 //! subscribed and connected, so a caller can draw a progress bar and log a summary.
 
 use std::num::NonZeroUsize;
@@ -13,6 +15,7 @@ use tokio::sync::Semaphore;
 use tracing::info;
 
 use super::registration::default_subject;
+use super::wire_daemon::{plain_address, WireDaemon};
 use super::{
     AuditLog, ConnectionMode, EmulatedNode, EmulatedNodeActor, EmulatorError, EmulatorMetrics,
     FleetSpec, NodeProfile, SharedLinkActor,
@@ -115,8 +118,13 @@ impl Fleet {
             ConnectionMode::Dedicated => {
                 for i in 0..spec.instances {
                     let url = &urls[i % urls.len()];
-                    let (node, url, shared) = (node(i, url), url.clone(), shared.clone());
+                    let (node, shared) = (node(i, url), shared.clone());
                     let arbiter = &arbiters[i % arbiters.len()];
+                    if let Some(address) = plain_address(&spec.network, url) {
+                        arbiter.spawn(WireDaemon::new(node, address, shared).run());
+                        continue;
+                    }
+                    let url = url.clone();
                     // Built on its arbiter: the actor holds thread-local state once connected.
                     EmulatedNodeActor::start_in_arbiter(&arbiter.handle(), move |_| {
                         EmulatedNodeActor::new(node, url, shared)

@@ -57,12 +57,15 @@ impl RequestCache {
     }
 }
 
-/// What the daemons of one arbiter thread share while answering: the request cache and the
-/// reply encoder's buffers.
+/// What the daemons of one arbiter thread share while answering: the request cache, the
+/// reply encoder's buffers and (for [`WireDaemon`](super::wire_daemon)s) the buffers a socket
+/// is read into and its answers are written from.
 #[derive(Debug, Default)]
 pub(super) struct ThreadScratch {
     pub(super) requests: RequestCache,
     pub(super) encoder: ReplyEncoder,
+    pub(super) read_buf: Vec<u8>,
+    pub(super) write_buf: Vec<u8>,
 }
 
 thread_local! {
