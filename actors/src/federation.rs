@@ -41,7 +41,6 @@
 
 pub mod metrics;
 pub mod pipeline;
-pub mod scan;
 pub mod settings;
 pub mod transform;
 

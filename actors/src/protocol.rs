@@ -43,6 +43,11 @@
 //!   [`Transport::to_vec`].
 //! - Subjects: [`subject`] builders and [`classify_subject`].
 //! - Filters: [`Filter`], [`Facts`], [`NodeView`], [`FilterOutcome`].
+//! - JSON on the hot paths, without serde: [`Scanner`], the one validating, allocation-free
+//!   reader (the client's reply decoder walks the onion's layers with it; the federation
+//!   broker validates a whole transport with it and splices the rewritten one from the
+//!   [`Str`] and raw spans it returns), and [`write_json_string`] / [`unescape_json_string`]
+//!   for string literals byte for byte as `serde_json` writes and reads them.
 //!
 //! Every decoder returns [`ProtocolError`] on bad input and never panics.
 
@@ -81,7 +86,7 @@ pub use facts::Facts;
 pub use federation::FederationHeader;
 pub use filter::{FactFilter, Filter};
 pub use filter_match::{FilterOutcome, NodeView};
-pub(crate) use json_scan::Scan;
+pub use json_scan::{Fields, ScanError, Scanner, Str, MAX_DEPTH};
 pub use json_string::{unescape_json_string, write_json_string, write_json_string_contents};
 pub use reply::{Reply, ReplyEnvelope};
 pub use reply_codec::{

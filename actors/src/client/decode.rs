@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::protocol::{
-    decode_base64_into, is_valid_request_id, Scan, SeenByHop, REPLY_PROTOCOL,
+    decode_base64_into, is_valid_request_id, Scanner, SeenByHop, REPLY_PROTOCOL,
     SECURE_REPLY_PROTOCOL, TRANSPORT_PROTOCOL,
 };
 
@@ -96,23 +96,25 @@ impl ReplyDecoder {
         body.clear();
 
         // Transport: protocol, data, headers.
-        let text = std::str::from_utf8(payload).ok()?;
-        let mut scan = Scan::new(text);
+        let mut scan = Scanner::new(payload);
         let mut fields = scan.begin_object().ok()?;
         let (mut protocol, mut data, mut headers) = (None, None, None);
         while let Some(key) = scan.next_key(&mut fields).ok()? {
-            match &*key {
-                "protocol" => once(&mut protocol, scan.string_borrowed().ok()?)?,
-                "data" => once(&mut data, scan.string_borrowed().ok()?)?,
-                "headers" => once(&mut headers, scan.skip_value().ok()?)?,
-                _ => drop(scan.skip_value().ok()?),
+            if key.is("protocol") {
+                once(&mut protocol, scan.string().ok()?)?;
+            } else if key.is("data") {
+                once(&mut data, scan.string().ok()?)?;
+            } else if key.is("headers") {
+                once(&mut headers, scan.value().ok()?)?;
+            } else {
+                scan.value().ok()?;
             }
         }
         scan.end().ok()?;
-        (protocol? == TRANSPORT_PROTOCOL).then_some(())?;
-        decode_base64_into(&data?, secure).ok()?;
+        protocol?.is(TRANSPORT_PROTOCOL).then_some(())?;
+        decode_base64_into(&data?.bytes()?, secure).ok()?;
         let seen_by = match headers {
-            Some(raw) if with_seen_by => serde_json::from_str::<Option<SeenByOnly>>(raw)
+            Some(raw) if with_seen_by => serde_json::from_slice::<Option<SeenByOnly>>(raw)
                 .ok()?
                 .map(|h| h.seen_by)
                 .unwrap_or_default(),
@@ -120,46 +122,21 @@ impl ReplyDecoder {
         };
 
         // Secure reply: protocol, message (unescaped into `reply`), hash.
-        let mut scan = Scan::new(std::str::from_utf8(secure).ok()?);
-        let mut fields = scan.begin_object().ok()?;
-        let (mut protocol, mut message, mut hash) = (None, None, None);
-        while let Some(key) = scan.next_key(&mut fields).ok()? {
-            match &*key {
-                "protocol" => once(&mut protocol, scan.string_borrowed().ok()?)?,
-                "message" => {
-                    once(&mut message, ())?;
-                    scan.string_into(reply).ok()?;
-                }
-                "hash" => once(&mut hash, scan.string_borrowed().ok()?)?,
-                _ => drop(scan.skip_value().ok()?),
-            }
-        }
-        scan.end().ok()?;
-        (protocol? == SECURE_REPLY_PROTOCOL).then_some(())?;
-        message?;
+        let hash = read_layer(secure, SECURE_REPLY_PROTOCOL, reply, "hash", |scan| {
+            scan.string().ok()
+        })?;
         (!reply.is_empty()).then_some(())?;
-        hash_matches(reply, &hash?).then_some(())?;
+        hash_matches(reply, &hash.bytes()?).then_some(())?;
 
         // Reply: protocol, message (unescaped into `body`), envelope.
         let reply: &String = reply;
-        let mut scan = Scan::new(reply);
-        let mut fields = scan.begin_object().ok()?;
-        let (mut protocol, mut message, mut envelope) = (None, None, None);
-        while let Some(key) = scan.next_key(&mut fields).ok()? {
-            match &*key {
-                "protocol" => once(&mut protocol, scan.string_borrowed().ok()?)?,
-                "message" => {
-                    once(&mut message, ())?;
-                    scan.string_into(body).ok()?;
-                }
-                "envelope" => once(&mut envelope, read_envelope(&mut scan)?)?,
-                _ => drop(scan.skip_value().ok()?),
-            }
-        }
-        scan.end().ok()?;
-        (protocol? == REPLY_PROTOCOL).then_some(())?;
-        message?;
-        let (requestid, sender) = envelope?;
+        let (requestid, sender) = read_layer(
+            reply.as_bytes(),
+            REPLY_PROTOCOL,
+            body,
+            "envelope",
+            read_envelope,
+        )?;
         is_valid_request_id(&requestid).then_some(())?;
         Some(DecodedView {
             requestid,
@@ -175,26 +152,59 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     slot.is_none().then(|| *slot = Some(value))
 }
 
+/// Reads one inner layer of the onion, `{"protocol":…,"message":…,<field>:…}`: fields in any
+/// order, unknown ones skipped, a known one given twice refused. Checks `protocol`,
+/// unescapes `message` into `message` and returns what `read` made of `field`.
+fn read_layer<'a, T>(
+    text: &'a [u8],
+    protocol: &str,
+    message: &mut String,
+    field: &str,
+    mut read: impl FnMut(&mut Scanner<'a>) -> Option<T>,
+) -> Option<T> {
+    let mut scan = Scanner::new(text);
+    let mut fields = scan.begin_object().ok()?;
+    let (mut found_protocol, mut found_message, mut value) = (None, None, None);
+    while let Some(key) = scan.next_key(&mut fields).ok()? {
+        if key.is("protocol") {
+            once(&mut found_protocol, scan.string().ok()?)?;
+        } else if key.is("message") {
+            once(&mut found_message, ())?;
+            scan.string_into(message).ok()?;
+        } else if key.is(field) {
+            once(&mut value, read(&mut scan)?)?;
+        } else {
+            scan.value().ok()?;
+        }
+    }
+    scan.end().ok()?;
+    found_protocol?.is(protocol).then_some(())?;
+    found_message?;
+    value
+}
+
 /// The `requestid` and `senderid` of a reply envelope (its other fields skipped).
-fn read_envelope<'a>(scan: &mut Scan<'a>) -> Option<(Cow<'a, str>, Cow<'a, str>)> {
+fn read_envelope<'a>(scan: &mut Scanner<'a>) -> Option<(Cow<'a, str>, Cow<'a, str>)> {
     let mut fields = scan.begin_object().ok()?;
     let (mut requestid, mut senderid) = (None, None);
     while let Some(key) = scan.next_key(&mut fields).ok()? {
-        match &*key {
-            "requestid" => once(&mut requestid, scan.string_borrowed().ok()?)?,
-            "senderid" => once(&mut senderid, scan.string_borrowed().ok()?)?,
-            _ => drop(scan.skip_value().ok()?),
+        if key.is("requestid") {
+            once(&mut requestid, scan.string().ok()?.text()?)?;
+        } else if key.is("senderid") {
+            once(&mut senderid, scan.string().ok()?.text()?)?;
+        } else {
+            scan.value().ok()?;
         }
     }
     Some((requestid?, senderid?))
 }
 
 /// Whether `hash` is the standard base64 of the SHA-256 of `message`, without allocating.
-fn hash_matches(message: &str, hash: &str) -> bool {
+fn hash_matches(message: &str, hash: &[u8]) -> bool {
     let digest = Sha256::digest(message.as_bytes());
     let mut encoded = [0u8; 44];
     match base64::engine::general_purpose::STANDARD.encode_slice(digest, &mut encoded) {
-        Ok(n) => encoded.get(..n) == Some(hash.as_bytes()),
+        Ok(n) => encoded.get(..n) == Some(hash),
         Err(_) => false,
     }
 }
@@ -210,14 +220,14 @@ pub fn decode_reply_view(payload: &[u8], with_seen_by: bool) -> Option<ReplyView
 /// The statuscode of mcorpc reply `body`, without building its `data` (what a `serde_json`
 /// struct with only a `u8` field `statuscode` would read, read with the protocol's scanner).
 pub fn statuscode(body: &str) -> Option<u8> {
-    let mut scan = Scan::new(body);
+    let mut scan = Scanner::new(body.as_bytes());
     let mut fields = scan.begin_object().ok()?;
     let mut status = None;
     while let Some(key) = scan.next_key(&mut fields).ok()? {
-        if key == "statuscode" {
+        if key.is("statuscode") {
             once(&mut status, scan.u8_value().ok()?)?;
         } else {
-            scan.skip_value().ok()?;
+            scan.value().ok()?;
         }
     }
     scan.end().ok()?;

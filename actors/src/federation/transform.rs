@@ -1,22 +1,22 @@
 //! The plain-Rust core of the broker: one transport in, headers rewritten, or a counted
 //! rejection.
 //!
-//! The transport is not decoded into values: [`scan`](super::scan) validates all of it and
-//! locates its parts, and the rewritten transport is spliced together from the received
-//! bytes. `data` (the base64 of the signed secure request or reply) and every header string
-//! are copied byte for byte, so signatures and hashes stay valid and nothing is decoded nor
-//! re-escaped; only the subjects the broker checks and publishes to are read as text. The
-//! headers are written in Choria's order (`reply-to`, `mc_sender`, `seen-by`, `federation`);
-//! unknown header keys are dropped, as Go's struct decoding does, and a known key given twice
-//! makes the transport malformed.
+//! The transport is not decoded into values: the protocol's JSON [`Scanner`] validates all
+//! of it and locates its parts, and the rewritten transport is spliced together from the
+//! received bytes. `data` (the base64 of the signed secure request or reply) and every header
+//! string are copied byte for byte, so signatures and hashes stay valid and nothing is
+//! decoded nor re-escaped; only the subjects the broker checks and publishes to are read as
+//! text. The headers are written in Choria's order (`reply-to`, `mc_sender`, `seen-by`,
+//! `federation`); unknown header keys are dropped, as Go's struct decoding does, and a known
+//! key given twice makes the transport malformed.
 
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
 
-use super::scan::{self, ScanError, Scanner, Str};
 use crate::protocol::{
-    classify_subject, write_json_string, SeenByHop, SubjectKind, TRANSPORT_PROTOCOL,
+    classify_subject, write_json_string, ScanError, Scanner, SeenByHop, Str, SubjectKind,
+    TRANSPORT_PROTOCOL,
 };
 
 /// Why a message was dropped.
@@ -181,7 +181,7 @@ struct Headers<'a> {
 /// Marks `bit` in `seen`, refusing a key given twice.
 fn once(s: &Scanner<'_>, seen: &mut u8, bit: u8) -> Result<(), ScanError> {
     if *seen & bit != 0 {
-        return Err(s.fail("duplicate key"));
+        return Err(s.duplicate_key());
     }
     *seen |= bit;
     Ok(())
@@ -199,7 +199,8 @@ fn optional_string<'a>(s: &mut Scanner<'a>) -> Result<Option<Str<'a>>, ScanError
 fn federation<'a>(s: &mut Scanner<'a>) -> Result<Federation<'a>, ScanError> {
     let mut out = Federation::default();
     let mut seen = 0;
-    s.object(|s, key| {
+    let mut fields = s.begin_object()?;
+    while let Some(key) = s.next_key(&mut fields)? {
         if key.is("req") {
             once(s, &mut seen, 1)?;
             out.req = Some(s.string()?);
@@ -212,8 +213,7 @@ fn federation<'a>(s: &mut Scanner<'a>) -> Result<Federation<'a>, ScanError> {
         } else {
             s.value()?;
         }
-        Ok(())
-    })?;
+    }
     Ok(out)
 }
 
@@ -222,14 +222,15 @@ fn hop(s: &mut Scanner<'_>) -> Result<(), ScanError> {
     if n == 3 {
         Ok(())
     } else {
-        Err(s.fail("seen-by hop is not three strings"))
+        Err(s.expected("a seen-by hop of three strings"))
     }
 }
 
 fn headers<'a>(s: &mut Scanner<'a>) -> Result<Headers<'a>, ScanError> {
     let mut out = Headers::default();
     let mut seen = 0;
-    s.object(|s, key| {
+    let mut fields = s.begin_object()?;
+    while let Some(key) = s.next_key(&mut fields)? {
         if key.is("reply-to") {
             once(s, &mut seen, 1)?;
             out.reply_to = optional_string(s)?;
@@ -249,8 +250,7 @@ fn headers<'a>(s: &mut Scanner<'a>) -> Result<Headers<'a>, ScanError> {
         } else {
             s.value()?;
         }
-        Ok(())
-    })?;
+    }
     Ok(out)
 }
 
@@ -259,21 +259,21 @@ fn parse(payload: &[u8]) -> Result<(&[u8], Headers<'_>), Rejection> {
     let mut s = Scanner::new(payload);
     let (mut protocol, mut data, mut found) = (None, None, Headers::default());
     let mut seen = 0;
-    s.object(|s, key| {
+    let mut fields = s.begin_object()?;
+    while let Some(key) = s.next_key(&mut fields)? {
         if key.is("protocol") {
-            once(s, &mut seen, 1)?;
+            once(&s, &mut seen, 1)?;
             protocol = Some(s.string()?);
         } else if key.is("data") {
-            once(s, &mut seen, 2)?;
+            once(&s, &mut seen, 2)?;
             data = Some(s.value()?);
         } else if key.is("headers") {
-            once(s, &mut seen, 4)?;
-            found = headers(s)?;
+            once(&s, &mut seen, 4)?;
+            found = headers(&mut s)?;
         } else {
             s.value()?;
         }
-        Ok(())
-    })?;
+    }
     s.end()?;
     let protocol = protocol.ok_or_else(|| Rejection::Malformed("missing protocol".to_owned()))?;
     let data = data.ok_or_else(|| Rejection::Malformed("missing data".to_owned()))?;
@@ -281,7 +281,8 @@ fn parse(payload: &[u8]) -> Result<(&[u8], Headers<'_>), Rejection> {
         return Err(Rejection::Malformed("data is not a string".to_owned()));
     }
     if !protocol.is(TRANSPORT_PROTOCOL) {
-        return Err(Rejection::Protocol(protocol.text().into_owned()));
+        let protocol = protocol.text().unwrap_or_default().into_owned();
+        return Err(Rejection::Protocol(protocol));
     }
     Ok((data, found))
 }
@@ -322,10 +323,14 @@ impl<'a> Rewritten<'a> {
     /// Where to publish it: the targets of a request, the saved reply-to of a reply.
     pub fn targets(&self) -> impl Iterator<Item = Cow<'a, str>> + '_ {
         let (array, one) = match self.targets {
-            Targets::Array(raw) => (Some(scan::strings(raw)), None),
+            Targets::Array(raw) => (Some(Scanner::new(raw).strings()), None),
             Targets::One(target) => (None, Some(target)),
         };
-        array.into_iter().flatten().chain(one).map(|s| s.text())
+        array
+            .into_iter()
+            .flatten()
+            .chain(one)
+            .map(|s| s.text().unwrap_or_default())
     }
 
     /// The transport with `hop` appended to `seen-by`, written once (the same bytes go to
@@ -424,8 +429,8 @@ pub fn transform_request<'a>(
         Some((raw, count)) if count > 0 => raw,
         _ => return Err(Rejection::NoTargets),
     };
-    for target in scan::strings(targets) {
-        let text = target.text();
+    for target in Scanner::new(targets).strings() {
+        let text = target.text().unwrap_or_default();
         if kind(&text) != Kind::Target {
             return Err(Rejection::BadTarget(text.into_owned()));
         }
@@ -448,7 +453,7 @@ fn checked_reply_to(reply_to: Option<Str<'_>>) -> Result<Str<'_>, Rejection> {
     let reply_to = reply_to
         .filter(|r| !r.is_empty())
         .ok_or(Rejection::NoReplyTo)?;
-    let text = reply_to.text();
+    let text = reply_to.text().unwrap_or_default();
     if kind(&text) != Kind::Reply {
         return Err(Rejection::BadReplyTo(text.into_owned()));
     }

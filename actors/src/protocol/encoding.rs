@@ -24,15 +24,17 @@ pub fn encode_base64(bytes: &[u8]) -> String {
 /// lines every 60 characters).
 pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let mut out = Vec::new();
-    decode_base64_into(text, &mut out)?;
+    decode_base64_into(text.as_bytes(), &mut out)?;
     Ok(out)
 }
 
-/// Like [`decode_base64`], appending the bytes to `out` (a buffer reused across messages).
-pub fn decode_base64_into(text: &str, out: &mut Vec<u8>) -> Result<(), base64::DecodeError> {
-    if memchr::memchr2(b'\r', b'\n', text.as_bytes()).is_some() {
+/// Like [`decode_base64`] on the base64 text's bytes, appending the bytes to `out` (a buffer
+/// reused across messages).
+pub fn decode_base64_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), base64::DecodeError> {
+    if memchr::memchr2(b'\r', b'\n', text).is_some() {
         let cleaned: Vec<u8> = text
-            .bytes()
+            .iter()
+            .copied()
             .filter(|b| !matches!(b, b'\r' | b'\n'))
             .collect();
         LENIENT.decode_vec(cleaned, out)

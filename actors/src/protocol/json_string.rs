@@ -45,7 +45,7 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 16);
     let mut start = 0;
     loop {
-        let special = find_special(bytes, start);
+        let special = find_special::<false>(bytes, start);
         out.extend_from_slice(&bytes[start..special]);
         let Some(&byte) = bytes.get(special) else {
             return;
@@ -69,19 +69,39 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
 /// accept as a Rust `String`: missing quotes, a raw control character, an unknown escape,
 /// bad hex or a lone surrogate.
 pub fn unescape_json_string(literal: &str, out: &mut String) -> bool {
-    literal.starts_with('"') && unescape_until_quote(literal, 1, out) == Some(literal.len())
+    literal.starts_with('"')
+        && unescape_until_quote(literal.as_bytes(), 1, out) == Some(literal.len())
 }
 
-/// Unescapes the JSON string whose contents start at byte `start` of `text` (just after its
-/// opening quote) into `out`, in one pass; returns the index just past the closing quote, or
-/// `None` (with `out` partly written) when the string is malformed or not closed.
-pub(crate) fn unescape_until_quote(text: &str, start: usize, out: &mut String) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let mut start = start;
+/// Unescapes the JSON string whose contents start at byte `start` of `bytes` (just after its
+/// opening quote) into `out`, in one pass and a UTF-8 check of what it appended; returns the
+/// index just past the closing quote, or `None` when the string is malformed (a raw control
+/// character, a bad escape, a lone surrogate, not UTF-8) or not closed. On `None`, `out`
+/// keeps what was appended before the error, unless the contents were not UTF-8: then `out`
+/// is as it was.
+pub(crate) fn unescape_until_quote(bytes: &[u8], start: usize, out: &mut String) -> Option<usize> {
+    let kept = out.len();
+    let mut buffer = std::mem::take(out).into_bytes();
+    let end = unescape_bytes(bytes, start, &mut buffer);
+    match String::from_utf8(buffer) {
+        Ok(text) => {
+            *out = text;
+            end
+        }
+        Err(error) => {
+            let mut buffer = error.into_bytes();
+            buffer.truncate(kept);
+            *out = String::from_utf8(buffer).unwrap_or_default();
+            None
+        }
+    }
+}
+
+/// [`unescape_until_quote`] without the UTF-8 check.
+fn unescape_bytes(bytes: &[u8], mut start: usize, out: &mut Vec<u8>) -> Option<usize> {
     loop {
-        let run_end = find_special(bytes, start);
-        // Both ends are at ASCII bytes (or the end), so on character boundaries.
-        out.push_str(text.get(start..run_end)?);
+        let run_end = find_special::<false>(bytes, start);
+        out.extend_from_slice(bytes.get(start..run_end)?);
         match bytes.get(run_end)? {
             b'"' => return Some(run_end + 1),
             b'\\' => {}
@@ -91,18 +111,19 @@ pub(crate) fn unescape_until_quote(text: &str, start: usize, out: &mut String) -
         let kind = *bytes.get(run_end + 1)?;
         start = run_end + 2;
         let plain = match kind {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\x08',
-            b'f' => '\x0c',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
             b'u' => {
                 let (c, used) = unicode_escape(bytes.get(start..)?)?;
                 start += used;
-                c
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                continue;
             }
             _ => return None,
         };
@@ -111,23 +132,31 @@ pub(crate) fn unescape_until_quote(text: &str, start: usize, out: &mut String) -
 }
 
 /// The index of the first backslash, quote or control character at or after `from`
-/// (`bytes.len()` if none), eight bytes at a time.
-pub(crate) fn find_special(bytes: &[u8], from: usize) -> usize {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES << 7;
+/// (`bytes.len()` if none), sixteen then eight bytes at a time; with `NON_ASCII`, also of the
+/// first byte above 0x7f (for a scanner that checks multi-byte characters itself).
+#[inline]
+pub(crate) fn find_special<const NON_ASCII: bool>(bytes: &[u8], from: usize) -> usize {
     let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
+    while let Some(chunk) = bytes.get(i..i + 16) {
+        let mut pair = [0u8; 16];
+        pair.copy_from_slice(chunk);
+        let pair = u128::from_le_bytes(pair);
+        let low = special::<NON_ASCII>(pair as u64);
+        let high = special::<NON_ASCII>((pair >> 64) as u64);
+        if low | high != 0 {
+            return if low != 0 {
+                i + (low.trailing_zeros() / 8) as usize
+            } else {
+                i + 8 + (high.trailing_zeros() / 8) as usize
+            };
+        }
+        i += 16;
+    }
+    if let Some(chunk) = bytes.get(i..i + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let ctrl = x.wrapping_sub(ONES * 0x20) & !x;
-        let q = x ^ (ONES * u64::from(b'"'));
-        let quote = q.wrapping_sub(ONES) & !q;
-        let b = x ^ (ONES * u64::from(b'\\'));
-        let backslash = b.wrapping_sub(ONES) & !b;
-        let found = (ctrl | quote | backslash) & HIGH;
+        let found = special::<NON_ASCII>(u64::from_le_bytes(word));
         if found != 0 {
-            // The lowest flagged byte is exact (borrows only run towards higher bytes).
             return i + (found.trailing_zeros() / 8) as usize;
         }
         i += 8;
@@ -136,9 +165,31 @@ pub(crate) fn find_special(bytes: &[u8], from: usize) -> usize {
         .get(i..)
         .and_then(|rest| {
             rest.iter()
-                .position(|&b| b == b'\\' || b == b'"' || b < 0x20)
+                .position(|&b| b == b'\\' || b == b'"' || b < 0x20 || (NON_ASCII && b > 0x7f))
         })
         .map_or(bytes.len(), |n| i + n)
+}
+
+/// The high bit of each byte of `word` (little-endian) that is below 0x20, a quote or a
+/// backslash (or, with `NON_ASCII`, above 0x7f), exact up to the first such byte (borrows
+/// only run towards higher bytes, so bytes after it may be flagged too): zero iff the eight
+/// bytes need no attention.
+#[inline]
+fn special<const NON_ASCII: bool>(word: u64) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    // `x - ONES` sets a byte's high bit iff the byte is 0 or above 0x80, and `word - 0x20..`
+    // iff it is below 0x20 or above 0x9f. Bytes above 0x7f are then all flagged (`| word`) or
+    // all cleared (`& !word`), which leaves exactly the wanted ones.
+    let control = word.wrapping_sub(ONES * 0x20);
+    let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
+    let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+    let found = control | quote | backslash;
+    if NON_ASCII {
+        (found | word) & HIGH
+    } else {
+        found & !word & HIGH
+    }
 }
 
 /// Decodes the hex of a `\u` escape (the `\u` already consumed) and, for a leading
@@ -246,19 +297,68 @@ mod tests {
     #[test]
     fn finds_the_first_special_byte() {
         let text: Vec<u8> = (0..40).map(|i| b'a' + (i % 26) as u8).collect();
-        assert_eq!(find_special(&text, 0), 40);
+        assert_eq!(find_special::<false>(&text, 0), 40);
+        assert_eq!(find_special::<true>(&text, 0), 40);
         for special in [b'"', b'\\', 0x00, 0x1f] {
             for at in 0..40 {
                 let mut t = text.clone();
                 t[at] = special;
                 for from in 0..=at {
-                    assert_eq!(find_special(&t, from), at);
+                    assert_eq!(find_special::<false>(&t, from), at);
+                    assert_eq!(find_special::<true>(&t, from), at);
                 }
-                // Non-ASCII bytes are not special.
+                // Non-ASCII bytes are special only when asked.
                 t[at] = 0xc3;
-                assert_eq!(find_special(&t, 0), 40);
+                assert_eq!(find_special::<false>(&t, 0), 40);
+                assert_eq!(find_special::<true>(&t, 0), at);
             }
         }
+    }
+
+    #[test]
+    fn the_word_test_finds_every_special_byte() {
+        let ascii = (0u8..0x20).chain([b'"', b'\\']);
+        for (special_byte, non_ascii) in ascii
+            .map(|b| (b, false))
+            .chain((0x80..=0xff).map(|b| (b, true)))
+        {
+            for at in 0..8 {
+                let mut word = [b'A'; 8];
+                word[at] = special_byte;
+                // Special bytes later in the word do not move the answer.
+                word[7] = if at < 7 { b'"' } else { special_byte };
+                let word = u64::from_le_bytes(word);
+                let first = |found: u64| (found.trailing_zeros() / 8) as usize;
+                assert_eq!(
+                    first(special::<true>(word)),
+                    at,
+                    "{special_byte:#x} at {at}"
+                );
+                if !non_ascii {
+                    assert_eq!(first(special::<false>(word)), at, "{special_byte:#x}");
+                }
+            }
+            for at in 0..40 {
+                let mut long = [b'A'; 40];
+                long[at] = special_byte;
+                assert_eq!(find_special::<true>(&long, 0), at, "{special_byte:#x}");
+                let plain = if non_ascii { 40 } else { at };
+                assert_eq!(find_special::<false>(&long, 0), plain, "{special_byte:#x}");
+            }
+        }
+        let plain: Vec<u8> = (0x20u8..=0xff)
+            .filter(|&b| b != b'"' && b != b'\\')
+            .collect();
+        for (i, word) in plain.windows(8).enumerate() {
+            let word = u64::from_le_bytes(word.try_into().unwrap());
+            assert_eq!(special::<false>(word), 0, "window {i}");
+            assert_eq!(
+                special::<true>(word) == 0,
+                word & (u64::MAX / 255) << 7 == 0
+            );
+        }
+        assert_eq!(find_special::<false>(&plain, 0), plain.len());
+        assert_eq!(find_special::<false>(&plain, plain.len() + 1), plain.len());
     }
 
     proptest! {
