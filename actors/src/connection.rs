@@ -51,6 +51,22 @@ pub enum NetworkError {
     },
 }
 
+/// `options` with the network's credentials and TLS ([`NetworkSettings::secure`]); a
+/// credentials file that cannot be read is named in the error.
+pub(crate) async fn secure(
+    settings: &NetworkSettings,
+    options: ConnectOptions,
+) -> Result<ConnectOptions, NetworkError> {
+    settings
+        .secure(options)
+        .await
+        .map_err(|source| NetworkError::Credentials {
+            network: settings.name.clone(),
+            path: settings.credentials_path(),
+            source,
+        })
+}
+
 /// The owner of one network's connection.
 pub struct NetworkActor {
     settings: Arc<NetworkSettings>,
@@ -156,16 +172,7 @@ impl NetworkActor {
                 Self::on_event(&network, &status, &metrics, &addr, event);
                 async {}
             });
-        let options =
-            settings
-                .secure(options)
-                .await
-                .map_err(|source| NetworkError::Credentials {
-                    network: settings.name.clone(),
-                    path: settings.credentials_path(),
-                    source,
-                })?;
-        Ok(options)
+        secure(settings, options).await
     }
 
     /// Connects, retrying with backoff until it works.

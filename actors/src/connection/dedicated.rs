@@ -56,14 +56,7 @@ async fn options(
             }
             async {}
         });
-    settings
-        .secure(options)
-        .await
-        .map_err(|source| NetworkError::Credentials {
-            network: settings.name.clone(),
-            path: settings.credentials_path(),
-            source,
-        })
+    super::secure(settings, options).await
 }
 
 /// Connects to `settings` for `owner`, retrying with backoff until it works (an owner without
