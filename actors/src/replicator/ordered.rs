@@ -316,8 +316,12 @@ impl Session<'_> {
                                     w.stats.failed_transient.inc();
                                     break End::Trouble(format!("target publish: {reason}"));
                                 }
-                                Failure::OutOfOrder | Failure::Rejected(_) => {
+                                Failure::OutOfOrder => {
                                     w.stats.failed_out_of_order.inc();
+                                    break End::Resync;
+                                }
+                                Failure::Rejected(_) => {
+                                    w.stats.failed_rejected.inc();
                                     break End::Resync;
                                 }
                             }
