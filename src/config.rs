@@ -14,7 +14,6 @@ pub mod emulator;
 pub mod federation;
 pub mod network;
 pub mod node;
-pub mod problems;
 pub mod replicator;
 
 use std::collections::BTreeMap;
@@ -24,11 +23,11 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use adapter::AdapterConfig;
+pub use choir_actors::problems::{Problem, Problems};
 pub use emulator::EmulatorConfig;
 pub use federation::FederationConfig;
 pub use network::{NetworkConfig, TlsConfig};
 pub use node::NodeConfig;
-pub use problems::{Problem, Problems};
 pub use replicator::ReplicatorConfig;
 
 /// The top-level tables a config file may have.

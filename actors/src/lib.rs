@@ -7,14 +7,15 @@
 //!
 //! - [`connection`]: `NetworkActor`, one per `[networks.X]`: owns the async-nats connection,
 //!   retries the first connect with backoff, counts connection events and hands the client to
-//!   other actors through the [`connection::GetClient`] query.
+//!   other actors through the [`connection::GetClient`] query; [`connection::dedicated`]
+//!   connections for components that keep their socket I/O on their own arbiter.
 //! - [`supervision`]: `WatchdogActor`, which re-creates actors whose mailbox closed (actix
 //!   does not restart an actor that panicked), and [`supervision::ActorSlot`], the shared,
 //!   always-current address of a watched actor.
 //! - [`protocol`]: Choria protocol v1 wire types (transport, secure request/reply,
 //!   request/reply), filters, subjects and mcorpc bodies; pure serde, no I/O.
 //! - [`replicator`]: the stream replicator: sampling tracker, inspector, advisories, the
-//!   in-order ack window of the pipelined ordered worker, and the actors around them.
+//!   ordered and queued copy loops, and the actors around them.
 //! - [`adapter`]: the protocol adapter: `AdapterActor` workers subscribe a NATS subject with
 //!   a queue group and publish into a JetStream stream (raw copy, or Choria requests as
 //!   `choria:adapters:jetstream:output:1`).
@@ -27,6 +28,7 @@
 //! - [`client`]: the measuring client: discovery, RPC, federation-aware publishing, reply
 //!   collection (`RequestActor` per request), measure suites and their reports and chart.
 //! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
+//! - [`problems`]: every problem of a config or playbook file, each with its key and value.
 //!
 //! Messages are commands (`Drain`), past-tense events (`ConnectionLost`) or queries
 //! (`GetClient`, `GetStatus`). Wire types (what travels over NATS) live apart from actor
@@ -39,6 +41,7 @@ pub mod emulator;
 pub mod federation;
 pub mod metrics;
 pub mod playbook;
+pub mod problems;
 pub mod protocol;
 pub mod replicator;
 pub mod supervision;

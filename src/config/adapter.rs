@@ -11,8 +11,8 @@ use choir_actors::adapter::{default_queue_group, AdapterProtocol, AdapterSetting
 use serde::Deserialize;
 
 use super::defaults;
-use super::problems::Problems;
 use super::Config;
+use super::Problems;
 
 /// Most workers one adapter may have.
 pub const MAX_WORKERS: usize = 256;

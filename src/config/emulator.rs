@@ -31,8 +31,8 @@ use choir_actors::protocol::{classify_subject, SubjectKind};
 use serde::Deserialize;
 
 use super::defaults;
-use super::problems::Problems;
 use super::Config;
+use super::Problems;
 
 /// `[emulator].connections`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

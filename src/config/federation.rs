@@ -18,8 +18,8 @@ use choir_actors::federation::BrokerSettings;
 use serde::Deserialize;
 
 use super::defaults;
-use super::problems::Problems;
 use super::Config;
+use super::Problems;
 
 /// Most workers per stage.
 pub const MAX_WORKERS: usize = 256;

@@ -9,7 +9,7 @@ use choir_actors::connection::{Auth, NetworkSettings, TlsSettings};
 use serde::Deserialize;
 
 use super::defaults;
-use super::problems::Problems;
+use super::Problems;
 
 /// `[networks.<name>]`.
 #[derive(Clone, Debug, Deserialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::defaults;
-use super::problems::Problems;
+use super::Problems;
 
 /// `[node]`.
 #[derive(Clone, Debug, Deserialize)]

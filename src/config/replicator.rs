@@ -14,8 +14,8 @@ use choir_actors::replicator::subject_map::SubjectMap;
 use serde::Deserialize;
 
 use super::defaults;
-use super::problems::Problems;
 use super::Config;
+use super::Problems;
 
 /// `[replicators.<name>]`.
 #[derive(Clone, Debug, Deserialize)]

@@ -2,7 +2,6 @@
 //! and the result is a [`Playbook`] the runner can trust.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,51 +15,8 @@ use super::spec::{
 use super::store::{StoreConfig, StoreKind, DEFAULT_TIMEOUT, DEFAULT_TTL};
 use super::template::{self, Expr};
 use super::PlaybookError;
-
-/// One problem in a playbook file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// Dotted key, e.g. `tasks[1].command`.
-    pub key: String,
-    /// The offending value, when there is one.
-    pub value: Option<String>,
-    /// What is wrong, lowercase.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.value {
-            Some(value) => write!(f, "{} = {:?}: {}", self.key, value, self.message),
-            None => write!(f, "{}: {}", self.key, self.message),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn value(
-        &mut self,
-        key: impl Into<String>,
-        value: impl fmt::Display,
-        message: impl Into<String>,
-    ) {
-        self.0.push(Problem {
-            key: key.into(),
-            value: Some(value.to_string()),
-            message: message.into(),
-        });
-    }
-    fn key(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            key: key.into(),
-            value: None,
-            message: message.into(),
-        });
-    }
-}
+pub use crate::problems::Problem;
+use crate::problems::Problems;
 
 /// A validated input.
 #[derive(Clone, Debug)]
@@ -464,10 +420,10 @@ fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> 
 
     let client = validate_client(spec.client.as_ref(), &mut problems);
 
-    if !problems.0.is_empty() {
+    if !problems.is_empty() {
         return Err(PlaybookError::Invalid {
             path: path.to_path_buf(),
-            problems: problems.0,
+            problems: problems.into_vec(),
         });
     }
     Ok(Playbook {

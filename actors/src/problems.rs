@@ -1,11 +1,12 @@
-//! Collecting every problem of a config file, each naming its key and value.
+//! Collecting every problem of a file a user wrote (a node config, a playbook), each naming
+//! its key and value, so that validation reports them all at once.
 
 use std::fmt;
 
-/// One problem found in a config file.
+/// One problem found in a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// Dotted key, e.g. `networks.region.urls[0]`.
+    /// Dotted key, e.g. `networks.region.urls[0]` or `tasks[1].command`.
     pub key: String,
     /// The offending value as written, when there is one.
     pub value: Option<String>,
