@@ -313,8 +313,10 @@ pub async fn ordered_consumer(
 
 /// The queued workers' shared durable consumer (explicit acks), created when missing, and
 /// re-created when it exists with another ack policy (a mode change): from its ack floor, or,
-/// for the AckNone consumer of an ordered replicator, from what the target holds. A new
-/// consumer also starts after what the target holds from this replicator, if anything.
+/// for the AckNone consumer of an ordered replicator, from what the target holds (ordered
+/// copies land in order, so the last one marks everything before it). Queued copies land in
+/// any order, so a missing consumer starts from `start` and the duplicate window drops what
+/// the target already has.
 pub async fn queued_consumer(
     source: &Context,
     target: &Context,
@@ -347,14 +349,6 @@ pub async fn queued_consumer(
             };
         }
         let _ = stream.delete_consumer(&name).await;
-    } else if !work_queue {
-        // No consumer yet, or it was deleted: start after what the target already holds from
-        // this replicator, if anything.
-        if let Some(copied) = target_resume_point(target, settings).await? {
-            deliver = DeliverPolicy::ByStartSequence {
-                start_sequence: copied.saturating_add(1),
-            };
-        }
     }
     let pending = settings
         .window
