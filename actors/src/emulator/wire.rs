@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// The longest control line accepted from a server (nats-server's own limit is 4 KiB).
 pub const MAX_CONTROL_LINE: usize = 4096;
 
+/// Largest message a server may announce (nats-server's `max_payload` tops out at 64 MiB);
+/// anything larger is a broken or hostile server, refused before any arithmetic on it.
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
 /// `PING\r\n`.
 pub const PING: &[u8] = b"PING\r\n";
 
@@ -265,11 +269,11 @@ fn parse_msg<'a>(
         [header, total] => (number(header)?, number(total)?),
         _ => return Err(bad()),
     };
-    if header_len > total {
+    if header_len > total || total > MAX_MESSAGE {
         return Err(bad());
     }
-    let end = start + total;
-    if buf.len() < end + 2 {
+    let end = start.saturating_add(total);
+    if buf.len() < end.saturating_add(2) {
         return Ok(None);
     }
     if &buf[end..end + 2] != b"\r\n" {
@@ -362,6 +366,9 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         assert!(parse(&[b'x'; MAX_CONTROL_LINE + 1]).is_err());
+        // An absurd announced size is refused, not added up.
+        assert!(parse(b"MSG a 1 18446744073709551615\r\n").is_err());
+        assert!(parse(b"HMSG a 1 2 99999999999\r\n").is_err());
     }
 
     #[test]
