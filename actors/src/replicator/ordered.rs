@@ -222,9 +222,7 @@ impl Session<'_> {
         let mut last_activity = Instant::now();
         let mut stale = 0usize;
         // Unanswered copies need a later answered one; only possible when nothing is skipped.
-        let sparse = w.gate.copies_everything();
-        let answer_every = (window / 4).clamp(1, MAX_UNANSWERED_RUN);
-        let mut unanswered = 0usize;
+        let mut answers = AnswerPolicy::new(w.gate.copies_everything(), window);
         let mut peeked: Option<Next> = None;
         let mut tick = actix_rt::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -373,19 +371,16 @@ impl Session<'_> {
                             let headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(expected_last), s.msg_id);
                             let subject = s.subject_map.map(raw.subject.as_str());
                             expected_last += 1;
-                            let answered = !sparse
-                                || seq <= *self.careful_through
-                                || unanswered + 1 >= answer_every
+                            let answered = answers.must_answer(seq, *self.careful_through)
                                 || {
                                     // Unanswered only if another message is ready right now.
                                     peeked = messages.next().now_or_never();
                                     !matches!(peeked, Some(Some(Ok(_))))
                                 };
+                            answers.published(answered);
                             let result = if answered {
-                                unanswered = 0;
                                 w.target.publish_with_reply_and_headers(subject, inbox.reply(token), headers, raw.payload.clone()).await
                             } else {
-                                unanswered += 1;
                                 w.target.publish_with_headers(subject, headers, raw.payload.clone()).await
                             };
                             match result {
@@ -477,6 +472,41 @@ impl Session<'_> {
     }
 }
 
+/// Which copies ask the target for an ack (see the module docs).
+struct AnswerPolicy {
+    /// Whether a copy may go unanswered at all (only when no message can be skipped).
+    sparse: bool,
+    /// At most this many copies in a row go unanswered.
+    every: usize,
+    /// Copies published unanswered since the last answered one.
+    unanswered: usize,
+}
+
+impl AnswerPolicy {
+    fn new(sparse: bool, window: usize) -> Self {
+        Self {
+            sparse,
+            every: (window / 4).clamp(1, MAX_UNANSWERED_RUN),
+            unanswered: 0,
+        }
+    }
+
+    /// Whether the copy of source sequence `seq` must ask for an ack whatever follows it.
+    /// When false, it asks only if no further message is ready right away.
+    fn must_answer(&self, seq: u64, careful_through: u64) -> bool {
+        !self.sparse || seq <= careful_through || self.unanswered + 1 >= self.every
+    }
+
+    /// Records whether the copy just published asked for an ack.
+    fn published(&mut self, answered: bool) {
+        if answered {
+            self.unanswered = 0;
+        } else {
+            self.unanswered += 1;
+        }
+    }
+}
+
 /// In-order source acks: AckAll in batches, every message for explicit acks, nothing for an
 /// AckNone consumer.
 struct SourceAcks {
@@ -538,5 +568,43 @@ async fn next_message(
 async fn ack(message: &jetstream::Message) {
     if let Err(e) = message.ack().await {
         debug!(error = %e, "Source ack failed; the message is redelivered or the next session resumes from the target's position.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AnswerPolicy;
+
+    #[test]
+    fn with_sampling_or_max_age_every_copy_is_answered() {
+        let policy = AnswerPolicy::new(false, 256);
+        assert!(policy.must_answer(1, 0));
+    }
+
+    #[test]
+    fn at_most_a_quarter_window_capped_at_64_goes_unanswered_in_a_row() {
+        let mut policy = AnswerPolicy::new(true, 256);
+        for seq in 1..64 {
+            assert!(!policy.must_answer(seq, 0), "copy {seq}");
+            policy.published(false);
+        }
+        assert!(policy.must_answer(64, 0));
+        policy.published(true);
+        assert!(!policy.must_answer(65, 0));
+
+        let mut small = AnswerPolicy::new(true, 8);
+        assert!(!small.must_answer(1, 0));
+        small.published(false);
+        assert!(small.must_answer(2, 0));
+        assert!(AnswerPolicy::new(true, 4).must_answer(1, 0));
+        assert_eq!(AnswerPolicy::new(true, 100_000).every, 64);
+    }
+
+    #[test]
+    fn copies_up_to_a_failed_sequence_are_each_answered() {
+        let policy = AnswerPolicy::new(true, 256);
+        assert!(policy.must_answer(10, 12));
+        assert!(policy.must_answer(12, 12));
+        assert!(!policy.must_answer(13, 12));
     }
 }
