@@ -321,8 +321,9 @@ fn main() {
         let (mut cpu_d, mut cpu_e) = ([f64::NAN; 3], [f64::NAN; 3]);
         if on('d') {
 
-        let window = std::env::var("CHOIR_BENCH_WINDOW").unwrap_or_else(|_| "256".into());
-        let child = run_choir(dir.path(), &source, &target, "ordered", &format!("target_stream = \"COPY_O\"\ntarget_subject_prefix = \"o\"\nmode = \"ordered\"\nwindow = {window}"));
+        // The configured default window unless CHOIR_BENCH_WINDOW says otherwise.
+        let window = std::env::var("CHOIR_BENCH_WINDOW").map(|w| format!("\nwindow = {w}")).unwrap_or_default();
+        let child = run_choir(dir.path(), &source, &target, "ordered", &format!("target_stream = \"COPY_O\"\ntarget_subject_prefix = \"o\"\nmode = \"ordered\"{window}"));
         let cpu = CpuUse::start(&source, &target, child.id());
         d = rate_of_fill(&tjs, "COPY_O", n, Duration::from_secs(900)).await;
         cpu_d = cpu.per_message(n);

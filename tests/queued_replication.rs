@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::jetstream::{connect, count, create_stream, publish_many, wait_for_count};
-use common::replication::{assert_exactly_once, replicator_config, replicator_metric, settled};
+use common::replication::{
+    assert_exactly_once, indices, replicator_config, replicator_metric, settled,
+};
 use common::{ChoirNode, NatsServer};
 
 const N: usize = 50_000;
@@ -83,4 +85,45 @@ async fn switching_from_ordered_to_queued_resumes_from_what_the_target_holds() {
     ));
     let copied = settled(&dst, &queued, N as u64, Duration::from_secs(180)).await;
     assert_exactly_once(&copied, N, false);
+}
+
+/// Queued copies land in any order, so after a queued run is killed the target's last copy
+/// can sit above messages that were still in flight. An ordered worker taking over must
+/// first finish those (the source redelivers them), or they would never be copied; after
+/// that, copies land in source order again.
+#[tokio::test]
+async fn switching_from_queued_to_ordered_after_a_crash_copies_every_gap() {
+    let source = NatsServer::start();
+    let target = NatsServer::start();
+    preload(&source).await;
+    let dst = connect(&target.url()).await;
+    let mut queued = ChoirNode::start(&replicator_config(
+        &source,
+        &target,
+        "mode = \"queued\"\nworkers = 4\nack_wait = \"2s\"",
+    ));
+    assert!(
+        wait_for_count(&dst, "ORDERS", 5_000, Duration::from_secs(60)).await,
+        "queued copy did not start; log:\n{}",
+        queued.log()
+    );
+    queued.kill();
+    assert!(
+        count(&dst, "ORDERS").await < N as u64,
+        "copy finished before the switch"
+    );
+
+    let ordered = ChoirNode::start(&replicator_config(&source, &target, "mode = \"ordered\""));
+    let copied = settled(&dst, &ordered, N as u64, Duration::from_secs(180)).await;
+    assert_exactly_once(&copied, N, false);
+    let log = ordered.log();
+    assert!(
+        log.contains("A queued run left copies unacknowledged"),
+        "the crash left no gap to finish; log:\n{log}"
+    );
+    // Past what the queued run had taken, the copies are in source order.
+    let tail = &indices(&copied)[N - 20_000..];
+    for pair in tail.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "ordered copies out of order");
+    }
 }

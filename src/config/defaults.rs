@@ -113,7 +113,15 @@ pub const fn replicator_workers() -> NonZeroUsize {
 
 /// `[replicators.X].window`: target publishes in flight per worker.
 pub const fn replicator_window() -> NonZeroUsize {
-    match NonZeroUsize::new(256) {
+    match NonZeroUsize::new(1024) {
+        Some(n) => n,
+        None => NonZeroUsize::MIN,
+    }
+}
+
+/// `[replicators.X].window_bytes`: payload bytes in flight per worker (8 MiB).
+pub const fn replicator_window_bytes() -> NonZeroUsize {
+    match NonZeroUsize::new(8 << 20) {
         Some(n) => n,
         None => NonZeroUsize::MIN,
     }

@@ -46,6 +46,10 @@ pub struct ReplicatorConfig {
     /// Target publishes in flight per worker.
     #[serde(default = "defaults::replicator_window")]
     pub window: NonZeroUsize,
+    /// Payload bytes in flight per worker; together with `window` it bounds the memory a
+    /// worker holds (one message larger than this still goes, alone).
+    #[serde(default = "defaults::replicator_window_bytes")]
+    pub window_bytes: NonZeroUsize,
     /// Send the deterministic `Nats-Msg-Id` with every copy. Queued mode needs it (default
     /// and only value `true`); ordered mode defaults to `false`: `Nats-Expected-Last-Sequence`
     /// already makes every copy land exactly once, whatever the outage, and the target's
@@ -294,6 +298,7 @@ impl ReplicatorConfig {
                 },
             },
             window: self.window,
+            window_bytes: self.window_bytes,
             msg_id: self.msg_id.unwrap_or(match self.mode {
                 ModeConfig::Ordered => defaults::ORDERED_MSG_ID,
                 ModeConfig::Queued => true,

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::jetstream::consumer::AckPolicy;
 use async_nats::jetstream::{self, Context as JetStream, ContextBuilder};
 use futures::{FutureExt, StreamExt};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::acks::{AckInbox, AckOutcome};
 use super::envelope::{from_unix_nanos, target_headers};
@@ -169,8 +169,18 @@ impl Session<'_> {
         &mut self,
     ) -> Result<(jetstream::consumer::pull::Stream, AckPolicy, u64), SetupError> {
         let s = &self.w.settings;
+        if let Some(bound) = setup::queued_leftovers(self.source_js, s).await? {
+            info!(replicator = %s.name, through = bound, "A queued run left copies unacknowledged; finishing them before ordered copying starts.");
+            super::queued::drain(self.w, bound)
+                .await
+                .map_err(|message| SetupError::Handover {
+                    stream: s.source_stream.clone(),
+                    message,
+                })?;
+            info!(replicator = %s.name, through = bound, "Queued run finished; ordered copying starts.");
+        }
         let from_target = setup::target_resume_point(self.target_js, s).await?;
-        let floor = setup::consumer_ack_floor(self.source_js, s)
+        let floor = setup::consumer_floor(self.source_js, s)
             .await?
             .filter(|f| *f > 0);
         let local = Some(self.confirmed.load(Ordering::Acquire)).filter(|c| *c > 0);
@@ -183,6 +193,7 @@ impl Session<'_> {
         let messages = consumer
             .stream()
             .max_messages_per_batch(s.window.get())
+            .max_bytes_per_batch(self.w.pull_max_bytes())
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
@@ -217,6 +228,8 @@ impl Session<'_> {
         };
         let mut dispatched = self.confirmed.load(Ordering::Acquire);
         let mut pipeline: VecDeque<Entry> = VecDeque::with_capacity(window);
+        // Payload bytes held by the pipeline (bounded by `window_bytes`).
+        let mut held_bytes = 0usize;
         let mut next_token: u64 = 0;
         let mut source_acks = SourceAcks::new(ack_policy);
         let mut last_activity = Instant::now();
@@ -236,6 +249,7 @@ impl Session<'_> {
                 let Some(entry) = pipeline.pop_front() else {
                     break;
                 };
+                held_bytes = held_bytes.saturating_sub(entry.message.payload.len());
                 let Entry {
                     seq,
                     message,
@@ -327,7 +341,7 @@ impl Session<'_> {
                         AckOutcome::Failed(failure) => entry.state = State::Failed(failure),
                     }
                 }
-                next = next_message(&mut peeked, &mut messages), if pipeline.len() < window => {
+                next = next_message(&mut peeked, &mut messages), if pipeline.len() < window && held_bytes < s.window_bytes.get() => {
                     last_activity = Instant::now();
                     let message = match next {
                         None => break End::Resync,
@@ -390,6 +404,7 @@ impl Session<'_> {
                         }
                         Verdict::Sampled | Verdict::TooOld => State::Skipped,
                     };
+                    held_bytes = held_bytes.saturating_add(message.payload.len());
                     pipeline.push_back(Entry { token, seq, message, published, sent, state });
                 }
                 _ = tick.tick() => {

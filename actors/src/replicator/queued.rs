@@ -17,6 +17,7 @@ use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;
 use super::settings::ReplicatorSettings;
+use super::setup;
 use super::worker::WorkerContext;
 use crate::connection::backoff;
 
@@ -56,6 +57,8 @@ impl Entry {
 struct InFlight {
     entries: HashMap<u64, Entry>,
     next_token: u64,
+    /// Payload bytes of the entries (bounded by `window_bytes`).
+    bytes: usize,
 }
 
 impl InFlight {
@@ -63,11 +66,31 @@ impl InFlight {
         Self {
             entries: HashMap::with_capacity(window),
             next_token: 0,
+            bytes: 0,
         }
     }
 
     fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Room for one more copy: fewer than `window` entries and fewer than `window_bytes`
+    /// payload bytes (so one message larger than `window_bytes` still goes, alone).
+    fn has_room(&self, s: &ReplicatorSettings) -> bool {
+        self.len() < s.window.get() && self.bytes < s.window_bytes.get()
+    }
+
+    fn insert(&mut self, token: u64, entry: Entry) {
+        self.bytes = self.bytes.saturating_add(entry.message.payload.len());
+        if let Some(old) = self.entries.insert(token, entry) {
+            self.bytes = self.bytes.saturating_sub(old.message.payload.len());
+        }
+    }
+
+    fn remove(&mut self, token: u64) -> Option<Entry> {
+        let entry = self.entries.remove(&token)?;
+        self.bytes = self.bytes.saturating_sub(entry.message.payload.len());
+        Some(entry)
     }
 
     fn token(&mut self) -> u64 {
@@ -97,7 +120,7 @@ async fn send(
     entry.waiting = false;
     match result {
         Ok(()) => {
-            inflight.entries.insert(token, entry);
+            inflight.insert(token, entry);
             None
         }
         Err(e) => Some((entry, classify_send(&e))),
@@ -157,13 +180,31 @@ async fn settle_failure(
     entry.sent = Instant::now() + delay;
     entry.waiting = true;
     let token = inflight.token();
-    inflight.entries.insert(token, entry);
+    inflight.insert(token, entry);
+}
+
+/// Where a queued copy loop stops.
+#[derive(Clone, Copy, Debug)]
+enum Until {
+    /// Never: a pool worker.
+    Forever,
+    /// When the consumer's ack floor reaches this stream sequence; later messages are left
+    /// unacknowledged (the handover to an ordered worker).
+    Floor(u64),
+}
+
+/// Why a queued session ended.
+enum SessionEnd {
+    /// `Until::Floor` reached.
+    Done,
+    /// The consumer or the ack inbox could not be opened.
+    Setup(String),
+    /// The session was interrupted after it started.
+    Interrupted(String),
 }
 
 /// Runs worker `index` of a queued pool forever.
 pub async fn run(w: Arc<WorkerContext>, index: usize) {
-    let s = w.settings.clone();
-    let window = s.window.get();
     let source_js = jetstream::new(w.source.clone());
     let mut streak: u32 = 0;
     let mut troubled = false;
@@ -176,6 +217,46 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
             ))
             .await;
         }
+        match session(&w, index, &source_js, Until::Forever, &mut troubled).await {
+            SessionEnd::Done => streak = 0,
+            SessionEnd::Setup(reason) => {
+                if streak == 0 {
+                    warn!(replicator = %w.settings.name, worker = index, %reason, "Cannot consume the source yet; retrying.");
+                }
+                streak = streak.saturating_add(1);
+            }
+            SessionEnd::Interrupted(reason) => {
+                debug!(replicator = %w.settings.name, worker = index, %reason, "Queued worker re-subscribes.");
+                streak = 1;
+            }
+        }
+    }
+}
+
+/// Finishes what a queued pool left unacknowledged on the durable consumer, up to stream
+/// sequence `bound`, the way the pool would have (the source redelivers those messages after
+/// `ack_wait`; the target's duplicate window drops any copy that landed before), and leaves
+/// later messages alone. Returns once every message up to `bound` is acknowledged.
+pub async fn drain(w: &WorkerContext, bound: u64) -> Result<(), String> {
+    let source_js = jetstream::new(w.source.clone());
+    let mut troubled = false;
+    match session(w, 0, &source_js, Until::Floor(bound), &mut troubled).await {
+        SessionEnd::Done => Ok(()),
+        SessionEnd::Setup(reason) | SessionEnd::Interrupted(reason) => Err(reason),
+    }
+}
+
+/// One subscription of a queued worker to the shared consumer, until `until` or trouble.
+async fn session(
+    w: &WorkerContext,
+    index: usize,
+    source_js: &jetstream::Context,
+    until: Until,
+    troubled: &mut bool,
+) -> SessionEnd {
+    let s = &w.settings;
+    let window = s.window.get();
+    {
         let messages = async {
             let stream = source_js
                 .get_stream(&s.source_stream)
@@ -188,6 +269,7 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
             consumer
                 .stream()
                 .max_messages_per_batch(window)
+                .max_bytes_per_batch(w.pull_max_bytes())
                 .heartbeat(Duration::from_secs(5))
                 .expires(Duration::from_secs(30))
                 .messages()
@@ -196,47 +278,35 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
         };
         let mut messages = match messages.await {
             Ok(m) => m,
-            Err(reason) => {
-                if streak == 0 {
-                    warn!(replicator = %s.name, worker = index, %reason, "Cannot consume the source yet; retrying.");
-                }
-                streak = streak.saturating_add(1);
-                continue;
-            }
+            Err(reason) => return SessionEnd::Setup(reason),
         };
         let mut inbox = match AckInbox::open(&w.target).await {
             Ok(inbox) => inbox,
-            Err(e) => {
-                if streak == 0 {
-                    warn!(replicator = %s.name, worker = index, error = %e, "Cannot listen for target acks yet; retrying.");
-                }
-                streak = streak.saturating_add(1);
-                continue;
-            }
+            Err(e) => return SessionEnd::Setup(format!("cannot listen for target acks: {e}")),
         };
         let mut inflight = InFlight::new(window);
         let mut tick = actix_rt::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let reason = loop {
+        let end = loop {
             tokio::select! {
                 biased;
                 ack = inbox.next() => {
                     let Some((token, outcome)) = ack else {
-                        break "the target ack inbox closed".to_owned();
+                        break SessionEnd::Interrupted("the target ack inbox closed".to_owned());
                     };
                     w.stats.target_acks.inc();
                     // Only an attempt still waiting for its ack is settled by it.
                     if inflight.entries.get(&token).is_none_or(|e| e.waiting) {
                         continue;
                     }
-                    let Some(entry) = inflight.entries.remove(&token) else {
+                    let Some(entry) = inflight.remove(token) else {
                         continue;
                     };
                     match outcome {
                         AckOutcome::Stored { .. } => {
                             w.copied(entry.message.payload.len(), entry.sent, entry.published);
-                            if troubled {
-                                troubled = false;
+                            if *troubled {
+                                *troubled = false;
                                 info!(replicator = %s.name, worker = index, "Target publishes succeed again.");
                             }
                             if let Err(e) = entry.message.ack().await {
@@ -244,27 +314,33 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
                             }
                         }
                         AckOutcome::Failed(failure) => {
-                            settle_failure(&w, index, &mut inflight, &mut troubled, entry, failure).await;
+                            settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                         }
                     }
                 }
-                next = messages.next(), if inflight.len() < window => {
+                next = messages.next(), if inflight.has_room(&s) => {
                     let message = match next {
-                        None => break "source consumer stream ended".to_owned(),
-                        Some(Err(e)) => break format!("source consumer: {e}"),
+                        None => break SessionEnd::Interrupted("source consumer stream ended".to_owned()),
+                        Some(Err(e)) => break SessionEnd::Interrupted(format!("source consumer: {e}")),
                         Some(Ok(m)) => m,
                     };
                     let (seq, published) = match message.info() {
                         Ok(info) => (info.stream_sequence, from_unix_nanos(info.published.unix_timestamp_nanos())),
-                        Err(e) => break format!("source message without JetStream info: {e}"),
+                        Err(e) => break SessionEnd::Interrupted(format!("source message without JetStream info: {e}")),
                     };
+                    if let Until::Floor(bound) = until {
+                        if seq > bound {
+                            // Not ours: the ordered worker copies it later.
+                            continue;
+                        }
+                    }
                     w.stats.received.inc();
                     let raw = &message.message;
                     match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
                         Verdict::Copy => {
                             let entry = Entry { seq, message, published, sent: Instant::now(), attempt: 0, waiting: false };
                             if let Some((entry, failure)) = send(&w, &inbox, &mut inflight, entry).await {
-                                settle_failure(&w, index, &mut inflight, &mut troubled, entry, failure).await;
+                                settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                             }
                         }
                         Verdict::Sampled | Verdict::TooOld => {
@@ -273,6 +349,15 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
                     }
                 }
                 _ = tick.tick() => {
+                    if let Until::Floor(bound) = until {
+                        if inflight.len() == 0 {
+                            match setup::ack_floor_reached(source_js, s, bound).await {
+                                Ok(true) => break SessionEnd::Done,
+                                Ok(false) => {}
+                                Err(e) => break SessionEnd::Interrupted(e.to_string()),
+                            }
+                        }
+                    }
                     // Send retries whose backoff passed, and again what the target did not
                     // answer in time.
                     let now = Instant::now();
@@ -283,23 +368,22 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
                         .map(|(token, _)| *token)
                         .collect();
                     for token in due {
-                        let Some(entry) = inflight.entries.remove(&token) else {
+                        let Some(entry) = inflight.remove(token) else {
                             continue;
                         };
                         if !entry.waiting {
                             w.stats.failed_transient.inc();
                         }
                         if let Some((entry, failure)) = send(&w, &inbox, &mut inflight, entry).await {
-                            settle_failure(&w, index, &mut inflight, &mut troubled, entry, failure).await;
+                            settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                         }
                     }
                 }
             }
         };
-        debug!(replicator = %s.name, worker = index, %reason, "Queued worker re-subscribes.");
         // Unfinished copies are dropped with their source messages unacked: the source
         // redelivers them after ack_wait and the target drops any duplicate.
         drop(inflight);
-        streak = 1;
+        end
     }
 }

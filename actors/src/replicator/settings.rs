@@ -75,6 +75,9 @@ pub struct ReplicatorSettings {
     pub mode: Mode,
     /// Target publishes in flight per worker.
     pub window: NonZeroUsize,
+    /// Payload bytes in flight per worker (a window never waits for a message it cannot
+    /// hold: one message larger than this still goes, alone).
+    pub window_bytes: NonZeroUsize,
     /// Send the deterministic `Nats-Msg-Id` (always in queued mode; optional in ordered mode,
     /// where `Nats-Expected-Last-Sequence` already makes every copy land exactly once).
     pub msg_id: bool,
@@ -110,7 +113,8 @@ impl ReplicatorSettings {
             filter_subject: None,
             subject_map: SubjectMap::default(),
             mode: Mode::Ordered,
-            window: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
+            window: NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN),
+            window_bytes: NonZeroUsize::new(8 << 20).unwrap_or(NonZeroUsize::MIN),
             msg_id: false,
             start: StartPosition::All,
             max_age: None,

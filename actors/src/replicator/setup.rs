@@ -40,7 +40,21 @@ pub enum SetupError {
         /// What went wrong.
         message: String,
     },
+    /// Finishing a queued run's unacknowledged copies before ordered copying failed.
+    #[error("handover from queued to ordered on {stream}: {message}")]
+    Handover {
+        /// The source stream.
+        stream: String,
+        /// What went wrong.
+        message: String,
+    },
 }
+
+/// Ends the description of a queued pool's consumer (an ordered worker's ends in
+/// [`ORDERED_TAG`]): a work-queue stream's consumer takes explicit acks in both modes.
+const QUEUED_TAG: &str = "(queued)";
+/// Ends the description of an ordered worker's consumer.
+const ORDERED_TAG: &str = "(ordered)";
 
 /// The source stream, or a `Source` error naming it.
 async fn source_stream(
@@ -225,10 +239,11 @@ fn pull_config(
     ack_policy: AckPolicy,
     deliver: DeliverPolicy,
     max_ack_pending: i64,
+    tag: &str,
 ) -> PullConfig {
     PullConfig {
         durable_name: Some(settings.durable_name()),
-        description: Some(format!("choir replicator {}", settings.name)),
+        description: Some(format!("choir replicator {} {tag}", settings.name)),
         ack_policy,
         deliver_policy: deliver,
         ack_wait: settings.ack_wait,
@@ -239,19 +254,74 @@ fn pull_config(
     }
 }
 
-/// The source consumer's acknowledged floor (stream sequence), if the consumer exists and
-/// takes acks (an AckNone consumer's floor is only what it delivered).
-pub async fn consumer_ack_floor(
+/// What the source consumer proves the target holds (a stream sequence), if it exists:
+/// - a consumer taking acks: its ack floor (acked only after the target stored the copy);
+/// - an ordered worker's AckNone consumer: the sequence before the one it was created to
+///   start at (it is only ever created just after a proven resume point, or at the
+///   configured `start`). What it delivered since proves nothing.
+pub async fn consumer_floor(
     source: &Context,
     settings: &ReplicatorSettings,
 ) -> Result<Option<u64>, SetupError> {
     let stream = source_stream(source, settings).await?;
-    match stream.consumer_info(settings.durable_name()).await {
-        Ok(info) if info.config.ack_policy != AckPolicy::None => {
-            Ok(Some(info.ack_floor.stream_sequence))
+    let Ok(info) = stream.consumer_info(settings.durable_name()).await else {
+        return Ok(None);
+    };
+    Ok(proven_floor(&info))
+}
+
+/// See [`consumer_floor`].
+fn proven_floor(info: &async_nats::jetstream::consumer::Info) -> Option<u64> {
+    match (info.config.ack_policy, info.config.deliver_policy) {
+        (AckPolicy::None, DeliverPolicy::ByStartSequence { start_sequence }) => {
+            Some(start_sequence.saturating_sub(1))
         }
-        _ => Ok(None),
+        (AckPolicy::None, _) => None,
+        _ => Some(info.ack_floor.stream_sequence),
     }
+}
+
+/// When the durable consumer was left by a queued pool with copies unacknowledged (a crash,
+/// or a stop, with copies in flight), the last stream sequence it delivered: queued copies
+/// land in any order, so the target's last copy may sit above gaps, and an ordered worker
+/// must first finish everything up to here ([`queued::drain`](super::queued::drain)).
+pub async fn queued_leftovers(
+    source: &Context,
+    settings: &ReplicatorSettings,
+) -> Result<Option<u64>, SetupError> {
+    let mut stream = source_stream(source, settings).await?;
+    let Ok(info) = stream.consumer_info(settings.durable_name()).await else {
+        return Ok(None);
+    };
+    if info.config.ack_policy != AckPolicy::Explicit {
+        return Ok(None);
+    }
+    let description = info.config.description.as_deref().unwrap_or_default();
+    let queued = if description.ends_with(QUEUED_TAG) {
+        true
+    } else if description.ends_with(ORDERED_TAG) {
+        false
+    } else {
+        // Untagged (an older choir): only a queued pool makes explicit-ack consumers on a
+        // stream that is not a work queue.
+        retention(&mut stream, settings).await? != RetentionPolicy::WorkQueue
+    };
+    let delivered = info.delivered.stream_sequence;
+    Ok((queued && info.ack_floor.stream_sequence < delivered).then_some(delivered))
+}
+
+/// Whether the durable consumer's ack floor reached `bound` (every message up to it acked).
+pub async fn ack_floor_reached(
+    source: &Context,
+    settings: &ReplicatorSettings,
+    bound: u64,
+) -> Result<bool, SetupError> {
+    let stream = source_stream(source, settings).await?;
+    let info = stream
+        .consumer_info(settings.durable_name())
+        .await
+        .map_err(|e| consumer_err(settings, e))?;
+    Ok(info.ack_floor.stream_sequence >= bound)
 }
 
 /// The ordered worker's durable consumer and how it is acked.
@@ -300,6 +370,7 @@ pub async fn ordered_consumer(
         ack_policy,
         deliver,
         window.saturating_mul(4).saturating_add(1024),
+        ORDERED_TAG,
     );
     let consumer = stream
         .create_consumer(config)
@@ -340,8 +411,10 @@ pub async fn queued_consumer(
                 .map_err(|e| consumer_err(settings, e));
         }
         let copied = match info.config.ack_policy {
-            AckPolicy::None => target_resume_point(target, settings).await?,
-            _ => Some(info.ack_floor.stream_sequence),
+            AckPolicy::None => target_resume_point(target, settings)
+                .await?
+                .max(proven_floor(&info)),
+            _ => proven_floor(&info),
         };
         if let (Some(copied), false) = (copied, work_queue) {
             deliver = DeliverPolicy::ByStartSequence {
@@ -360,6 +433,7 @@ pub async fn queued_consumer(
         AckPolicy::Explicit,
         deliver,
         i64::try_from(pending).unwrap_or(i64::MAX),
+        QUEUED_TAG,
     );
     stream
         .create_consumer(config)

@@ -74,6 +74,17 @@ impl WorkerContext {
         }
     }
 
+    /// Most bytes one pull from the source may deliver: `window_bytes`, but never less than
+    /// twice the source server's largest message, so no single message can exceed a pull
+    /// (the server would refuse it, and the same pull would be refused again).
+    pub fn pull_max_bytes(&self) -> usize {
+        let largest = self.source.server_info().max_payload;
+        self.settings
+            .window_bytes
+            .get()
+            .max(largest.saturating_mul(2))
+    }
+
     /// Records a copy acked by the target.
     pub fn copied(&self, bytes: usize, sent: Instant, published: SystemTime) {
         self.stats.copied.inc();
