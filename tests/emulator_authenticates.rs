@@ -1,6 +1,7 @@
 //! Emulated daemons on their own NATS connections log in to a server that requires a user and
 //! password (or a token), answer discovery there, and keep retrying (counted) when the
-//! credentials are wrong.
+//! credentials are wrong. Daemons that need TLS or an nkey use an async-nats connection each;
+//! they answer discovery too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,9 +9,11 @@
 mod client;
 mod common;
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use choir::actors::connection::Auth;
+use choir::actors::connection::{Auth, TlsSettings};
 use choir::actors::emulator::{EmulatorMetrics, Fleet, FleetSpec};
 use choir::actors::protocol::{subject, Filter};
 use client::TestClient;
@@ -92,5 +95,151 @@ async fn wrong_credentials_are_retried_and_counted() {
         metrics.connect_failures.get()
     );
     assert_eq!(fleet.progress().started, 0);
+    fleet.stop();
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (openssl, EC P-256), in `dir`:
+/// returns (ca.pem, server.pem, server.key).
+fn tls_files(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=choir test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    run(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    run(&csr);
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[actix_rt::test]
+async fn daemons_connect_over_tls_and_verify_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path());
+    let server = NatsServer::start_with(
+        free_port(),
+        &[
+            "--tls",
+            "--tlscert",
+            cert.to_str().unwrap(),
+            "--tlskey",
+            key.to_str().unwrap(),
+        ],
+    );
+    let mut spec = FleetSpec::new("tls", N, vec![server.url()]);
+    spec.network.tls = Some(TlsSettings {
+        ca: Some(ca.clone()),
+        ..TlsSettings::default()
+    });
+    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
+    assert!(
+        fleet.wait_started(Duration::from_secs(30), |_| {}).await,
+        "daemons did not start: {:?}",
+        fleet.progress()
+    );
+    let options = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(ca);
+    assert_eq!(discovered(options, &server.url()).await, N);
+    fleet.stop();
+}
+
+#[actix_rt::test]
+async fn daemons_without_the_ca_do_not_trust_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = tls_files(dir.path());
+    let server = NatsServer::start_with(
+        free_port(),
+        &[
+            "--tls",
+            "--tlscert",
+            cert.to_str().unwrap(),
+            "--tlskey",
+            key.to_str().unwrap(),
+        ],
+    );
+    let mut spec = FleetSpec::new("untrusted", 3, vec![server.url()]);
+    spec.network.tls = Some(TlsSettings::default());
+    let metrics = EmulatorMetrics::unregistered();
+    let fleet = Fleet::start(spec, metrics.clone()).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let failures = metrics.connect_failures.get();
+            async move { failures >= 3 }
+        })
+        .await,
+        "connect failures not counted: {}",
+        metrics.connect_failures.get()
+    );
+    assert_eq!(fleet.progress().started, 0);
+    fleet.stop();
+}
+
+#[actix_rt::test]
+async fn daemons_log_in_with_an_nkey() {
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nkey.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let server = NatsServer::start_with(free_port(), &["-c", conf.to_str().unwrap()]);
+    let mut spec = FleetSpec::new("nkey", N, vec![server.url()]);
+    spec.network.auth = Auth::NkeySeed(seed.clone());
+    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
+    assert!(
+        fleet.wait_started(Duration::from_secs(30), |_| {}).await,
+        "daemons did not start: {:?}",
+        fleet.progress()
+    );
+    let options = async_nats::ConnectOptions::with_nkey(seed);
+    assert_eq!(discovered(options, &server.url()).await, N);
     fleet.stop();
 }
