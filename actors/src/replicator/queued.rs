@@ -318,7 +318,7 @@ async fn session(
                         }
                     }
                 }
-                next = messages.next(), if inflight.has_room(&s) => {
+                next = messages.next(), if inflight.has_room(s) => {
                     let message = match next {
                         None => break SessionEnd::Interrupted("source consumer stream ended".to_owned()),
                         Some(Err(e)) => break SessionEnd::Interrupted(format!("source consumer: {e}")),
@@ -339,7 +339,7 @@ async fn session(
                     match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
                         Verdict::Copy => {
                             let entry = Entry { seq, message, published, sent: Instant::now(), attempt: 0, waiting: false };
-                            if let Some((entry, failure)) = send(&w, &inbox, &mut inflight, entry).await {
+                            if let Some((entry, failure)) = send(w, &inbox, &mut inflight, entry).await {
                                 settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                             }
                         }
@@ -374,7 +374,7 @@ async fn session(
                         if !entry.waiting {
                             w.stats.failed_transient.inc();
                         }
-                        if let Some((entry, failure)) = send(&w, &inbox, &mut inflight, entry).await {
+                        if let Some((entry, failure)) = send(w, &inbox, &mut inflight, entry).await {
                             settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                         }
                     }
