@@ -40,6 +40,41 @@ async fn discovered(options: async_nats::ConnectOptions, url: &str) -> usize {
         .len()
 }
 
+/// Starts `spec` on `server`, waits until every daemon is up, and asserts that all of them
+/// answer a discovery ping from a client connected with `options`.
+async fn assert_all_answer(
+    spec: FleetSpec,
+    server: &NatsServer,
+    options: async_nats::ConnectOptions,
+) {
+    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
+    assert!(
+        fleet.wait_started(Duration::from_secs(30), |_| {}).await,
+        "daemons did not start: {:?}",
+        fleet.progress()
+    );
+    assert_eq!(discovered(options, &server.url()).await, N);
+    fleet.stop();
+}
+
+/// Starts `spec` and asserts that its daemons are refused: at least `failures` connect
+/// failures are counted (they keep retrying) and none starts.
+async fn assert_refused(spec: FleetSpec, failures: u64) {
+    let metrics = EmulatorMetrics::unregistered();
+    let fleet = Fleet::start(spec, metrics.clone()).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let counted = metrics.connect_failures.get();
+            async move { counted >= failures }
+        })
+        .await,
+        "connect failures not counted: {}",
+        metrics.connect_failures.get()
+    );
+    assert_eq!(fleet.progress().started, 0);
+    fleet.stop();
+}
+
 #[actix_rt::test]
 async fn daemons_log_in_with_user_and_password() {
     let server = NatsServer::start_with(free_port(), &["--user", "emu", "--pass", "s3cret"]);
@@ -48,15 +83,8 @@ async fn daemons_log_in_with_user_and_password() {
         user: "emu".into(),
         password: "s3cret".into(),
     };
-    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
-    assert!(
-        fleet.wait_started(Duration::from_secs(30), |_| {}).await,
-        "daemons did not start: {:?}",
-        fleet.progress()
-    );
     let options = async_nats::ConnectOptions::with_user_and_password("emu".into(), "s3cret".into());
-    assert_eq!(discovered(options, &server.url()).await, N);
-    fleet.stop();
+    assert_all_answer(spec, &server, options).await;
 }
 
 #[actix_rt::test]
@@ -64,15 +92,8 @@ async fn daemons_log_in_with_a_token() {
     let server = NatsServer::start_with(free_port(), &["--auth", "t0ken"]);
     let mut spec = FleetSpec::new("token", N, vec![server.url()]);
     spec.network.auth = Auth::Token("t0ken".into());
-    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
-    assert!(
-        fleet.wait_started(Duration::from_secs(30), |_| {}).await,
-        "daemons did not start: {:?}",
-        fleet.progress()
-    );
     let options = async_nats::ConnectOptions::with_token("t0ken".into());
-    assert_eq!(discovered(options, &server.url()).await, N);
-    fleet.stop();
+    assert_all_answer(spec, &server, options).await;
 }
 
 #[actix_rt::test]
@@ -83,19 +104,7 @@ async fn wrong_credentials_are_retried_and_counted() {
         user: "emu".into(),
         password: "nope".into(),
     };
-    let metrics = EmulatorMetrics::unregistered();
-    let fleet = Fleet::start(spec, metrics.clone()).unwrap();
-    assert!(
-        eventually(Duration::from_secs(20), || {
-            let failures = metrics.connect_failures.get();
-            async move { failures >= 6 }
-        })
-        .await,
-        "connect failures not counted: {}",
-        metrics.connect_failures.get()
-    );
-    assert_eq!(fleet.progress().started, 0);
-    fleet.stop();
+    assert_refused(spec, 6).await;
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it (openssl, EC P-256), in `dir`:
@@ -153,67 +162,38 @@ fn tls_files(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// A nats-server that requires TLS, with its certificate files in `dir`; returns it and the
+/// CA that signed its certificate.
+fn tls_server(dir: &std::path::Path) -> (NatsServer, PathBuf) {
+    let (ca, cert, key) = tls_files(dir);
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server =
+        NatsServer::start_with(free_port(), &["--tls", "--tlscert", cert, "--tlskey", key]);
+    (server, ca)
+}
+
 #[actix_rt::test]
 async fn daemons_connect_over_tls_and_verify_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = tls_files(dir.path());
-    let server = NatsServer::start_with(
-        free_port(),
-        &[
-            "--tls",
-            "--tlscert",
-            cert.to_str().unwrap(),
-            "--tlskey",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (server, ca) = tls_server(dir.path());
     let mut spec = FleetSpec::new("tls", N, vec![server.url()]);
     spec.network.tls = Some(TlsSettings {
         ca: Some(ca.clone()),
         ..TlsSettings::default()
     });
-    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
-    assert!(
-        fleet.wait_started(Duration::from_secs(30), |_| {}).await,
-        "daemons did not start: {:?}",
-        fleet.progress()
-    );
     let options = async_nats::ConnectOptions::new()
         .require_tls(true)
         .add_root_certificates(ca);
-    assert_eq!(discovered(options, &server.url()).await, N);
-    fleet.stop();
+    assert_all_answer(spec, &server, options).await;
 }
 
 #[actix_rt::test]
 async fn daemons_without_the_ca_do_not_trust_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, cert, key) = tls_files(dir.path());
-    let server = NatsServer::start_with(
-        free_port(),
-        &[
-            "--tls",
-            "--tlscert",
-            cert.to_str().unwrap(),
-            "--tlskey",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (server, _) = tls_server(dir.path());
     let mut spec = FleetSpec::new("untrusted", 3, vec![server.url()]);
     spec.network.tls = Some(TlsSettings::default());
-    let metrics = EmulatorMetrics::unregistered();
-    let fleet = Fleet::start(spec, metrics.clone()).unwrap();
-    assert!(
-        eventually(Duration::from_secs(20), || {
-            let failures = metrics.connect_failures.get();
-            async move { failures >= 3 }
-        })
-        .await,
-        "connect failures not counted: {}",
-        metrics.connect_failures.get()
-    );
-    assert_eq!(fleet.progress().started, 0);
-    fleet.stop();
+    assert_refused(spec, 3).await;
 }
 
 #[actix_rt::test]
@@ -233,13 +213,5 @@ async fn daemons_log_in_with_an_nkey() {
     let server = NatsServer::start_with(free_port(), &["-c", conf.to_str().unwrap()]);
     let mut spec = FleetSpec::new("nkey", N, vec![server.url()]);
     spec.network.auth = Auth::NkeySeed(seed.clone());
-    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
-    assert!(
-        fleet.wait_started(Duration::from_secs(30), |_| {}).await,
-        "daemons did not start: {:?}",
-        fleet.progress()
-    );
-    let options = async_nats::ConnectOptions::with_nkey(seed);
-    assert_eq!(discovered(options, &server.url()).await, N);
-    fleet.stop();
+    assert_all_answer(spec, &server, async_nats::ConnectOptions::with_nkey(seed)).await;
 }

@@ -27,6 +27,27 @@ async fn preload(source: &NatsServer) {
     .await;
 }
 
+/// Runs a replicator configured with `extra` until the target holds 5 000 messages, then
+/// kills it with SIGKILL, mid-copy.
+async fn copy_some_then_kill(
+    source: &NatsServer,
+    target: &NatsServer,
+    dst: &async_nats::Client,
+    extra: &str,
+) {
+    let mut node = ChoirNode::start(&replicator_config(source, target, extra));
+    assert!(
+        wait_for_count(dst, "ORDERS", 5_000, Duration::from_secs(60)).await,
+        "copy did not start; log:\n{}",
+        node.log()
+    );
+    node.kill();
+    assert!(
+        count(dst, "ORDERS").await < N as u64,
+        "copy finished before the switch"
+    );
+}
+
 #[tokio::test]
 async fn queued_replication_with_four_workers_copies_each_message_exactly_once() {
     let source = NatsServer::start();
@@ -62,21 +83,7 @@ async fn switching_from_ordered_to_queued_resumes_from_what_the_target_holds() {
     let target = NatsServer::start();
     preload(&source).await;
     let dst = connect(&target.url()).await;
-    let mut ordered = ChoirNode::start(&replicator_config(
-        &source,
-        &target,
-        "mode = \"ordered\"\nwindow = 512",
-    ));
-    assert!(
-        wait_for_count(&dst, "ORDERS", 5_000, Duration::from_secs(60)).await,
-        "ordered copy did not start; log:\n{}",
-        ordered.log()
-    );
-    ordered.kill();
-    assert!(
-        count(&dst, "ORDERS").await < N as u64,
-        "copy finished before the switch"
-    );
+    copy_some_then_kill(&source, &target, &dst, "mode = \"ordered\"\nwindow = 512").await;
 
     let queued = ChoirNode::start(&replicator_config(
         &source,
@@ -97,21 +104,13 @@ async fn switching_from_queued_to_ordered_after_a_crash_copies_every_gap() {
     let target = NatsServer::start();
     preload(&source).await;
     let dst = connect(&target.url()).await;
-    let mut queued = ChoirNode::start(&replicator_config(
+    copy_some_then_kill(
         &source,
         &target,
+        &dst,
         "mode = \"queued\"\nworkers = 4\nack_wait = \"2s\"",
-    ));
-    assert!(
-        wait_for_count(&dst, "ORDERS", 5_000, Duration::from_secs(60)).await,
-        "queued copy did not start; log:\n{}",
-        queued.log()
-    );
-    queued.kill();
-    assert!(
-        count(&dst, "ORDERS").await < N as u64,
-        "copy finished before the switch"
-    );
+    )
+    .await;
 
     let ordered = ChoirNode::start(&replicator_config(&source, &target, "mode = \"ordered\""));
     let copied = settled(&dst, &ordered, N as u64, Duration::from_secs(180)).await;
