@@ -23,7 +23,8 @@
 //! The same chain makes most target acks unnecessary: a copy that was stored proves that every
 //! copy before it in the session was stored, in order. So when every message is copied (no
 //! sampling, no `max_age`), a copy asks the target for an ack only every `window / 4` copies
-//! (at most 64), when no further message is ready right away (the tail must settle), and for
+//! (at most 64), when no further message is ready right away (the tail must settle), when it
+//! fills the window (by count or by `window_bytes`: nothing more goes until one settles), and for
 //! every copy up to a sequence that failed in the previous session (so the copy that really
 //! failed is the one that reports it). An unanswered publish costs the target server and
 //! choir about half of an answered one.
@@ -385,7 +386,9 @@ impl Session<'_> {
                             let headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(expected_last), s.msg_id);
                             let subject = s.subject_map.map(raw.subject.as_str());
                             expected_last += 1;
-                            let answered = answers.must_answer(seq, *self.careful_through)
+                            let fills_window = pipeline.len() + 1 >= window
+                                || held_bytes.saturating_add(raw.payload.len()) >= s.window_bytes.get();
+                            let answered = answers.must_answer(seq, *self.careful_through, fills_window)
                                 || {
                                     // Unanswered only if another message is ready right now.
                                     peeked = messages.next().now_or_never();
@@ -506,10 +509,11 @@ impl AnswerPolicy {
         }
     }
 
-    /// Whether the copy of source sequence `seq` must ask for an ack whatever follows it.
-    /// When false, it asks only if no further message is ready right away.
-    fn must_answer(&self, seq: u64, careful_through: u64) -> bool {
-        !self.sparse || seq <= careful_through || self.unanswered + 1 >= self.every
+    /// Whether the copy of source sequence `seq` must ask for an ack whatever follows it;
+    /// `fills_window` when no further copy fits in the window (by count or by bytes) until
+    /// one settles. When false, it asks only if no further message is ready right away.
+    fn must_answer(&self, seq: u64, careful_through: u64, fills_window: bool) -> bool {
+        !self.sparse || fills_window || seq <= careful_through || self.unanswered + 1 >= self.every
     }
 
     /// Records whether the copy just published asked for an ack.
@@ -593,33 +597,43 @@ mod tests {
     #[test]
     fn with_sampling_or_max_age_every_copy_is_answered() {
         let policy = AnswerPolicy::new(false, 256);
-        assert!(policy.must_answer(1, 0));
+        assert!(policy.must_answer(1, 0, false));
     }
 
     #[test]
     fn at_most_a_quarter_window_capped_at_64_goes_unanswered_in_a_row() {
         let mut policy = AnswerPolicy::new(true, 256);
         for seq in 1..64 {
-            assert!(!policy.must_answer(seq, 0), "copy {seq}");
+            assert!(!policy.must_answer(seq, 0, false), "copy {seq}");
             policy.published(false);
         }
-        assert!(policy.must_answer(64, 0));
+        assert!(policy.must_answer(64, 0, false));
         policy.published(true);
-        assert!(!policy.must_answer(65, 0));
+        assert!(!policy.must_answer(65, 0, false));
 
         let mut small = AnswerPolicy::new(true, 8);
-        assert!(!small.must_answer(1, 0));
+        assert!(!small.must_answer(1, 0, false));
         small.published(false);
-        assert!(small.must_answer(2, 0));
-        assert!(AnswerPolicy::new(true, 4).must_answer(1, 0));
+        assert!(small.must_answer(2, 0, false));
+        assert!(AnswerPolicy::new(true, 4).must_answer(1, 0, false));
         assert_eq!(AnswerPolicy::new(true, 100_000).every, 64);
+    }
+
+    #[test]
+    fn a_copy_that_fills_the_window_is_answered() {
+        // Nothing more is published until a copy in the window settles, so one must answer:
+        // the window may be full by count, or by bytes long before a quarter of it.
+        let mut policy = AnswerPolicy::new(true, 1024);
+        assert!(policy.must_answer(1, 0, true));
+        policy.published(true);
+        assert!(!policy.must_answer(2, 0, false));
     }
 
     #[test]
     fn copies_up_to_a_failed_sequence_are_each_answered() {
         let policy = AnswerPolicy::new(true, 256);
-        assert!(policy.must_answer(10, 12));
-        assert!(policy.must_answer(12, 12));
-        assert!(!policy.must_answer(13, 12));
+        assert!(policy.must_answer(10, 12, false));
+        assert!(policy.must_answer(12, 12, false));
+        assert!(!policy.must_answer(13, 12, false));
     }
 }
