@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use actix::prelude::*;
+use choir_actors::connection::NetworkHealth;
 use choir_actors::federation::{FederationBrokerActor, FederationMetrics};
 use choir_actors::metrics::Metrics;
 use choir_actors::supervision::{Watch, WatchdogActor, WatchedActor};
@@ -20,6 +21,7 @@ pub fn start(
     urls: &BTreeMap<String, Vec<String>>,
     metrics: &Metrics,
     watchdog: &Addr<WatchdogActor>,
+    health: &NetworkHealth,
 ) -> Vec<Arbiter> {
     if config.federation.is_empty() {
         return Vec::new();
@@ -55,8 +57,12 @@ pub fn start(
         let settings = broker.settings(cluster, &config.node.name);
         let node = &config.node.name;
         let url_of = |name: &str| urls.get(name).cloned().unwrap_or_default();
-        let federation = federation.settings(node, &broker.federation, url_of(&broker.federation));
-        let collective = collective.settings(node, &broker.collective, url_of(&broker.collective));
+        let federation = federation
+            .settings(node, &broker.federation, url_of(&broker.federation))
+            .reporting_to(health);
+        let collective = collective
+            .settings(node, &broker.collective, url_of(&broker.collective))
+            .reporting_to(health);
         let families = families.clone();
         let (watched, _slot) = WatchedActor::start(format!("federation/{cluster}"), move || {
             let (settings, federation, collective, families) = (

@@ -59,7 +59,17 @@ async fn healthz(state: web::Data<MonitorState>) -> HttpResponse {
         .into_iter()
         .map(|(name, up)| (name, json!(if up { "connected" } else { "disconnected" })))
         .collect();
-    let body = json!({ "healthy": state.health.all_connected(), "networks": networks });
+    let connections: serde_json::Map<String, serde_json::Value> = state
+        .health
+        .dedicated_snapshot()
+        .into_iter()
+        .map(|(key, up)| (key, json!(if up { "connected" } else { "disconnected" })))
+        .collect();
+    let body = json!({
+        "healthy": state.health.all_connected(),
+        "networks": networks,
+        "connections": connections,
+    });
     if state.health.all_connected() {
         HttpResponse::Ok().json(body)
     } else {

@@ -138,8 +138,11 @@ impl Node {
         arbiters.extend(crate::adapters::start(
             config, &networks, &metrics, &watchdog,
         ));
-        let replicators = crate::replication::start(config, &networks, &urls, &metrics, &watchdog);
-        arbiters.extend(crate::federation::start(config, &urls, &metrics, &watchdog));
+        let replicators =
+            crate::replication::start(config, &networks, &urls, &metrics, &watchdog, &health);
+        arbiters.extend(crate::federation::start(
+            config, &urls, &metrics, &watchdog, &health,
+        ));
         arbiters.extend(crate::emulate::start(config, &urls, &metrics));
 
         let monitor = match node.monitor_addr() {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use choir_actors::connection::NetworkActor;
+use choir_actors::connection::{NetworkActor, NetworkHealth};
 use choir_actors::metrics::Metrics;
 use choir_actors::replicator::{
     ReplicatorMetrics, ReplicatorNetworks, StopReplicator, TopicReplicatorActor,
@@ -23,6 +23,7 @@ pub fn start(
     urls: &BTreeMap<String, Vec<String>>,
     metrics: &Metrics,
     watchdog: &Addr<WatchdogActor>,
+    health: &NetworkHealth,
 ) -> Vec<ActorSlot<TopicReplicatorActor>> {
     if config.replicators.is_empty() {
         return Vec::new();
@@ -42,16 +43,24 @@ pub fn start(
         let networks = ReplicatorNetworks {
             source: source.clone(),
             target: target.clone(),
-            source_settings: Arc::new(source_net.settings(
-                &config.node.name,
-                &replicator.source,
-                url_of(&replicator.source),
-            )),
-            target_settings: Arc::new(target_net.settings(
-                &config.node.name,
-                &replicator.target,
-                url_of(&replicator.target),
-            )),
+            source_settings: Arc::new(
+                source_net
+                    .settings(
+                        &config.node.name,
+                        &replicator.source,
+                        url_of(&replicator.source),
+                    )
+                    .reporting_to(health),
+            ),
+            target_settings: Arc::new(
+                target_net
+                    .settings(
+                        &config.node.name,
+                        &replicator.target,
+                        url_of(&replicator.target),
+                    )
+                    .reporting_to(health),
+            ),
         };
         let settings = replicator.settings(name, &config.node.state_dir);
         let stats = families.for_replicator(name);

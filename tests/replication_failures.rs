@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::jetstream::{connect, count, create_stream, publish_many, wait_for_count};
 use common::replication::{assert_exactly_once, replicator_config, settled};
-use common::{ChoirNode, NatsServer};
+use common::{eventually, ChoirNode, NatsServer};
 
 const N: usize = 60_000;
 
@@ -91,6 +91,28 @@ async fn queued_copy_survives_a_source_server_restart() {
     survives_source_restart("queued").await;
 }
 
+/// The state `/healthz` reports for each replica worker's own connection to `network`.
+fn worker_connections(node: &ChoirNode, network: &str) -> Vec<(String, String)> {
+    let (_, body) = node.get("/healthz").unwrap_or_default();
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let prefix = format!("{network}/replica worker orders");
+    health["connections"]
+        .as_object()
+        .map(|all| {
+            all.iter()
+                .filter(|(key, _)| key.starts_with(&prefix))
+                .map(|(key, state)| (key.clone(), state.as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `/healthz` lists `workers` worker connections to `network`, all in `state`.
+fn workers_are(node: &ChoirNode, network: &str, workers: usize, state: &str) -> bool {
+    let connections = worker_connections(node, network);
+    connections.len() == workers && connections.iter().all(|(_, s)| s == state)
+}
+
 async fn survives_target_outage(mode: &str) {
     let source = NatsServer::start();
     let mut target = NatsServer::start();
@@ -104,6 +126,14 @@ async fn survives_target_outage(mode: &str) {
         let dst = connect(&target.url()).await;
         mid_copy(&dst, &node).await;
     }
+    // Each worker's own connections are part of the node's health.
+    let workers = if mode == "ordered" { 1 } else { 4 };
+    assert!(
+        workers_are(&node, "central", workers, "connected")
+            && workers_are(&node, "region", workers, "connected"),
+        "worker connections: {:?}",
+        node.get("/healthz")
+    );
     target.kill();
     // The scenario itself: the target stays down for 10 s while choir keeps trying.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -111,10 +141,24 @@ async fn survives_target_outage(mode: &str) {
         node.get("/healthz").is_some_and(|(s, _)| s == 503),
         "target down but healthy"
     );
+    assert!(
+        workers_are(&node, "central", workers, "disconnected"),
+        "worker connections to the stopped target: {:?}",
+        worker_connections(&node, "central")
+    );
     target.restart();
     let dst = connect(&target.url()).await;
     let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;
     assert_exactly_once(&copied, N, mode == "ordered");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            workers_are(&node, "central", workers, "connected")
+                && node.get("/healthz").is_some_and(|(s, _)| s == 200)
+        })
+        .await,
+        "after the outage: {:?}",
+        node.get("/healthz")
+    );
 }
 
 #[tokio::test]

@@ -10,12 +10,13 @@
 //! The first connect is retried with backoff until it works; after that async-nats reconnects
 //! forever by itself, and the events are logged under the owner's name.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
 use tracing::{info, warn};
 
-use super::{backoff, NetworkError, NetworkSettings};
+use super::{backoff, NetworkError, NetworkSettings, NetworkStatus};
 
 /// Who owns a dedicated connection, for its connection name and its log lines.
 #[derive(Clone, Debug)]
@@ -28,9 +29,17 @@ pub struct Owner {
     pub suffix: String,
 }
 
+impl Owner {
+    /// The key of its connection to `network` in the node's health (`/healthz`).
+    pub fn health_key(&self, network: &str) -> String {
+        format!("{network}/{} {}", self.kind, self.name)
+    }
+}
+
 async fn options(
     settings: &NetworkSettings,
     owner: &Owner,
+    status: Option<Arc<NetworkStatus>>,
 ) -> Result<ConnectOptions, NetworkError> {
     let (network, kind, name) = (settings.name.clone(), owner.kind, owner.name.clone());
     let options = ConnectOptions::new()
@@ -40,14 +49,24 @@ async fn options(
         .max_reconnects(None)
         .event_callback(move |event| {
             match event {
-                Event::Disconnected => warn!(
-                    owner = kind, %name, %network,
-                    "Dedicated NATS connection lost; reconnecting."
-                ),
-                Event::Connected => info!(
-                    owner = kind, %name, %network,
-                    "Dedicated NATS connection up."
-                ),
+                Event::Disconnected => {
+                    if let Some(status) = &status {
+                        status.mark_disconnected();
+                    }
+                    warn!(
+                        owner = kind, %name, %network,
+                        "Dedicated NATS connection lost; reconnecting."
+                    );
+                }
+                Event::Connected => {
+                    if let Some(status) = &status {
+                        status.mark_connected();
+                    }
+                    info!(
+                        owner = kind, %name, %network,
+                        "Dedicated NATS connection up."
+                    );
+                }
                 Event::SlowConsumer(sid) => warn!(
                     owner = kind, %name, %network, sid,
                     "Slow consumer: the NATS client dropped messages of a dedicated connection."
@@ -63,9 +82,15 @@ async fn options(
 /// its connection has nothing else to do). Call it from the arbiter that will use the client.
 pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Client {
     let urls = settings.urls.join(",");
+    // Known (and not connected) from the first attempt on, so a connection that never comes
+    // up shows.
+    let status = settings
+        .health
+        .as_ref()
+        .map(|health| health.dedicated(&owner.health_key(&settings.name)));
     let mut attempt = 0u32;
     loop {
-        let result = match options(settings, owner).await {
+        let result = match options(settings, owner, status.clone()).await {
             Ok(options) => {
                 options
                     .connect(urls.as_str())
@@ -79,7 +104,12 @@ pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Cl
             Err(error) => Err(error),
         };
         match result {
-            Ok(client) => return client,
+            Ok(client) => {
+                if let Some(status) = &status {
+                    status.mark_connected();
+                }
+                return client;
+            }
             Err(error) => {
                 let delay = backoff(attempt, Duration::from_millis(100), settings.max_backoff);
                 warn!(

@@ -4,6 +4,8 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::status::NetworkHealth;
+
 /// How to authenticate to the NATS servers of a network.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Auth {
@@ -51,6 +53,9 @@ pub struct NetworkSettings {
     pub tls: Option<TlsSettings>,
     /// Timeout of one connect attempt.
     pub connect_timeout: Duration,
+    /// Where dedicated connections made with these settings report whether they are up
+    /// (the node's `/healthz`); none outside a node.
+    pub health: Option<NetworkHealth>,
     /// Messages buffered per subscription before async-nats drops them (slow consumer).
     pub subscription_capacity: NonZeroUsize,
     /// First delay between failed first-connect attempts; doubles up to `max_backoff`.
@@ -73,6 +78,7 @@ impl NetworkSettings {
             auth: Auth::None,
             tls: None,
             connect_timeout: Duration::from_secs(5),
+            health: None,
             subscription_capacity: NonZeroUsize::new(65_536).unwrap_or(NonZeroUsize::MIN),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
@@ -82,6 +88,12 @@ impl NetworkSettings {
 }
 
 impl NetworkSettings {
+    /// These settings, with dedicated connections reporting their state to `health`.
+    pub fn reporting_to(mut self, health: &NetworkHealth) -> Self {
+        self.health = Some(health.clone());
+        self
+    }
+
     /// The credentials file, for error messages (empty when there is none).
     pub fn credentials_path(&self) -> String {
         match &self.auth {

@@ -39,10 +39,12 @@ impl NetworkStatus {
     }
 }
 
-/// The state of every network of the node, by name.
+/// The state of every network of the node, by name, and of every dedicated connection (a
+/// replica worker's, a federation broker's), by `<network>/<owner>`.
 #[derive(Clone, Debug, Default)]
 pub struct NetworkHealth {
     networks: Arc<RwLock<BTreeMap<String, Arc<NetworkStatus>>>>,
+    dedicated: Arc<RwLock<BTreeMap<String, Arc<NetworkStatus>>>>,
 }
 
 impl NetworkHealth {
@@ -63,9 +65,28 @@ impl NetworkHealth {
             .collect()
     }
 
-    /// Whether every known network is connected (true when there is none).
+    /// The status of dedicated connection `key`, created (not connected) on first use.
+    pub fn dedicated(&self, key: &str) -> Arc<NetworkStatus> {
+        if let Some(status) = self.dedicated.read().get(key) {
+            return Arc::clone(status);
+        }
+        Arc::clone(self.dedicated.write().entry(key.to_owned()).or_default())
+    }
+
+    /// `(key, connected)` for every dedicated connection.
+    pub fn dedicated_snapshot(&self) -> Vec<(String, bool)> {
+        self.dedicated
+            .read()
+            .iter()
+            .map(|(key, s)| (key.clone(), s.is_connected()))
+            .collect()
+    }
+
+    /// Whether every known network and dedicated connection is connected (true when there
+    /// is none).
     pub fn all_connected(&self) -> bool {
         self.networks.read().values().all(|s| s.is_connected())
+            && self.dedicated.read().values().all(|s| s.is_connected())
     }
 }
 
