@@ -153,6 +153,10 @@ impl EmbeddedServerActor {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: a terminal's Ctrl-C goes to the foreground group, and
+            // must reach choir only, which drains its connections first and then stops the
+            // server itself (before, the server died mid-drain and was "restarted").
+            .process_group(0)
             .kill_on_drop(true);
         let (stop_tx, stop_rx) = oneshot::channel();
         self.stop = Some(stop_tx);

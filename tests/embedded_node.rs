@@ -17,6 +17,14 @@ fn embedded_pid(node: &ChoirNode) -> Option<u32> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
 
+/// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
+fn process_group(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(2).unwrap().parse().unwrap()
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -64,6 +72,43 @@ fn embedded_node_serves_health_metrics_and_vars_then_stops_cleanly_on_sigint() {
     let log = node.log();
     assert!(log.contains("Draining the NATS connection"), "{log}");
     assert!(log.contains("Node stopped"), "{log}");
+}
+
+/// A terminal's Ctrl-C goes to the whole foreground process group. It must reach choir only:
+/// choir drains its connections while the embedded server still runs, then stops the server
+/// itself, without mistaking the shutdown for a crash to recover from.
+#[test]
+fn ctrl_c_in_a_terminal_drains_before_the_embedded_server_stops() {
+    let mut node = ChoirNode::start(EMBEDDED);
+    assert!(
+        poll_until(Duration::from_secs(20), || node
+            .get("/healthz")
+            .is_some_and(|(s, _)| s == 200)),
+        "never healthy; log:\n{}",
+        node.log()
+    );
+    let server = embedded_pid(&node).expect("embedded nats-server pid file");
+    assert_ne!(
+        process_group(server),
+        process_group(node.pid()),
+        "the embedded server shares choir's process group: Ctrl-C would stop it mid-drain"
+    );
+    node.signal_group(Signal::SIGINT);
+    let status = node
+        .wait(Duration::from_secs(15))
+        .expect("choir did not exit after SIGINT");
+    let log = node.log();
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    assert!(
+        poll_until(Duration::from_secs(5), || !alive(server)),
+        "embedded server left running"
+    );
+    assert!(log.contains("Stopped embedded nats-server"), "{log}");
+    assert!(
+        !log.contains("Embedded nats-server exited"),
+        "the server died before choir stopped it:\n{log}"
+    );
+    assert!(!log.contains("NATS client error"), "{log}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub mod settings;
 pub mod status;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use async_nats::{Client, ConnectOptions, Event};
@@ -22,6 +23,9 @@ use tracing::{debug, info, warn};
 
 pub use settings::{backoff, Auth, NetworkSettings, TlsSettings};
 pub use status::{NetworkHealth, NetworkMetrics, NetworkStatus};
+
+/// How long [`Drain`] waits for the connection to report itself closed.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Errors of the connection layer.
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +344,7 @@ impl Handler<Drain> for NetworkActor {
         self.draining = true;
         let client = self.client.borrow().clone();
         let network = self.settings.name.clone();
+        let status = self.status.clone();
         Box::pin(async move {
             if let Some(client) = client {
                 if let Err(error) = client.flush().await {
@@ -347,6 +352,18 @@ impl Handler<Drain> for NetworkActor {
                 }
                 if let Err(error) = client.drain().await {
                     warn!(network, %error, "Draining the NATS connection failed.");
+                    return;
+                }
+                // drain() only starts it; the connection reports itself closed when it is
+                // done. Wait for that, so that whatever stops next (an embedded server) does
+                // not cut the drain short.
+                let closed = async {
+                    while status.is_connected() {
+                        actix_rt::time::sleep(Duration::from_millis(10)).await;
+                    }
+                };
+                if actix_rt::time::timeout(DRAIN_WAIT, closed).await.is_err() {
+                    warn!(network, wait = ?DRAIN_WAIT, "The NATS connection did not finish draining in time.");
                 }
             }
         })

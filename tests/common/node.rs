@@ -1,6 +1,7 @@
 //! The `choir` binary as a child process with a config written to a temp dir.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -57,6 +58,9 @@ impl ChoirNode {
             .arg("run")
             .arg(self.dir.path().join("node.toml"))
             .env("RUST_LOG", "info")
+            // A process group of its own, as a shell gives a foreground job, so a test can
+            // signal the whole group the way a terminal's Ctrl-C does.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -90,6 +94,11 @@ impl ChoirNode {
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
+    }
+
+    /// Sends `signal` to the process's whole process group, as a terminal's Ctrl-C does.
+    pub fn signal_group(&self, signal: Signal) {
+        nix::sys::signal::killpg(Pid::from_raw(self.pid() as i32), signal).unwrap();
     }
 
     /// Whether the process is still running.
