@@ -18,11 +18,11 @@ fn embedded_pid(node: &ChoirNode) -> Option<u32> {
 }
 
 /// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
-fn process_group(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces.
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    after_name.split(' ').nth(2).unwrap().parse().unwrap()
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
+    after_name.split(' ').nth(2)?.parse().ok()
 }
 
 fn alive(pid: u32) -> bool {
@@ -88,9 +88,10 @@ fn ctrl_c_in_a_terminal_drains_before_the_embedded_server_stops() {
         node.log()
     );
     let server = embedded_pid(&node).expect("embedded nats-server pid file");
+    let (server_group, choir_group) = (process_group(server), process_group(node.pid()));
+    assert!(server_group.is_some() && choir_group.is_some());
     assert_ne!(
-        process_group(server),
-        process_group(node.pid()),
+        server_group, choir_group,
         "the embedded server shares choir's process group: Ctrl-C would stop it mid-drain"
     );
     node.signal_group(Signal::SIGINT);
