@@ -5,16 +5,16 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 use choir_actors::connection::NetworkHealth;
-use choir_actors::federation::{FederationBrokerActor, FederationMetrics};
+use choir_actors::federation::{FederationBrokerActor, FederationMetrics, StopBroker};
 use choir_actors::metrics::Metrics;
-use choir_actors::supervision::{Watch, WatchdogActor, WatchedActor};
+use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
 
 /// Starts every broker of `config`, connecting to the networks' resolved `urls` (an embedded
-/// network's server URL included); returns the arbiters it created (the node
-/// stops them at shutdown). Registers the federation metrics in `metrics` when there is at
+/// network's server URL included); returns the arbiters it created and the brokers (the node
+/// stops both at shutdown). Registers the federation metrics in `metrics` when there is at
 /// least one broker.
 pub fn start(
     config: &Config,
@@ -22,10 +22,11 @@ pub fn start(
     metrics: &Metrics,
     watchdog: &Addr<WatchdogActor>,
     health: &NetworkHealth,
-) -> Vec<Arbiter> {
+) -> (Vec<Arbiter>, Vec<ActorSlot<FederationBrokerActor>>) {
     if config.federation.is_empty() {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
+    let mut brokers = Vec::new();
     let families = FederationMetrics::register(metrics);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let arbiters: Vec<Arbiter> = (0..config.federation.len().clamp(1, cores))
@@ -64,7 +65,7 @@ pub fn start(
             .settings(node, &broker.collective, url_of(&broker.collective))
             .reporting_to(health);
         let families = families.clone();
-        let (watched, _slot) = WatchedActor::start(format!("federation/{cluster}"), move || {
+        let (watched, slot) = WatchedActor::start(format!("federation/{cluster}"), move || {
             let (settings, federation, collective, families) = (
                 settings.clone(),
                 federation.clone(),
@@ -76,10 +77,17 @@ pub fn start(
             })
         });
         watchdog.do_send(Watch(Box::new(watched)));
+        brokers.push(slot);
         info!(
             cluster, federation = %broker.federation, collective = %broker.collective,
             workers = broker.workers.get(), "Federation broker started."
         );
     }
-    arbiters
+    (arbiters, brokers)
+}
+
+/// Drains every broker's connections and keeps it stopped (before the servers go away).
+pub async fn stop(brokers: &[ActorSlot<FederationBrokerActor>]) {
+    let stops = brokers.iter().map(|slot| slot.get().send(StopBroker));
+    futures::future::join_all(stops).await;
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use choir_actors::connection::{Drain, NetworkActor, NetworkHealth, NetworkMetrics};
+use choir_actors::federation::FederationBrokerActor;
 use choir_actors::metrics::Metrics;
 use choir_actors::replicator::TopicReplicatorActor;
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
@@ -63,6 +64,7 @@ pub struct Node {
     pub urls: BTreeMap<String, Vec<String>>,
     embedded: Vec<Addr<EmbeddedServerActor>>,
     replicators: Vec<ActorSlot<TopicReplicatorActor>>,
+    brokers: Vec<ActorSlot<FederationBrokerActor>>,
     arbiters: Vec<Arbiter>,
     monitor: Option<actix_web::dev::ServerHandle>,
     _watchdog: Addr<WatchdogActor>,
@@ -112,15 +114,11 @@ impl Node {
         let mut networks = BTreeMap::new();
         let mut arbiters = Vec::new();
         for (name, network) in &config.networks {
-            let mut settings = network.settings(
+            let settings = network.settings(
                 &node.name,
                 name,
                 urls.get(name).cloned().unwrap_or_default(),
             );
-            if network.embedded {
-                // The server starts next to us; its first refusals are expected.
-                settings.quiet_attempts = 8;
-            }
             let status = health.status(name);
             let arbiter = Arbiter::new();
             let handle = arbiter.handle();
@@ -140,9 +138,9 @@ impl Node {
         ));
         let replicators =
             crate::replication::start(config, &networks, &urls, &metrics, &watchdog, &health);
-        arbiters.extend(crate::federation::start(
-            config, &urls, &metrics, &watchdog, &health,
-        ));
+        let (broker_arbiters, brokers) =
+            crate::federation::start(config, &urls, &metrics, &watchdog, &health);
+        arbiters.extend(broker_arbiters);
         arbiters.extend(crate::emulate::start(config, &urls, &metrics));
 
         let monitor = match node.monitor_addr() {
@@ -176,6 +174,7 @@ impl Node {
             urls,
             embedded,
             replicators,
+            brokers,
             arbiters,
             monitor,
             _watchdog: watchdog,
@@ -186,6 +185,7 @@ impl Node {
     pub async fn shutdown(self, timeout: Duration) {
         let work = async {
             crate::replication::stop(&self.replicators).await;
+            crate::federation::stop(&self.brokers).await;
             let drains = self.networks.iter().map(|(name, slot)| {
                 let addr = slot.get();
                 async move {

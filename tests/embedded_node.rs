@@ -112,6 +112,37 @@ fn ctrl_c_in_a_terminal_drains_before_the_embedded_server_stops() {
     assert!(!log.contains("NATS client error"), "{log}");
 }
 
+/// At shutdown a federation broker drains its own connections before the embedded servers
+/// stop, so nothing it forwarded is cut off and no connection is reported lost.
+#[test]
+fn shutdown_drains_a_federation_broker_before_its_servers_stop() {
+    let mut node = ChoirNode::start(
+        "[networks.fed]\nembedded = true\n\n[networks.coll]\nembedded = true\n\n\
+         [federation.c1]\nfederation = \"fed\"\ncollective = \"coll\"\n",
+    );
+    assert!(
+        poll_until(Duration::from_secs(30), || node
+            .get("/healthz")
+            .is_some_and(
+                |(s, body)| s == 200 && body.contains("federation broker c1")
+            )),
+        "never healthy; log:\n{}",
+        node.log()
+    );
+    node.signal_group(Signal::SIGINT);
+    let status = node
+        .wait(Duration::from_secs(20))
+        .expect("choir did not exit after SIGINT");
+    let log = node.log();
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    assert!(log.contains("Federation broker stopped"), "{log}");
+    let shutdown = &log[log.find("Shutting down").unwrap_or(0)..];
+    assert!(
+        !shutdown.contains("WARN"),
+        "warnings during shutdown:\n{shutdown}"
+    );
+}
+
 #[test]
 fn a_dead_embedded_server_is_restarted_and_the_node_reconnects() {
     let node = ChoirNode::start(EMBEDDED);

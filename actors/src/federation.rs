@@ -44,14 +44,16 @@ pub mod pipeline;
 pub mod settings;
 pub mod transform;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use async_nats::Client;
+use parking_lot::Mutex;
 use tracing::{info, warn};
 
-use crate::connection::dedicated::{connect_with_retry, Owner};
+use crate::connection::dedicated::{connect_with_retry, drain_and_close, Owner};
 
 use crate::connection::{backoff, NetworkSettings};
 
@@ -84,6 +86,46 @@ pub struct FederationBrokerActor {
     metrics: FederationMetrics,
     failures: u32,
     ran: bool,
+    /// The running broker's connections, and whether it was stopped for good.
+    running: Arc<Running>,
+}
+
+/// What [`StopBroker`] shares with the broker's task.
+#[derive(Default)]
+struct Running {
+    /// The connections of the running broker (empty while it connects).
+    clients: Mutex<Vec<Client>>,
+    /// Stopped for good (node shutdown): not restarted. Set under the `clients` lock.
+    stopped: AtomicBool,
+}
+
+/// How long [`StopBroker`] waits for each connection to finish draining.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// Command: drain the broker's connections (what it forwarded is flushed) and do not restart
+/// it; the node sends it at shutdown, before the servers go away.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopBroker;
+
+impl Handler<StopBroker> for FederationBrokerActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopBroker, _: &mut Self::Context) -> Self::Result {
+        let clients = {
+            let mut clients = self.running.clients.lock();
+            self.running.stopped.store(true, Ordering::Release);
+            std::mem::take(&mut *clients)
+        };
+        let cluster = self.settings.cluster.clone();
+        Box::pin(async move {
+            for client in clients {
+                if !drain_and_close(&client, DRAIN_WAIT).await {
+                    warn!(cluster, wait = ?DRAIN_WAIT, "A federation broker connection did not finish draining in time.");
+                }
+            }
+        })
+    }
 }
 
 impl FederationBrokerActor {
@@ -102,6 +144,7 @@ impl FederationBrokerActor {
             metrics,
             failures: 0,
             ran: false,
+            running: Arc::new(Running::default()),
         }
     }
 }
@@ -160,6 +203,9 @@ impl Actor for FederationBrokerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if self.running.stopped.load(Ordering::Acquire) {
+            return;
+        }
         let delay = if self.ran {
             Duration::from_secs(1)
         } else if self.failures == 0 {
@@ -171,11 +217,12 @@ impl Actor for FederationBrokerActor {
                 Duration::from_secs(5),
             )
         };
-        let (settings, federation, collective, metrics) = (
+        let (settings, federation, collective, metrics, running) = (
             self.settings.clone(),
             self.federation.clone(),
             self.collective.clone(),
             self.metrics.clone(),
+            self.running.clone(),
         );
         let work = async move {
             if !delay.is_zero() {
@@ -188,9 +235,29 @@ impl Actor for FederationBrokerActor {
             };
             let fed = connect_with_retry(&federation, &owner).await;
             let coll = connect_with_retry(&collective, &owner).await;
+            let stopped = {
+                let mut clients = running.clients.lock();
+                let stopped = running.stopped.load(Ordering::Acquire);
+                if !stopped {
+                    *clients = vec![fed.clone(), coll.clone()];
+                }
+                stopped
+            };
+            if stopped {
+                // Stopped while connecting.
+                for client in [&fed, &coll] {
+                    drain_and_close(client, DRAIN_WAIT).await;
+                }
+                return Ok(());
+            }
             run_broker(settings.clone(), fed, coll, metrics).await
         };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+            if act.running.stopped.load(Ordering::Acquire) {
+                info!(cluster = %act.settings.cluster, "Federation broker stopped.");
+                ctx.stop();
+                return;
+            }
             match result {
                 Ok(()) => {
                     act.failures = 0;

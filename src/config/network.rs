@@ -221,6 +221,10 @@ impl NetworkConfig {
         settings.connect_timeout = self.connect_timeout;
         settings.max_backoff = self.max_backoff;
         settings.subscription_capacity = self.subscription_capacity;
+        if self.embedded {
+            // The server starts next to us; its first refusals are expected.
+            settings.quiet_attempts = 8;
+        }
         settings
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{backoff, NetworkError, NetworkSettings, NetworkStatus};
 
@@ -112,14 +112,39 @@ pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Cl
             }
             Err(error) => {
                 let delay = backoff(attempt, Duration::from_millis(100), settings.max_backoff);
-                warn!(
-                    owner = owner.kind, name = %owner.name, network = %settings.name, attempt,
-                    retry_in = ?delay, %error,
-                    "Dedicated NATS connection cannot connect yet; retrying."
-                );
+                if attempt < settings.quiet_attempts {
+                    debug!(
+                        owner = owner.kind, name = %owner.name, network = %settings.name, attempt,
+                        retry_in = ?delay, %error,
+                        "Dedicated NATS connection cannot connect yet; retrying."
+                    );
+                } else {
+                    warn!(
+                        owner = owner.kind, name = %owner.name, network = %settings.name, attempt,
+                        retry_in = ?delay, %error,
+                        "Dedicated NATS connection cannot connect yet; retrying."
+                    );
+                }
                 tokio::time::sleep(delay).await;
                 attempt = attempt.saturating_add(1);
             }
         }
     }
+}
+
+/// Drains `client` (its subscriptions end, what it still has to publish is flushed) and waits,
+/// at most `wait`, until the connection is closed: `drain()` only starts the drain. Returns
+/// whether it closed in time.
+pub async fn drain_and_close(client: &Client, wait: Duration) -> bool {
+    if client.drain().await.is_err() {
+        // The connection is gone already.
+        return true;
+    }
+    let closed = async {
+        // Once the connection has closed, the client cannot even queue a flush.
+        while client.flush().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(wait, closed).await.is_ok()
 }
