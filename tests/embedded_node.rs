@@ -1,5 +1,6 @@
 //! The embedded default: `choir run` starts its own nats-server, serves the monitor, restarts
 //! the server when it dies and stops everything cleanly on SIGINT.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -25,6 +26,29 @@ fn process_group(pid: u32) -> Option<u32> {
     after_name.split(' ').nth(2)?.parse().ok()
 }
 
+/// Waits (bounded) until the node's `/healthz` answers 200 with a body naming `expect`.
+fn wait_healthy(node: &ChoirNode, expect: &str) {
+    assert!(
+        poll_until(Duration::from_secs(30), || node
+            .get("/healthz")
+            .is_some_and(|(s, body)| s == 200 && body.contains(expect))),
+        "never healthy; log:\n{}",
+        node.log()
+    );
+}
+
+/// Sends SIGINT to choir (or to its whole process group, as a terminal's Ctrl-C does) and
+/// waits (bounded) for it to exit.
+fn stop_with_sigint(node: &mut ChoirNode, group: bool) -> std::process::ExitStatus {
+    if group {
+        node.signal_group(Signal::SIGINT);
+    } else {
+        node.signal(Signal::SIGINT);
+    }
+    node.wait(Duration::from_secs(20))
+        .expect("choir did not exit after SIGINT")
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -32,13 +56,7 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn embedded_node_serves_health_metrics_and_vars_then_stops_cleanly_on_sigint() {
     let mut node = ChoirNode::start(EMBEDDED);
-    assert!(
-        poll_until(Duration::from_secs(20), || node
-            .get("/healthz")
-            .is_some_and(|(s, _)| s == 200)),
-        "never healthy; log:\n{}",
-        node.log()
-    );
+    wait_healthy(&node, "local");
     let (status, metrics) = node.get("/metrics").unwrap();
     assert_eq!(status, 200);
     assert_eq!(
@@ -56,10 +74,7 @@ fn embedded_node_serves_health_metrics_and_vars_then_stops_cleanly_on_sigint() {
 
     let server = embedded_pid(&node).expect("embedded nats-server pid file");
     assert!(alive(server));
-    node.signal(Signal::SIGINT);
-    let status = node
-        .wait(Duration::from_secs(15))
-        .expect("choir did not exit after SIGINT");
+    let status = stop_with_sigint(&mut node, false);
     assert!(
         status.success(),
         "exit status {status:?}; log:\n{}",
@@ -80,13 +95,7 @@ fn embedded_node_serves_health_metrics_and_vars_then_stops_cleanly_on_sigint() {
 #[test]
 fn ctrl_c_in_a_terminal_drains_before_the_embedded_server_stops() {
     let mut node = ChoirNode::start(EMBEDDED);
-    assert!(
-        poll_until(Duration::from_secs(20), || node
-            .get("/healthz")
-            .is_some_and(|(s, _)| s == 200)),
-        "never healthy; log:\n{}",
-        node.log()
-    );
+    wait_healthy(&node, "local");
     let server = embedded_pid(&node).expect("embedded nats-server pid file");
     let (server_group, choir_group) = (process_group(server), process_group(node.pid()));
     assert!(server_group.is_some() && choir_group.is_some());
@@ -94,10 +103,7 @@ fn ctrl_c_in_a_terminal_drains_before_the_embedded_server_stops() {
         server_group, choir_group,
         "the embedded server shares choir's process group: Ctrl-C would stop it mid-drain"
     );
-    node.signal_group(Signal::SIGINT);
-    let status = node
-        .wait(Duration::from_secs(15))
-        .expect("choir did not exit after SIGINT");
+    let status = stop_with_sigint(&mut node, true);
     let log = node.log();
     assert!(status.success(), "exit status {status:?}; log:\n{log}");
     assert!(
@@ -120,19 +126,8 @@ fn shutdown_drains_a_federation_broker_before_its_servers_stop() {
         "[networks.fed]\nembedded = true\n\n[networks.coll]\nembedded = true\n\n\
          [federation.c1]\nfederation = \"fed\"\ncollective = \"coll\"\n",
     );
-    assert!(
-        poll_until(Duration::from_secs(30), || node
-            .get("/healthz")
-            .is_some_and(
-                |(s, body)| s == 200 && body.contains("federation broker c1")
-            )),
-        "never healthy; log:\n{}",
-        node.log()
-    );
-    node.signal_group(Signal::SIGINT);
-    let status = node
-        .wait(Duration::from_secs(20))
-        .expect("choir did not exit after SIGINT");
+    wait_healthy(&node, "federation broker c1");
+    let status = stop_with_sigint(&mut node, true);
     let log = node.log();
     assert!(status.success(), "exit status {status:?}; log:\n{log}");
     assert!(log.contains("Federation broker stopped"), "{log}");

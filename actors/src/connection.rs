@@ -344,28 +344,34 @@ impl Handler<Drain> for NetworkActor {
         self.draining = true;
         let client = self.client.borrow().clone();
         let network = self.settings.name.clone();
-        let status = self.status.clone();
         Box::pin(async move {
             if let Some(client) = client {
                 if let Err(error) = client.flush().await {
                     debug!(network, %error, "Flush before drain failed.");
                 }
-                if let Err(error) = client.drain().await {
-                    warn!(network, %error, "Draining the NATS connection failed.");
-                    return;
-                }
-                // drain() only starts it; the connection reports itself closed when it is
-                // done. Wait for that, so that whatever stops next (an embedded server) does
-                // not cut the drain short.
-                let closed = async {
-                    while status.is_connected() {
-                        actix_rt::time::sleep(Duration::from_millis(10)).await;
-                    }
-                };
-                if actix_rt::time::timeout(DRAIN_WAIT, closed).await.is_err() {
+                // Wait until it is closed, so that whatever stops next (an embedded server)
+                // does not cut the drain short.
+                if !drain_and_close(&client, DRAIN_WAIT).await {
                     warn!(network, wait = ?DRAIN_WAIT, "The NATS connection did not finish draining in time.");
                 }
             }
         })
     }
+}
+
+/// Drains `client` (its subscriptions end, what it still has to publish is flushed) and waits,
+/// at most `wait`, until the connection is closed: `drain()` only starts the drain. Returns
+/// whether it closed in time.
+pub async fn drain_and_close(client: &Client, wait: Duration) -> bool {
+    if client.drain().await.is_err() {
+        // The connection is gone already.
+        return true;
+    }
+    let closed = async {
+        // Once the connection has closed, the client cannot even queue a flush.
+        while client.flush().await.is_ok() {
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    actix_rt::time::timeout(wait, closed).await.is_ok()
 }

@@ -53,9 +53,9 @@ use async_nats::Client;
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
-use crate::connection::dedicated::{connect_with_retry, drain_and_close, Owner};
+use crate::connection::dedicated::{connect_with_retry, Owner};
 
-use crate::connection::{backoff, NetworkSettings};
+use crate::connection::{backoff, drain_and_close, NetworkSettings};
 
 pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, WorkerMetrics};
 pub use pipeline::{Direction, PathSpec};

@@ -131,20 +131,3 @@ pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Cl
         }
     }
 }
-
-/// Drains `client` (its subscriptions end, what it still has to publish is flushed) and waits,
-/// at most `wait`, until the connection is closed: `drain()` only starts the drain. Returns
-/// whether it closed in time.
-pub async fn drain_and_close(client: &Client, wait: Duration) -> bool {
-    if client.drain().await.is_err() {
-        // The connection is gone already.
-        return true;
-    }
-    let closed = async {
-        // Once the connection has closed, the client cannot even queue a flush.
-        while client.flush().await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(wait, closed).await.is_ok()
-}

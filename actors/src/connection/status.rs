@@ -43,43 +43,29 @@ impl NetworkStatus {
 /// replica worker's, a federation broker's), by `<network>/<owner>`.
 #[derive(Clone, Debug, Default)]
 pub struct NetworkHealth {
-    networks: Arc<RwLock<BTreeMap<String, Arc<NetworkStatus>>>>,
-    dedicated: Arc<RwLock<BTreeMap<String, Arc<NetworkStatus>>>>,
+    networks: Arc<Statuses>,
+    dedicated: Arc<Statuses>,
 }
 
 impl NetworkHealth {
     /// The status of `network`, created on first use.
     pub fn status(&self, network: &str) -> Arc<NetworkStatus> {
-        if let Some(status) = self.networks.read().get(network) {
-            return Arc::clone(status);
-        }
-        Arc::clone(self.networks.write().entry(network.to_owned()).or_default())
+        entry(&self.networks, network)
     }
 
     /// `(name, connected)` for every network.
     pub fn snapshot(&self) -> Vec<(String, bool)> {
-        self.networks
-            .read()
-            .iter()
-            .map(|(name, s)| (name.clone(), s.is_connected()))
-            .collect()
+        snapshot(&self.networks)
     }
 
     /// The status of dedicated connection `key`, created (not connected) on first use.
     pub fn dedicated(&self, key: &str) -> Arc<NetworkStatus> {
-        if let Some(status) = self.dedicated.read().get(key) {
-            return Arc::clone(status);
-        }
-        Arc::clone(self.dedicated.write().entry(key.to_owned()).or_default())
+        entry(&self.dedicated, key)
     }
 
     /// `(key, connected)` for every dedicated connection.
     pub fn dedicated_snapshot(&self) -> Vec<(String, bool)> {
-        self.dedicated
-            .read()
-            .iter()
-            .map(|(key, s)| (key.clone(), s.is_connected()))
-            .collect()
+        snapshot(&self.dedicated)
     }
 
     /// Whether every known network and dedicated connection is connected (true when there
@@ -88,6 +74,25 @@ impl NetworkHealth {
         self.networks.read().values().all(|s| s.is_connected())
             && self.dedicated.read().values().all(|s| s.is_connected())
     }
+}
+
+type Statuses = RwLock<BTreeMap<String, Arc<NetworkStatus>>>;
+
+/// The status under `key`, created (not connected) on first use.
+fn entry(statuses: &Statuses, key: &str) -> Arc<NetworkStatus> {
+    if let Some(status) = statuses.read().get(key) {
+        return Arc::clone(status);
+    }
+    Arc::clone(statuses.write().entry(key.to_owned()).or_default())
+}
+
+/// `(key, connected)` for every status.
+fn snapshot(statuses: &Statuses) -> Vec<(String, bool)> {
+    statuses
+        .read()
+        .iter()
+        .map(|(key, s)| (key.clone(), s.is_connected()))
+        .collect()
 }
 
 /// Label of network metrics.
