@@ -256,134 +256,132 @@ async fn session(
 ) -> SessionEnd {
     let s = &w.settings;
     let window = s.window.get();
-    {
-        let messages = async {
-            let stream = source_js
-                .get_stream(&s.source_stream)
-                .await
-                .map_err(|e| e.to_string())?;
-            let consumer: jetstream::consumer::PullConsumer = stream
-                .get_consumer(&s.durable_name())
-                .await
-                .map_err(|e| e.to_string())?;
-            consumer
-                .stream()
-                .max_messages_per_batch(window)
-                .max_bytes_per_batch(w.pull_max_bytes())
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
-                .messages()
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let mut messages = match messages.await {
-            Ok(m) => m,
-            Err(reason) => return SessionEnd::Setup(reason),
-        };
-        let mut inbox = match AckInbox::open(&w.target).await {
-            Ok(inbox) => inbox,
-            Err(e) => return SessionEnd::Setup(format!("cannot listen for target acks: {e}")),
-        };
-        let mut inflight = InFlight::new(window);
-        let mut tick = actix_rt::time::interval(Duration::from_millis(100));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let end = loop {
-            tokio::select! {
-                biased;
-                ack = inbox.next() => {
-                    let Some((token, outcome)) = ack else {
-                        break SessionEnd::Interrupted("the target ack inbox closed".to_owned());
-                    };
-                    w.stats.target_acks.inc();
-                    // Only an attempt still waiting for its ack is settled by it.
-                    if inflight.entries.get(&token).is_none_or(|e| e.waiting) {
-                        continue;
+    let messages = async {
+        let stream = source_js
+            .get_stream(&s.source_stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .get_consumer(&s.durable_name())
+            .await
+            .map_err(|e| e.to_string())?;
+        consumer
+            .stream()
+            .max_messages_per_batch(window)
+            .max_bytes_per_batch(w.pull_max_bytes())
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let mut messages = match messages.await {
+        Ok(m) => m,
+        Err(reason) => return SessionEnd::Setup(reason),
+    };
+    let mut inbox = match AckInbox::open(&w.target).await {
+        Ok(inbox) => inbox,
+        Err(e) => return SessionEnd::Setup(format!("cannot listen for target acks: {e}")),
+    };
+    let mut inflight = InFlight::new(window);
+    let mut tick = actix_rt::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = loop {
+        tokio::select! {
+            biased;
+            ack = inbox.next() => {
+                let Some((token, outcome)) = ack else {
+                    break SessionEnd::Interrupted("the target ack inbox closed".to_owned());
+                };
+                w.stats.target_acks.inc();
+                // Only an attempt still waiting for its ack is settled by it.
+                if inflight.entries.get(&token).is_none_or(|e| e.waiting) {
+                    continue;
+                }
+                let Some(entry) = inflight.remove(token) else {
+                    continue;
+                };
+                match outcome {
+                    AckOutcome::Stored { .. } => {
+                        w.copied(entry.message.payload.len(), entry.sent, entry.published);
+                        if *troubled {
+                            *troubled = false;
+                            info!(replicator = %s.name, worker = index, "Target publishes succeed again.");
+                        }
+                        if let Err(e) = entry.message.ack().await {
+                            debug!(error = %e, "Source ack failed; the source will redeliver and the target drop the duplicate.");
+                        }
                     }
-                    let Some(entry) = inflight.remove(token) else {
-                        continue;
-                    };
-                    match outcome {
-                        AckOutcome::Stored { .. } => {
-                            w.copied(entry.message.payload.len(), entry.sent, entry.published);
-                            if *troubled {
-                                *troubled = false;
-                                info!(replicator = %s.name, worker = index, "Target publishes succeed again.");
-                            }
-                            if let Err(e) = entry.message.ack().await {
-                                debug!(error = %e, "Source ack failed; the source will redeliver and the target drop the duplicate.");
-                            }
-                        }
-                        AckOutcome::Failed(failure) => {
-                            settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
-                        }
+                    AckOutcome::Failed(failure) => {
+                        settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                     }
                 }
-                next = messages.next(), if inflight.has_room(s) => {
-                    let message = match next {
-                        None => break SessionEnd::Interrupted("source consumer stream ended".to_owned()),
-                        Some(Err(e)) => break SessionEnd::Interrupted(format!("source consumer: {e}")),
-                        Some(Ok(m)) => m,
-                    };
-                    let (seq, published) = match message.info() {
-                        Ok(info) => (info.stream_sequence, from_unix_nanos(info.published.unix_timestamp_nanos())),
-                        Err(e) => break SessionEnd::Interrupted(format!("source message without JetStream info: {e}")),
-                    };
-                    if let Until::Floor(bound) = until {
-                        if seq > bound {
-                            // Not ours: the ordered worker copies it later.
-                            continue;
-                        }
-                    }
-                    w.stats.received.inc();
-                    let raw = &message.message;
-                    match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
-                        Verdict::Copy => {
-                            let entry = Entry { seq, message, published, sent: Instant::now(), attempt: 0, waiting: false };
-                            if let Some((entry, failure)) = send(w, &inbox, &mut inflight, entry).await {
-                                settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
-                            }
-                        }
-                        Verdict::Sampled | Verdict::TooOld => {
-                            let _ = message.ack().await;
-                        }
+            }
+            next = messages.next(), if inflight.has_room(s) => {
+                let message = match next {
+                    None => break SessionEnd::Interrupted("source consumer stream ended".to_owned()),
+                    Some(Err(e)) => break SessionEnd::Interrupted(format!("source consumer: {e}")),
+                    Some(Ok(m)) => m,
+                };
+                let (seq, published) = match message.info() {
+                    Ok(info) => (info.stream_sequence, from_unix_nanos(info.published.unix_timestamp_nanos())),
+                    Err(e) => break SessionEnd::Interrupted(format!("source message without JetStream info: {e}")),
+                };
+                if let Until::Floor(bound) = until {
+                    if seq > bound {
+                        // Not ours: the ordered worker copies it later.
+                        continue;
                     }
                 }
-                _ = tick.tick() => {
-                    if let Until::Floor(bound) = until {
-                        if inflight.len() == 0 {
-                            match setup::ack_floor_reached(source_js, s, bound).await {
-                                Ok(true) => break SessionEnd::Done,
-                                Ok(false) => {}
-                                Err(e) => break SessionEnd::Interrupted(e.to_string()),
-                            }
-                        }
-                    }
-                    // Send retries whose backoff passed, and again what the target did not
-                    // answer in time.
-                    let now = Instant::now();
-                    let due: Vec<u64> = inflight
-                        .entries
-                        .iter()
-                        .filter(|(_, e)| if e.waiting { e.sent <= now } else { now.duration_since(e.sent) > ACK_TIMEOUT })
-                        .map(|(token, _)| *token)
-                        .collect();
-                    for token in due {
-                        let Some(entry) = inflight.remove(token) else {
-                            continue;
-                        };
-                        if !entry.waiting {
-                            w.stats.failed_transient.inc();
-                        }
+                w.stats.received.inc();
+                let raw = &message.message;
+                match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
+                    Verdict::Copy => {
+                        let entry = Entry { seq, message, published, sent: Instant::now(), attempt: 0, waiting: false };
                         if let Some((entry, failure)) = send(w, &inbox, &mut inflight, entry).await {
                             settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                         }
                     }
+                    Verdict::Sampled | Verdict::TooOld => {
+                        let _ = message.ack().await;
+                    }
                 }
             }
-        };
-        // Unfinished copies are dropped with their source messages unacked: the source
-        // redelivers them after ack_wait and the target drops any duplicate.
-        drop(inflight);
-        end
-    }
+            _ = tick.tick() => {
+                if let Until::Floor(bound) = until {
+                    if inflight.len() == 0 {
+                        match setup::ack_floor_reached(source_js, s, bound).await {
+                            Ok(true) => break SessionEnd::Done,
+                            Ok(false) => {}
+                            Err(e) => break SessionEnd::Interrupted(e.to_string()),
+                        }
+                    }
+                }
+                // Send retries whose backoff passed, and again what the target did not
+                // answer in time.
+                let now = Instant::now();
+                let due: Vec<u64> = inflight
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| if e.waiting { e.sent <= now } else { now.duration_since(e.sent) > ACK_TIMEOUT })
+                    .map(|(token, _)| *token)
+                    .collect();
+                for token in due {
+                    let Some(entry) = inflight.remove(token) else {
+                        continue;
+                    };
+                    if !entry.waiting {
+                        w.stats.failed_transient.inc();
+                    }
+                    if let Some((entry, failure)) = send(w, &inbox, &mut inflight, entry).await {
+                        settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
+                    }
+                }
+            }
+        }
+    };
+    // Unfinished copies are dropped with their source messages unacked: the source
+    // redelivers them after ack_wait and the target drops any duplicate.
+    drop(inflight);
+    end
 }
