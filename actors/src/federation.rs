@@ -44,7 +44,6 @@ pub mod pipeline;
 pub mod settings;
 pub mod transform;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,17 +85,17 @@ pub struct FederationBrokerActor {
     metrics: FederationMetrics,
     failures: u32,
     ran: bool,
-    /// The running broker's connections, and whether it was stopped for good.
-    running: Arc<Running>,
+    /// What [`StopBroker`] shares with the broker's task.
+    running: Arc<Mutex<Running>>,
 }
 
-/// What [`StopBroker`] shares with the broker's task.
+/// The running broker's connections, and whether it was stopped for good.
 #[derive(Default)]
 struct Running {
     /// The connections of the running broker (empty while it connects).
-    clients: Mutex<Vec<Client>>,
-    /// Stopped for good (node shutdown): not restarted. Set under the `clients` lock.
-    stopped: AtomicBool,
+    clients: Vec<Client>,
+    /// Stopped for good (node shutdown): not restarted.
+    stopped: bool,
 }
 
 /// How long [`StopBroker`] waits for each connection to finish draining.
@@ -113,9 +112,9 @@ impl Handler<StopBroker> for FederationBrokerActor {
 
     fn handle(&mut self, _: StopBroker, _: &mut Self::Context) -> Self::Result {
         let clients = {
-            let mut clients = self.running.clients.lock();
-            self.running.stopped.store(true, Ordering::Release);
-            std::mem::take(&mut *clients)
+            let mut running = self.running.lock();
+            running.stopped = true;
+            std::mem::take(&mut running.clients)
         };
         let cluster = self.settings.cluster.clone();
         Box::pin(async move {
@@ -144,7 +143,7 @@ impl FederationBrokerActor {
             metrics,
             failures: 0,
             ran: false,
-            running: Arc::new(Running::default()),
+            running: Arc::default(),
         }
     }
 }
@@ -203,7 +202,7 @@ impl Actor for FederationBrokerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if self.running.stopped.load(Ordering::Acquire) {
+        if self.running.lock().stopped {
             return;
         }
         let delay = if self.ran {
@@ -236,12 +235,11 @@ impl Actor for FederationBrokerActor {
             let fed = connect_with_retry(&federation, &owner).await;
             let coll = connect_with_retry(&collective, &owner).await;
             let stopped = {
-                let mut clients = running.clients.lock();
-                let stopped = running.stopped.load(Ordering::Acquire);
-                if !stopped {
-                    *clients = vec![fed.clone(), coll.clone()];
+                let mut running = running.lock();
+                if !running.stopped {
+                    running.clients = vec![fed.clone(), coll.clone()];
                 }
-                stopped
+                running.stopped
             };
             if stopped {
                 // Stopped while connecting.
@@ -253,7 +251,7 @@ impl Actor for FederationBrokerActor {
             run_broker(settings.clone(), fed, coll, metrics).await
         };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
-            if act.running.stopped.load(Ordering::Acquire) {
+            if act.running.lock().stopped {
                 info!(cluster = %act.settings.cluster, "Federation broker stopped.");
                 ctx.stop();
                 return;

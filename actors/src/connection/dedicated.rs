@@ -39,7 +39,7 @@ impl Owner {
 async fn options(
     settings: &NetworkSettings,
     owner: &Owner,
-    status: Option<Arc<NetworkStatus>>,
+    status: Arc<NetworkStatus>,
 ) -> Result<ConnectOptions, NetworkError> {
     let (network, kind, name) = (settings.name.clone(), owner.kind, owner.name.clone());
     let options = ConnectOptions::new()
@@ -50,18 +50,14 @@ async fn options(
         .event_callback(move |event| {
             match event {
                 Event::Disconnected => {
-                    if let Some(status) = &status {
-                        status.mark_disconnected();
-                    }
+                    status.mark_disconnected();
                     warn!(
                         owner = kind, %name, %network,
                         "Dedicated NATS connection lost; reconnecting."
                     );
                 }
                 Event::Connected => {
-                    if let Some(status) = &status {
-                        status.mark_connected();
-                    }
+                    status.mark_connected();
                     info!(
                         owner = kind, %name, %network,
                         "Dedicated NATS connection up."
@@ -83,11 +79,13 @@ async fn options(
 pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Client {
     let urls = settings.urls.join(",");
     // Known (and not connected) from the first attempt on, so a connection that never comes
-    // up shows.
+    // up shows; outside a node nobody reads it.
     let status = settings
         .health
         .as_ref()
-        .map(|health| health.dedicated(&owner.health_key(&settings.name)));
+        .map_or_else(Arc::default, |health| {
+            health.dedicated(&owner.health_key(&settings.name))
+        });
     let mut attempt = 0u32;
     loop {
         let result = match options(settings, owner, status.clone()).await {
@@ -105,9 +103,7 @@ pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Cl
         };
         match result {
             Ok(client) => {
-                if let Some(status) = &status {
-                    status.mark_connected();
-                }
+                status.mark_connected();
                 return client;
             }
             Err(error) => {
