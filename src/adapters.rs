@@ -63,6 +63,7 @@ pub fn start(
                         AdapterActor::new(settings, worker, source, target, &families)
                     })
                 });
+            let watched = watched.with_fault_injection();
             watchdog.do_send(Watch(Box::new(watched)));
         }
         info!(

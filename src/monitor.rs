@@ -1,4 +1,5 @@
-//! The HTTP monitor: `/metrics`, `/healthz` and `/debug/vars`.
+//! The HTTP monitor: `/metrics`, `/healthz` and `/debug/vars` (and, only in a test build with
+//! the `fault-injection` feature, `POST /debug/fault/panic/<actor>`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -7,6 +8,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use choir_actors::connection::NetworkHealth;
 use choir_actors::metrics::Metrics;
+use actix::Addr;
+use choir_actors::supervision::{PanicWatched, WatchdogActor, FAULT_INJECTION};
 use serde_json::json;
 
 /// What the monitor reads.
@@ -88,16 +91,57 @@ async fn debug_vars(state: web::Data<MonitorState>) -> HttpResponse {
     }))
 }
 
+/// Test builds only: makes the watched actor named by the path (e.g.
+/// `adapter/registration/0`) panic; 404 when no such actor accepts it.
+async fn fault_panic(
+    watchdog: web::Data<Addr<WatchdogActor>>,
+    actor: web::Path<String>,
+) -> HttpResponse {
+    match watchdog.send(PanicWatched(actor.into_inner())).await {
+        Ok(true) => HttpResponse::Ok().body("panic injected"),
+        Ok(false) => HttpResponse::NotFound().body("no such actor accepts fault injection"),
+        Err(_) => HttpResponse::ServiceUnavailable().body("watchdog gone"),
+    }
+}
+
 /// Binds the monitor to `addr` and starts serving on the current actix System; returns the
 /// handle that stops it.
 pub fn start(addr: SocketAddr, state: MonitorState) -> std::io::Result<ServerHandle> {
+    serve(addr, state, None)
+}
+
+/// [`start`] for a node, whose `watchdog` the test-only fault injection route talks to.
+pub fn start_with_watchdog(
+    addr: SocketAddr,
+    state: MonitorState,
+    watchdog: Addr<WatchdogActor>,
+) -> std::io::Result<ServerHandle> {
+    serve(addr, state, Some(watchdog))
+}
+
+fn serve(
+    addr: SocketAddr,
+    state: MonitorState,
+    watchdog: Option<Addr<WatchdogActor>>,
+) -> std::io::Result<ServerHandle> {
     let data = web::Data::new(state);
+    // Only a test build (feature `fault-injection`) serves the fault route at all.
+    let faults = watchdog
+        .filter(|_| FAULT_INJECTION)
+        .map(web::Data::new);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .route("/metrics", web::get().to(metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/debug/vars", web::get().to(debug_vars))
+            .configure(|routes| {
+                if let Some(watchdog) = &faults {
+                    routes
+                        .app_data(watchdog.clone())
+                        .route("/debug/fault/panic/{actor:.*}", web::post().to(fault_panic));
+                }
+            })
     })
     .workers(1)
     .disable_signals()

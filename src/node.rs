@@ -152,7 +152,7 @@ impl Node {
                     config: config.summary_json(),
                     started,
                 };
-                let handle = monitor::start(addr, state).map_err(|source| NodeError::Monitor {
+                let handle = monitor::start_with_watchdog(addr, state, watchdog.clone()).map_err(|source| NodeError::Monitor {
                     addr: node.monitor.clone(),
                     source,
                 })?;

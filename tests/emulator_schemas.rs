@@ -1,6 +1,6 @@
 //! Every kind of message the emulator emits (replies of every agent, a federated reply, a
-//! registration request) validates against the go-choria v1 JSON Schemas, and the key wire
-//! facts are asserted directly so the test still means something without the schemas.
+//! registration request) validates against the go-choria v1 JSON Schemas (a missing schema
+//! directory fails the test), and the key wire facts are asserted directly as well.
 //! The audit log gets one Choria-format line per RPC request.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,20 +25,34 @@ use serde_json::Value;
 const SCHEMA_SUBDIR: &str =
     "shared/protocol-schemas/go-choria/internal/fs/schemas/choria/protocol/v1";
 
-fn schema_dir() -> Option<PathBuf> {
+/// The schema directory (`$CHOIR_PROTOCOL_SCHEMAS`, else found above the checkout); a missing
+/// one fails the test, since CI always has `shared/` beside the checkout.
+fn schema_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CHOIR_PROTOCOL_SCHEMAS") {
-        return Some(PathBuf::from(dir)).filter(|d| d.is_dir());
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.is_dir(),
+            "CHOIR_PROTOCOL_SCHEMAS={} is not a directory",
+            dir.display()
+        );
+        return dir;
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
         .ancestors()
         .map(|a| a.join(SCHEMA_SUBDIR))
         .find(|d| d.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "{SCHEMA_SUBDIR} not found above {}: check out shared/ beside the repository \
+                 or set CHOIR_PROTOCOL_SCHEMAS",
+                manifest.display()
+            )
+        })
 }
 
 fn validate(schema: &str, instance: &Value, what: &str) {
-    let Some(dir) = schema_dir() else {
-        return;
-    };
+    let dir = schema_dir();
     let text = std::fs::read_to_string(dir.join(schema)).unwrap();
     let schema_value: Value = serde_json::from_str(&text).unwrap();
     // The schemas declare draft-04 (some without the trailing `#`): force draft 4.
@@ -79,9 +93,8 @@ fn check_reply(payload: &[u8], what: &str) -> Value {
 
 #[actix_rt::test]
 async fn everything_emitted_validates_against_go_choria_schemas() {
-    if schema_dir().is_none() {
-        println!("note: go-choria protocol schemas not found; checking wire facts only");
-    }
+    // Fail at once, before any server starts, when the schemas are missing.
+    schema_dir();
     let server = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.log");

@@ -154,20 +154,22 @@ workers = {workers}
 }
 
 /// The output schema with `time` relaxed to a string (Choria writes RFC 3339, the schema says
-/// integer), when the shared schemas are present.
-fn output_validator() -> Option<jsonschema::Validator> {
+/// integer). A missing schema fails the test: CI always has `shared/` beside the checkout.
+fn output_validator() -> jsonschema::Validator {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = manifest
         .ancestors()
         .map(|a| a.join(SCHEMA))
-        .find(|p| p.is_file());
-    let Some(path) = path else {
-        eprintln!("note: {SCHEMA} not found; checking the fields directly only");
-        return None;
-    };
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{SCHEMA} not found above {}: check out shared/ beside the repository",
+                manifest.display()
+            )
+        });
     let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     schema["properties"]["time"] = json!({"type": "string"});
-    Some(jsonschema::draft4::new(&schema).unwrap())
+    jsonschema::draft4::new(&schema).unwrap()
 }
 
 async fn connect(server: &NatsServer) -> async_nats::Client {
@@ -198,10 +200,11 @@ async fn choria_registration_requests_become_schema_valid_stream_messages() {
     let mut seen = BTreeSet::new();
     for message in &messages {
         let out: Value = serde_json::from_slice(&message.payload).unwrap();
-        if let Some(v) = &validator {
-            let errors: Vec<String> = v.iter_errors(&out).map(|e| e.to_string()).collect();
-            assert!(errors.is_empty(), "{out} does not validate: {errors:?}");
-        }
+        let errors: Vec<String> = validator
+            .iter_errors(&out)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{out} does not validate: {errors:?}");
         // The same facts, asserted directly.
         assert_eq!(out["protocol"], "choria:adapters:jetstream:output:1");
         let sender = out["sender"].as_str().unwrap();

@@ -1,5 +1,8 @@
 //! Local failure recovery: an actor that stops itself is restarted by its actix Supervisor
-//! without touching its siblings; an actor that panics is re-created by the watchdog.
+//! without touching its siblings; an actor that panics is re-created by the watchdog, a test
+//! actor here and a real adapter worker of a running node (panicked on request through the
+//! test-only `fault-injection` feature), which then carries on storing messages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -12,7 +15,9 @@ use choir::actors::connection::{
     GetClient, NetworkActor, NetworkMetrics, NetworkSettings, NetworkStatus,
 };
 use choir::actors::supervision::{GetRespawns, Watch, WatchdogActor, WatchedActor};
-use common::{eventually, NatsServer};
+use common::http::{http_request, metric_value};
+use common::jetstream::{connect, count, read_all, wait_for_count};
+use common::{eventually, poll_until, ChoirNode, NatsServer};
 
 #[derive(Default)]
 struct Counts {
@@ -136,10 +141,23 @@ async fn a_network_actor_hands_out_its_client_once_connected() {
     let settings = NetworkSettings::new("t", vec![format!("nats://127.0.0.1:{port}")]);
     let status = Arc::new(NetworkStatus::default());
     let metrics = NetworkMetrics::default();
+    let failures = metrics
+        .connect_failures
+        .get_or_create(&NetworkMetrics::label("t"))
+        .clone();
     let network = Supervisor::start(move |_| NetworkActor::new(settings, metrics, status));
-    let pending = network.send(GetClient);
-    let early = tokio::time::timeout(Duration::from_millis(300), network.send(GetClient)).await;
-    assert!(early.is_err(), "no client before the server exists");
+    let mut pending = Box::pin(network.send(GetClient));
+    // Two connect attempts have failed (nothing listens yet) and the request is still
+    // waiting: no client, and no error either, before the server exists.
+    assert!(
+        eventually(WAIT, || async { failures.get() >= 2 }).await,
+        "connect failures {}",
+        failures.get()
+    );
+    assert!(
+        futures::poll!(pending.as_mut()).is_pending(),
+        "no client before the server exists"
+    );
 
     let _server = NatsServer::start_with(port, &[]);
     let client = tokio::time::timeout(WAIT, pending)
@@ -149,4 +167,91 @@ async fn a_network_actor_hands_out_its_client_once_connected() {
         .unwrap();
     client.publish("t.ping", "x".into()).await.unwrap();
     client.flush().await.unwrap();
+}
+
+/// Messages `{"n":i}` for `range` on `subject`, flushed.
+async fn publish_range(client: &async_nats::Client, range: std::ops::Range<usize>) {
+    for i in range {
+        client
+            .publish("in.x", format!("{{\"n\":{i}}}").into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+}
+
+fn node_metric(node: &ChoirNode, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let (_, text) = node.get("/metrics").unwrap_or_default();
+    metric_value(&text, metric, labels).unwrap_or(0.0)
+}
+
+/// A real choir actor, not a test one: the adapter worker of a running node panics in a
+/// handler (through the test-only fault-injection route), the watchdog re-creates it, and the
+/// new worker subscribes again and stores every message published after it, each once.
+#[actix::test]
+async fn a_panicked_adapter_worker_is_recreated_and_stores_every_later_message_once() {
+    let server = NatsServer::start();
+    let node = ChoirNode::start(&format!(
+        "[networks.local]\nurls = [\"{}\"]\n\n[adapters.reg]\nnetwork = \"local\"\n\
+         subject = \"in.>\"\nworkers = 1\nstream = \"OUT\"\nstream_subject = \"out\"\n",
+        server.url()
+    ));
+    let subscribed = |starts: f64| {
+        node_metric(&node, "choir_adapter_subscribed", &[("adapter", "reg")]) == 1.0
+            && node_metric(&node, "choir_adapter_worker_starts_total", &[("adapter", "reg")])
+                == starts
+    };
+    assert!(
+        poll_until(WAIT * 3, || subscribed(1.0)),
+        "never subscribed; log:\n{}",
+        node.log()
+    );
+    let client = connect(&server.url()).await;
+    publish_range(&client, 0..100).await;
+    assert!(wait_for_count(&client, "OUT", 100, WAIT * 3).await);
+
+    let (status, body) = http_request(node.monitor, "POST", "/debug/fault/panic/adapter/reg/0")
+        .expect("monitor answers");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        poll_until(WAIT * 3, || node_metric(
+            &node,
+            "choir_actor_respawns_total",
+            &[("actor", "adapter/reg/0")]
+        ) == 1.0
+            && subscribed(2.0)),
+        "the watchdog did not bring the worker back; log:\n{}",
+        node.log()
+    );
+    assert!(node.log().contains("Actor mailbox closed (it panicked)"));
+
+    publish_range(&client, 100..200).await;
+    assert!(
+        wait_for_count(&client, "OUT", 200, WAIT * 3).await,
+        "stored {} of 200; log:\n{}",
+        count(&client, "OUT").await,
+        node.log()
+    );
+    let mut stored: Vec<u64> = read_all(&client, "OUT")
+        .await
+        .iter()
+        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["n"]
+            .as_u64()
+            .unwrap())
+        .collect();
+    stored.sort_unstable();
+    assert_eq!(stored, (0..200).collect::<Vec<u64>>(), "each message stored once");
+}
+
+/// The fault route answers 404 for an actor that does not exist (and so cannot panic).
+#[test]
+fn the_fault_route_refuses_an_unknown_actor() {
+    let server = NatsServer::start();
+    let node = ChoirNode::start(&format!(
+        "[networks.local]\nurls = [\"{}\"]\n",
+        server.url()
+    ));
+    let (status, _) = http_request(node.monitor, "POST", "/debug/fault/panic/adapter/none/0")
+        .expect("monitor answers");
+    assert_eq!(status, 404);
 }

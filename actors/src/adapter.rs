@@ -312,6 +312,19 @@ impl Actor for AdapterActor {
     }
 }
 
+impl Handler<crate::supervision::InjectPanic> for AdapterActor {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::supervision::InjectPanic, _: &mut Self::Context) {
+        if crate::supervision::FAULT_INJECTION {
+            panic!(
+                "fault injection: adapter {} worker {} panics on request",
+                self.settings.name, self.worker
+            );
+        }
+    }
+}
+
 impl Supervised for AdapterActor {
     fn restarting(&mut self, _: &mut Self::Context) {
         self.metrics.subscribed.set(0);

@@ -62,13 +62,29 @@ pub trait Watched: Send {
     fn alive(&self) -> bool;
     /// Creates the actor again and publishes its new address.
     fn respawn(&mut self);
+    /// Test-only (feature `fault-injection`): asks the actor to panic; false when it cannot.
+    #[cfg(feature = "fault-injection")]
+    fn inject_panic(&self) -> bool;
 }
+
+/// Whether this build can make a watched actor panic on request: only with the test-only
+/// cargo feature `fault-injection`, which choir's tests turn on and no normal build does.
+pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
+
+/// Test-only command: panic inside the handler, as a bug would. Only sent when the build has
+/// the `fault-injection` feature (see [`FAULT_INJECTION`]); actors that accept it panic only
+/// in such a build.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
 
 /// A watched actor: its slot and the factory that creates it.
 pub struct WatchedActor<A: Actor> {
     name: String,
     slot: ActorSlot<A>,
     factory: Box<dyn Fn() -> Addr<A> + Send>,
+    #[cfg(feature = "fault-injection")]
+    injector: Option<fn(&Addr<A>)>,
 }
 
 impl<A: Actor> WatchedActor<A> {
@@ -82,8 +98,28 @@ impl<A: Actor> WatchedActor<A> {
             name: name.into(),
             slot: slot.clone(),
             factory: Box::new(factory),
+            #[cfg(feature = "fault-injection")]
+            injector: None,
         };
         (watched, slot)
+    }
+
+    /// Lets [`PanicWatched`] reach this actor with [`InjectPanic`]; a no-op unless the build
+    /// has the test-only `fault-injection` feature.
+    #[must_use]
+    pub fn with_fault_injection(self) -> Self
+    where
+        A: Handler<InjectPanic>,
+        A::Context: actix::dev::ToEnvelope<A, InjectPanic>,
+    {
+        #[cfg(feature = "fault-injection")]
+        {
+            let mut this = self;
+            this.injector = Some(|addr: &Addr<A>| addr.do_send(InjectPanic));
+            this
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        self
     }
 }
 
@@ -98,6 +134,17 @@ impl<A: Actor> Watched for WatchedActor<A> {
 
     fn respawn(&mut self) {
         self.slot.replace((self.factory)());
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn inject_panic(&self) -> bool {
+        match self.injector {
+            Some(inject) => {
+                inject(&self.slot.get());
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -198,5 +245,36 @@ impl Handler<GetRespawns> for WatchdogActor {
                 })
                 .collect(),
         )
+    }
+}
+
+/// Test-only command to the watchdog: make the watched actor named `0` (e.g.
+/// `adapter/registration/0`) panic. Answers whether the request reached such an actor; always
+/// `false` in a build without the `fault-injection` feature.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct PanicWatched(pub String);
+
+impl Handler<PanicWatched> for WatchdogActor {
+    type Result = bool;
+
+    #[cfg(feature = "fault-injection")]
+    fn handle(&mut self, msg: PanicWatched, _: &mut Self::Context) -> bool {
+        let found = self
+            .watched
+            .iter()
+            .find(|w| w.name() == msg.0)
+            .is_some_and(|w| w.inject_panic());
+        tracing::warn!(
+            actor = %msg.0,
+            found,
+            "Fault injection: asked a watched actor to panic."
+        );
+        found
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    fn handle(&mut self, _: PanicWatched, _: &mut Self::Context) -> bool {
+        false
     }
 }

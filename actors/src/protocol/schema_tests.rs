@@ -1,10 +1,10 @@
 //! Validates what we emit against the go-choria v1 JSON Schemas (what a Go server validates
-//! against), and asserts the key wire facts directly so the test still means something when
-//! the schemas are not available.
+//! against), and asserts the key wire facts directly as well.
 //!
 //! The schema directory is `$CHOIR_PROTOCOL_SCHEMAS` if set, else the first
 //! `shared/protocol-schemas/go-choria/internal/fs/schemas/choria/protocol/v1` found above the
-//! crate directory. If none exists the schema part is skipped with a printed note.
+//! crate directory. If none exists the schema test fails: CI always has the schemas beside the
+//! checkout, and a skipped check would prove nothing.
 
 use super::{
     subject, FactFilter, FederationHeader, Filter, NewRequest, Reply, SecureReply, SecureRequest,
@@ -16,15 +16,29 @@ use std::path::PathBuf;
 const SCHEMA_SUBDIR: &str =
     "shared/protocol-schemas/go-choria/internal/fs/schemas/choria/protocol/v1";
 
-fn schema_dir() -> Option<PathBuf> {
+/// The schema directory; panics (fails the test) when it is missing.
+fn schema_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CHOIR_PROTOCOL_SCHEMAS") {
-        return Some(PathBuf::from(dir)).filter(|d| d.is_dir());
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.is_dir(),
+            "CHOIR_PROTOCOL_SCHEMAS={} is not a directory",
+            dir.display()
+        );
+        return dir;
     }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest
         .ancestors()
         .map(|a| a.join(SCHEMA_SUBDIR))
         .find(|d| d.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "{SCHEMA_SUBDIR} not found above {}: check out shared/ beside the repository \
+                 or set CHOIR_PROTOCOL_SCHEMAS",
+                manifest.display()
+            )
+        })
 }
 
 /// Every layer of one federated request and its reply, as JSON values.
@@ -160,10 +174,7 @@ fn key_wire_facts() {
 
 #[test]
 fn go_choria_schemas_accept_our_messages() {
-    let Some(dir) = schema_dir() else {
-        println!("note: go-choria protocol schemas not found, skipping schema validation");
-        return;
-    };
+    let dir = schema_dir();
     let load = |name: &str| {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         let schema: Value = serde_json::from_str(&text).unwrap();
