@@ -18,7 +18,7 @@ use common::replication::{
 use common::{eventually, ChoirNode, NatsServer};
 use futures::StreamExt;
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Publishes `{"n":i}` for every `i` in `range` to `orders.<i % 3>` (X-Index header = i).
 async fn publish_range(client: &async_nats::Client, range: std::ops::Range<usize>) {
@@ -238,7 +238,8 @@ async fn an_interest_source_is_emptied_only_of_what_the_target_stored() {
     })
     .await
     .unwrap();
-    // An interest stream keeps nothing nobody is interested in: start the replicator first.
+    // An interest stream keeps nothing nobody is interested in: let the replicator create its
+    // durable consumer first, stop it, then preload (the durable consumer keeps the interest).
     let mut node = ChoirNode::start(&replicator_config(
         &source,
         &target,
@@ -255,11 +256,17 @@ async fn an_interest_source_is_emptied_only_of_what_the_target_stored() {
         "the replicator's consumer never appeared; log:\n{}",
         node.log()
     );
+    node.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(node.wait(WAIT).is_some_and(|s| s.success()));
     publish_range(&src, 0..N).await;
+    assert_eq!(count(&src, "ORDERS").await, N as u64, "the interest kept them");
+    node.spawn();
     let dst = connect(&target.url()).await;
     assert!(
         wait_for_count(&dst, "ORDERS", 2_000, WAIT).await,
-        "copy did not start; log:\n{}",
+        "copy did not start: the target holds {}, the source {} of {N}; log:\n{}",
+        count(&dst, "ORDERS").await,
+        count(&src, "ORDERS").await,
         node.log()
     );
     // Source first, then target: both only move one way, so a removal the target does not

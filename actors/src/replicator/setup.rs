@@ -355,7 +355,6 @@ pub async fn ordered_consumer(
         RetentionPolicy::Interest => AckPolicy::All,
         RetentionPolicy::WorkQueue => AckPolicy::Explicit,
     };
-    let _ = stream.delete_consumer(&settings.durable_name()).await;
     let deliver = match resume {
         // A work queue holds only what is not acked yet and must deliver all of it.
         _ if retention == RetentionPolicy::WorkQueue => DeliverPolicy::All,
@@ -372,10 +371,7 @@ pub async fn ordered_consumer(
         window.saturating_mul(4).saturating_add(1024),
         ORDERED_TAG,
     );
-    let consumer = stream
-        .create_consumer(config)
-        .await
-        .map_err(|e| consumer_err(settings, e))?;
+    let consumer = replace_consumer(&mut stream, settings, retention, config).await?;
     Ok(OrderedConsumer {
         consumer,
         ack_policy,
@@ -395,7 +391,8 @@ pub async fn queued_consumer(
     workers: usize,
 ) -> Result<PullConsumer, SetupError> {
     let mut stream = source_stream(source, settings).await?;
-    let work_queue = retention(&mut stream, settings).await? == RetentionPolicy::WorkQueue;
+    let retention = retention(&mut stream, settings).await?;
+    let work_queue = retention == RetentionPolicy::WorkQueue;
     let name = settings.durable_name();
     // A work queue holds only what is not acked yet and must deliver all of it.
     let mut deliver = if work_queue {
@@ -421,7 +418,6 @@ pub async fn queued_consumer(
                 start_sequence: copied.saturating_add(1),
             };
         }
-        let _ = stream.delete_consumer(&name).await;
     }
     let pending = settings
         .window
@@ -435,10 +431,55 @@ pub async fn queued_consumer(
         i64::try_from(pending).unwrap_or(i64::MAX),
         QUEUED_TAG,
     );
-    stream
+    replace_consumer(&mut stream, settings, retention, config).await
+}
+
+/// How long a stand-in consumer left behind by a crash mid-replacement keeps its interest.
+const STAND_IN_INACTIVE: Duration = Duration::from_secs(600);
+
+/// Deletes the durable consumer (when there is one) and creates `config` in its place.
+///
+/// An interest stream deletes a message as soon as no consumer is interested in it any more,
+/// so deleting its only consumer would delete everything not yet copied. There a stand-in
+/// consumer (`<durable>_stand_in`, delivering from where the new consumer will) holds the
+/// interest while the durable consumer is replaced, and is deleted after. One left behind by a
+/// crash is reused (it holds at least as much) and expires after 10 idle minutes anyway.
+async fn replace_consumer(
+    stream: &mut async_nats::jetstream::stream::Stream,
+    settings: &ReplicatorSettings,
+    retention: RetentionPolicy,
+    config: PullConfig,
+) -> Result<PullConsumer, SetupError> {
+    let name = settings.durable_name();
+    let stand_in = format!("{name}_stand_in");
+    let holding = retention == RetentionPolicy::Interest;
+    if holding && stream.consumer_info(&stand_in).await.is_err() {
+        let keep = PullConfig {
+            durable_name: Some(stand_in.clone()),
+            description: Some(format!(
+                "choir replicator {}: holds the interest while its consumer is replaced",
+                settings.name
+            )),
+            ack_policy: AckPolicy::All,
+            deliver_policy: config.deliver_policy,
+            filter_subject: config.filter_subject.clone(),
+            inactive_threshold: STAND_IN_INACTIVE,
+            ..Default::default()
+        };
+        stream
+            .create_consumer(keep)
+            .await
+            .map_err(|e| consumer_err(settings, e))?;
+    }
+    let _ = stream.delete_consumer(&name).await;
+    let consumer = stream
         .create_consumer(config)
         .await
-        .map_err(|e| consumer_err(settings, e))
+        .map_err(|e| consumer_err(settings, e))?;
+    if holding {
+        let _ = stream.delete_consumer(&stand_in).await;
+    }
+    Ok(consumer)
 }
 
 /// Source messages not yet acknowledged: pending plus ack pending.
