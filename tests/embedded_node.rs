@@ -166,3 +166,44 @@ fn a_dead_embedded_server_is_restarted_and_the_node_reconnects() {
         .log()
         .contains("Embedded nats-server exited; restarting it"));
 }
+
+/// Whether `pid` runs and is not a zombie (an orphan killed here waits for init to reap it).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.get(stat.rfind(')')? + 2..)?.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+/// A node killed with SIGKILL cannot stop its embedded nats-server, which lives on holding
+/// the JetStream store. The next start finds it through its pid file, kills it, and starts a
+/// fresh server on the same store.
+#[test]
+fn a_stale_embedded_server_left_by_a_killed_node_is_killed_at_the_next_start() {
+    let mut node = ChoirNode::start(EMBEDDED);
+    wait_healthy(&node, "local");
+    let stale = embedded_pid(&node).expect("embedded nats-server pid file");
+    node.kill();
+    assert!(
+        running(stale),
+        "the embedded server died with the node: nothing stale to test"
+    );
+    node.spawn();
+    assert!(
+        poll_until(Duration::from_secs(30), || !running(stale)),
+        "the stale server {stale} still runs; log:\n{}",
+        node.log()
+    );
+    wait_healthy(&node, "local");
+    let fresh = embedded_pid(&node).expect("a new pid file");
+    assert_ne!(fresh, stale);
+    assert!(running(fresh));
+    let log = node.log();
+    assert!(
+        log.contains("Killing a stale embedded nats-server left by an earlier run"),
+        "{log}"
+    );
+}

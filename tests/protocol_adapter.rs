@@ -460,3 +460,83 @@ async fn the_same_request_published_twice_is_stored_once() {
         BTreeSet::from([twice.envelope.requestid, once.envelope.requestid])
     );
 }
+
+/// A publish the stream keeps refusing (it is full and discards new messages) is tried
+/// `1 + publish_retries` times, every attempt counted as failed, and then dropped: counted
+/// once with `reason="publish"` and logged at ERROR. The worker goes on: once the stream has
+/// room again, the next messages are stored.
+#[tokio::test]
+async fn a_message_the_stream_keeps_refusing_is_dropped_after_publish_retries() {
+    use async_nats::jetstream::stream::{Config, DiscardPolicy};
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let js = jetstream::new(client.clone());
+    let full = Config {
+        name: "OUT".into(),
+        subjects: vec!["out".into()],
+        max_messages: 5,
+        discard: DiscardPolicy::New,
+        ..Default::default()
+    };
+    js.create_stream(full.clone()).await.unwrap();
+    let node = ChoirNode::start(&format!(
+        r#"
+[networks.region]
+urls = ["{}"]
+
+[adapters.raw]
+network = "region"
+subject = "in.>"
+workers = 1
+stream = "OUT"
+stream_subject = "out"
+publish_retries = 2
+retry_backoff = "10ms"
+"#,
+        server.url()
+    ));
+    wait_subscribed(&node, "raw", 1).await;
+    for i in 0..8 {
+        client
+            .publish("in.x", format!("{{\"n\":{i}}}").into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let dropped = [("adapter", "raw"), ("reason", "publish")];
+    wait_metric(&node, "choir_adapter_dropped_total", &dropped, 3.0).await;
+    let text = metrics(&node);
+    assert_eq!(metric_sum(&text, "choir_adapter_dropped_total", &dropped), 3.0);
+    assert_eq!(
+        metric_sum(&text, "choir_adapter_failed_total", &[("adapter", "raw")]),
+        9.0,
+        "three messages, each tried once and retried twice"
+    );
+    assert_eq!(
+        metric_sum(&text, "choir_adapter_published_total", &[("adapter", "raw")]),
+        5.0
+    );
+    let log = node.log();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("ERROR") && l.contains("message dropped"))
+            .count(),
+        3,
+        "one ERROR line per dropped message:\n{log}"
+    );
+
+    js.update_stream(Config {
+        max_messages: 100,
+        ..full
+    })
+    .await
+    .unwrap();
+    client.publish("in.x", "{\"n\":8}".into()).await.unwrap();
+    client.flush().await.unwrap();
+    let stored = stream_messages(&client, "OUT", 6).await;
+    let ns: Vec<u64> = stored
+        .iter()
+        .map(|m| serde_json::from_slice::<Value>(&m.payload).unwrap()["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [0, 1, 2, 3, 4, 8], "the refused ones dropped, the worker still going");
+}
