@@ -12,6 +12,10 @@
 //! It prints msg/s and the ratios d/a, e/a, d/b, d/c, and writes
 //! `target/bench-replicate.json`, with the CPU each process used per copied message.
 //!
+//! Case (f) repeats (a) with a unique `Nats-Msg-Id` on every publish: the difference in the
+//! target server's CPU per message between (a) and (f) is what the duplicate check costs, the
+//! reason ordered mode sends no `Nats-Msg-Id` by default.
+//!
 //! `CHOIR_BENCH_MESSAGES=N` changes the message count, `CHOIR_BENCH_CASES=ade` runs only some
 //! cases (ratios of cases not run print as NaN), `CHOIR_BENCH_WINDOW` sets the ordered window.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -108,6 +112,34 @@ async fn publish_window(
     for i in 0..n {
         acks.push(
             js.publish(format!("{prefix}.{}", i % 16), payload.clone())
+                .await
+                .unwrap()
+                .into_future(),
+        );
+        if acks.len() >= 256 {
+            acks.next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(a) = acks.next().await {
+        a.unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// (f): as [`publish_window`], each message with its own `Nats-Msg-Id`.
+async fn publish_window_with_msg_id(
+    js: &jetstream::Context,
+    prefix: &str,
+    n: u64,
+    payload: &bytes::Bytes,
+) -> f64 {
+    let start = Instant::now();
+    let mut acks = futures::stream::FuturesUnordered::new();
+    for i in 0..n {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("bench:{prefix}:{i}").as_str());
+        acks.push(
+            js.publish_with_headers(format!("{prefix}.{}", i % 16), headers, payload.clone())
                 .await
                 .unwrap()
                 .into_future(),
@@ -282,7 +314,7 @@ fn main() {
         let preload = publish_window(&sjs, "orders", n, &payload).await;
         eprintln!("preloaded at {preload:.0} msg/s");
 
-        let cases = std::env::var("CHOIR_BENCH_CASES").unwrap_or_else(|_| "abcde".into());
+        let cases = std::env::var("CHOIR_BENCH_CASES").unwrap_or_else(|_| "abcdef".into());
         let on = |case: char| cases.contains(case);
         let mut a = f64::NAN;
         let mut cpu_a = [f64::NAN; 3];
@@ -340,9 +372,20 @@ fn main() {
         stop(child);
         eprintln!("(e) choir queued x4: {e:.0} msg/s");
         }
-        (a, b, c, d, e, cpu_a, cpu_d, cpu_e)
+        let mut f = f64::NAN;
+        let mut cpu_f = [f64::NAN; 3];
+        if on('f') {
+            tjs.create_stream(stream::Config { name: "RAWID".into(), subjects: vec!["rawid.>".into()], ..Default::default() })
+                .await
+                .unwrap();
+            let cpu = CpuUse::start(&source, &target, std::process::id());
+            f = publish_window_with_msg_id(&tjs, "rawid", n, &payload).await;
+            cpu_f = cpu.per_message(n);
+            eprintln!("(f) raw acked publish with Nats-Msg-Id: {f:.0} msg/s");
+        }
+        (a, b, c, d, e, f, cpu_a, cpu_d, cpu_e, cpu_f)
     });
-    let (a, b, c, d, e, cpu_a, cpu_d, cpu_e) = results;
+    let (a, b, c, d, e, f, cpu_a, cpu_d, cpu_e, cpu_f) = results;
     println!();
     println!("replicate: {n} messages of 256 bytes, two loopback nats-servers");
     println!("{:<44} {:>12}", "case", "msg/s");
@@ -352,6 +395,7 @@ fn main() {
         ("(c) one-at-a-time replicator", c),
         ("(d) choir ordered", d),
         ("(e) choir queued, 4 workers", e),
+        ("(f) as (a), with Nats-Msg-Id", f),
     ] {
         println!("{name:<44} {v:>12.0}");
     }
@@ -361,12 +405,19 @@ fn main() {
         ("(a) raw publish (client)", cpu_a),
         ("(d) choir ordered", cpu_d),
         ("(e) choir queued, 4 workers", cpu_e),
+        ("(f) raw publish + Nats-Msg-Id", cpu_f),
     ] {
         println!(
             "{name:<30} {:>13.1} {:>14.1} {:>6.1}",
             cpu[0], cpu[1], cpu[2]
         );
     }
+    // What the target's duplicate check costs per message: (f) - (a) on the target server.
+    let msg_id_us = cpu_f[1] - cpu_a[1];
+    println!(
+        "Nats-Msg-Id cost on the target server: {msg_id_us:+.1} µs per message ({:+.0} %)",
+        msg_id_us / cpu_a[1] * 100.0
+    );
     println!();
     println!("{:<12} {:>8} {:>8}", "ratio", "value", "goal");
     for (name, v, goal) in [
@@ -379,12 +430,14 @@ fn main() {
     }
     let json = serde_json::json!({
         "messages": n, "payload_bytes": 256,
-        "msgs_per_sec": {"raw_publish": a, "mirror": b, "one_at_a_time": c, "choir_ordered": d, "choir_queued_4": e},
+        "msgs_per_sec": {"raw_publish": a, "mirror": b, "one_at_a_time": c, "choir_ordered": d, "choir_queued_4": e, "raw_publish_msg_id": f},
         "cpu_us_per_message": {
             "raw_publish": {"source_server": cpu_a[0], "target_server": cpu_a[1], "client": cpu_a[2]},
             "choir_ordered": {"source_server": cpu_d[0], "target_server": cpu_d[1], "choir": cpu_d[2]},
             "choir_queued_4": {"source_server": cpu_e[0], "target_server": cpu_e[1], "choir": cpu_e[2]},
+            "raw_publish_msg_id": {"source_server": cpu_f[0], "target_server": cpu_f[1], "client": cpu_f[2]},
         },
+        "msg_id_cost_us_target_server": msg_id_us,
         "ratios": {"d_over_a": d / a, "e_over_a": e / a, "d_over_b": d / b, "d_over_c": d / c},
     });
     let out = Path::new(env!("CARGO_MANIFEST_DIR"))

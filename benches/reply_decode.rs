@@ -8,9 +8,10 @@
 //! Two decoders: `protocol` (`protocol::decode_reply` + a full `RpcReply`, every field
 //! materialised) and `client` (`client::ReplyDecoder` + `client::statuscode`, what the
 //! measuring client's `RequestActor` runs per reply: same layers and checks, hash verified,
-//! buffers reused from one reply to the next). Prints
-//! criterion's figures, then replies/s of each from a plain timed loop over 200 000 replies
-//! (single thread), and writes `target/reply_decode.json`.
+//! buffers reused from one reply to the next). Each runs on plain replies and on federated ones
+//! (with a federation header). Prints criterion's figures, then replies/s and µs/reply of each
+//! decoder on each kind of reply from a plain timed loop over 200 000 replies (single thread),
+//! and writes `target/reply_decode.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -143,6 +144,14 @@ fn main() {
                 decode(&federated[j])
             })
         });
+        let mut m = 0;
+        let mut federated_decoder = ReplyDecoder::new();
+        group.bench_function("generate_100_federated_client", |b| {
+            b.iter(|| {
+                m = (m + 1) % federated.len();
+                decode_client(&mut federated_decoder, &federated[m])
+            })
+        });
         group.finish();
     }
     c.final_summary();
@@ -156,15 +165,27 @@ fn main() {
     let (protocol, protocol_runs) = rate(&plain, n, decode);
     let mut decoder = ReplyDecoder::new();
     let (client, client_runs) = rate(&plain, n, |b| decode_client(&mut decoder, b));
+    let (protocol_federated, _) = rate(&federated, n, decode);
+    let (client_federated, _) = rate(&federated, n, |b| decode_client(&mut decoder, b));
     for (name, r) in [("protocol", protocol), ("client", client)] {
         println!(
             "reply_decode {name:>8}: {r:.0} replies/s on one core (median of 3 runs of {n}; goal {GOAL:.0}: {})",
             if r >= GOAL { "met" } else { "NOT met" }
         );
     }
+    for (name, r) in [
+        ("protocol", protocol_federated),
+        ("client", client_federated),
+    ] {
+        println!(
+            "reply_decode {name:>8}, federated reply: {r:.0} replies/s, {:.2} µs/reply",
+            1e6 / r
+        );
+    }
     let json = json!({
         "bench": "reply_decode",
         "replies_per_second": {"protocol": protocol, "client": client},
+        "federated_replies_per_second": {"protocol": protocol_federated, "client": client_federated},
         "runs": {"protocol": protocol_runs, "client": client_runs},
         "reply_bytes": plain[0].len(),
         "goal": GOAL,
