@@ -68,6 +68,7 @@ pub fn start(
             let (settings, networks, stats) = (settings.clone(), networks.clone(), stats.clone());
             Supervisor::start(move |_| TopicReplicatorActor::new(settings, networks, stats))
         });
+        let watched = watched.with_fault_injection();
         watchdog.do_send(Watch(Box::new(watched)));
         slots.push(slot);
     }

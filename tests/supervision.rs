@@ -255,3 +255,85 @@ fn the_fault_route_refuses_an_unknown_actor() {
         .expect("monitor answers");
     assert_eq!(status, 404);
 }
+
+/// The replicator of a running node panics mid-copy (through the test-only fault-injection
+/// route); the watchdog re-creates it, and the copy goes on to the end: every message exactly
+/// once, in source order, checked message by message.
+#[actix::test]
+async fn a_panicked_replicator_is_recreated_and_its_copy_completes_exactly_once_in_order() {
+    use common::jetstream::{create_stream, publish_many};
+    use common::replication::{assert_exactly_once, replicator_config, settled};
+    const N: usize = 50_000;
+    let monitor = common::nats::free_port();
+    let source =
+        NatsServer::start_with(common::nats::free_port(), &["-m", &monitor.to_string()]);
+    let target = NatsServer::start();
+    let src = connect(&source.url()).await;
+    create_stream(&src, "ORDERS", &["orders.>"]).await;
+    publish_many(&src, N, |i| {
+        (
+            format!("orders.{}", i % 5),
+            format!("{{\"n\":{i}}}").into_bytes(),
+        )
+    })
+    .await;
+    let node = ChoirNode::start(&replicator_config(&source, &target, "mode = \"ordered\""));
+    let dst = connect(&target.url()).await;
+    assert!(
+        wait_for_count(&dst, "ORDERS", 5_000, WAIT * 6).await,
+        "copy did not start; log:\n{}",
+        node.log()
+    );
+    let (status, body) = http_request(node.monitor, "POST", "/debug/fault/panic/replicator/orders")
+        .expect("monitor answers");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        count(&dst, "ORDERS").await < N as u64,
+        "the copy finished before the panic"
+    );
+    assert!(
+        poll_until(WAIT * 3, || node_metric(
+            &node,
+            "choir_actor_respawns_total",
+            &[("actor", "replicator/orders")]
+        ) == 1.0),
+        "the watchdog did not bring the replicator back; log:\n{}",
+        node.log()
+    );
+    let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;
+    assert_exactly_once(&copied, N, true);
+    // The panicked replicator's worker is gone: one worker connection on the source, not two
+    // (an orphaned worker would go on copying beside the new one).
+    let workers = || {
+        let (_, body) = common::http_get(
+            std::net::SocketAddr::from(([127, 0, 0, 1], monitor)),
+            "/connz?limit=1000",
+        )
+        .unwrap_or_default();
+        let connz: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        connz["connections"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter(|c| c["name"].as_str().unwrap_or("").contains("replicator-orders"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        poll_until(WAIT, || workers() == 1),
+        "{} replica worker connections on the source",
+        workers()
+    );
+    let log = node.log();
+    assert!(log.contains("Actor mailbox closed (it panicked)"), "{log}");
+    assert!(
+        !log.contains("consumer deleted"),
+        "two workers deleted each other's consumer:\n{log}"
+    );
+    assert_eq!(
+        log.matches("Replicator started.").count(),
+        2,
+        "started once, then once more by the watchdog:\n{log}"
+    );
+}

@@ -322,6 +322,31 @@ impl Actor for TopicReplicatorActor {
     }
 }
 
+impl Drop for TopicReplicatorActor {
+    /// A replicator that panicked is dropped without `restarting` or `StopReplicator`: stop its
+    /// workers' arbiters here, or they would copy on beside the workers of the replicator the
+    /// watchdog re-creates (two ordered workers fighting over one consumer, and leaked threads
+    /// and connections).
+    fn drop(&mut self) {
+        for arbiter in self.arbiters.drain(..) {
+            arbiter.stop();
+        }
+    }
+}
+
+impl Handler<crate::supervision::InjectPanic> for TopicReplicatorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::supervision::InjectPanic, _: &mut Self::Context) {
+        if crate::supervision::FAULT_INJECTION {
+            panic!(
+                "fault injection: replicator {} panics on request",
+                self.settings.name
+            );
+        }
+    }
+}
+
 impl Supervised for TopicReplicatorActor {
     fn restarting(&mut self, _: &mut Self::Context) {
         warn!(replicator = %self.settings.name, "Restarting the replicator.");
