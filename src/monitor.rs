@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use actix::Addr;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use choir_actors::connection::NetworkHealth;
 use choir_actors::metrics::Metrics;
-use actix::Addr;
 use choir_actors::supervision::{PanicWatched, WatchdogActor, FAULT_INJECTION};
 use serde_json::json;
 
@@ -126,9 +126,7 @@ fn serve(
 ) -> std::io::Result<ServerHandle> {
     let data = web::Data::new(state);
     // Only a test build (feature `fault-injection`) serves the fault route at all.
-    let faults = watchdog
-        .filter(|_| FAULT_INJECTION)
-        .map(web::Data::new);
+    let faults = watchdog.filter(|_| FAULT_INJECTION).map(web::Data::new);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())

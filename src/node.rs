@@ -152,10 +152,12 @@ impl Node {
                     config: config.summary_json(),
                     started,
                 };
-                let handle = monitor::start_with_watchdog(addr, state, watchdog.clone()).map_err(|source| NodeError::Monitor {
-                    addr: node.monitor.clone(),
-                    source,
-                })?;
+                let handle = monitor::start_with_watchdog(addr, state, watchdog.clone()).map_err(
+                    |source| NodeError::Monitor {
+                        addr: node.monitor.clone(),
+                        source,
+                    },
+                )?;
                 info!(%addr, "Monitor listening.");
                 Some(handle)
             }

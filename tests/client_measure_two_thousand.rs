@@ -193,7 +193,10 @@ async fn ping_measure_reports_and_stopped_daemons() {
     .expect("suite hung")
     .unwrap();
     assert_eq!(report.tests[0].noresponses, 0);
-    assert!(!report.tests[0].timed_out, "test 1 got every reply: it ends without waiting");
+    assert!(
+        !report.tests[0].timed_out,
+        "test 1 got every reply: it ends without waiting"
+    );
     assert_eq!(report.tests[0].responded, N);
     for t in &report.tests[1..] {
         // Test 2 starts right after the stop was requested: an arbiter still winding down

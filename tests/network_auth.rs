@@ -33,7 +33,8 @@ fn assert_logs_in(url: &str, good: &str, bad: &str) {
     assert!(
         poll_until(WAIT, || metric(&node, "choir_network_connected", "good")
             == 1.0
-            && metric(&node, "choir_network_connect_failures_total", "bad") >= 2.0),
+            && metric(&node, "choir_network_connect_failures_total", "bad")
+                >= 2.0),
         "good connected {}, bad failures {}; log:\n{}",
         metric(&node, "choir_network_connected", "good"),
         metric(&node, "choir_network_connect_failures_total", "bad"),
@@ -263,8 +264,21 @@ fn signed_cert(dir: &Path, name: &str, ca: &str, ext: &str) -> (PathBuf, PathBuf
     openssl(
         dir,
         &[
-            "x509", "-req", "-days", "1", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key,
-            "-CAcreateserial", "-extfile", &cnf, "-out", &pem,
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-extfile",
+            &cnf,
+            "-out",
+            &pem,
         ],
     );
     (dir.join(pem), dir.join(key))

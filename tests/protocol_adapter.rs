@@ -200,10 +200,7 @@ async fn choria_registration_requests_become_schema_valid_stream_messages() {
     let mut seen = BTreeSet::new();
     for message in &messages {
         let out: Value = serde_json::from_slice(&message.payload).unwrap();
-        let errors: Vec<String> = validator
-            .iter_errors(&out)
-            .map(|e| e.to_string())
-            .collect();
+        let errors: Vec<String> = validator.iter_errors(&out).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{out} does not validate: {errors:?}");
         // The same facts, asserted directly.
         assert_eq!(out["protocol"], "choria:adapters:jetstream:output:1");
@@ -506,14 +503,21 @@ retry_backoff = "10ms"
     let dropped = [("adapter", "raw"), ("reason", "publish")];
     wait_metric(&node, "choir_adapter_dropped_total", &dropped, 3.0).await;
     let text = metrics(&node);
-    assert_eq!(metric_sum(&text, "choir_adapter_dropped_total", &dropped), 3.0);
+    assert_eq!(
+        metric_sum(&text, "choir_adapter_dropped_total", &dropped),
+        3.0
+    );
     assert_eq!(
         metric_sum(&text, "choir_adapter_failed_total", &[("adapter", "raw")]),
         9.0,
         "three messages, each tried once and retried twice"
     );
     assert_eq!(
-        metric_sum(&text, "choir_adapter_published_total", &[("adapter", "raw")]),
+        metric_sum(
+            &text,
+            "choir_adapter_published_total",
+            &[("adapter", "raw")]
+        ),
         5.0
     );
     let log = node.log();
@@ -536,7 +540,15 @@ retry_backoff = "10ms"
     let stored = stream_messages(&client, "OUT", 6).await;
     let ns: Vec<u64> = stored
         .iter()
-        .map(|m| serde_json::from_slice::<Value>(&m.payload).unwrap()["n"].as_u64().unwrap())
+        .map(|m| {
+            serde_json::from_slice::<Value>(&m.payload).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
-    assert_eq!(ns, [0, 1, 2, 3, 4, 8], "the refused ones dropped, the worker still going");
+    assert_eq!(
+        ns,
+        [0, 1, 2, 3, 4, 8],
+        "the refused ones dropped, the worker still going"
+    );
 }

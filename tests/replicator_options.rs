@@ -169,7 +169,10 @@ async fn reliable_advisories_are_stored_through_jetstream_with_the_event_id_as_m
             v["event_id"].as_str(),
             "the event id is the duplicate-window id"
         );
-        assert_eq!(m.subject, format!("choir.adv.new.{}", v["value"].as_str().unwrap()));
+        assert_eq!(
+            m.subject,
+            format!("choir.adv.new.{}", v["value"].as_str().unwrap())
+        );
         values.push(v["value"].as_str().unwrap().to_owned());
     }
     values.sort();
@@ -197,7 +200,11 @@ async fn heartbeat_publishes_the_replicators_copied_count_and_lag() {
         .await
         .unwrap();
     dst.flush().await.unwrap();
-    let node = ChoirNode::start(&replicator_config(&source, &target, "heartbeat = \"200ms\""));
+    let node = ChoirNode::start(&replicator_config(
+        &source,
+        &target,
+        "heartbeat = \"200ms\"",
+    ));
     publish_range(&src, 0..N).await;
     let mut seen = Vec::new();
     let last = tokio::time::timeout(WAIT, async {
@@ -259,7 +266,11 @@ async fn an_interest_source_is_emptied_only_of_what_the_target_stored() {
     node.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(node.wait(WAIT).is_some_and(|s| s.success()));
     publish_range(&src, 0..N).await;
-    assert_eq!(count(&src, "ORDERS").await, N as u64, "the interest kept them");
+    assert_eq!(
+        count(&src, "ORDERS").await,
+        N as u64,
+        "the interest kept them"
+    );
     node.spawn();
     let dst = connect(&target.url()).await;
     assert!(

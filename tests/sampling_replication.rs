@@ -131,8 +131,7 @@ async fn fifty_senders_every_100ms_with_age_1s_are_copied_exactly_when_a_second_
     let dst = connect(&target.url()).await;
     assert!(
         eventually(Duration::from_secs(60), || async {
-            replicator_metric(&node, "choir_replicator_received_total", &[])
-                >= (TICKS * 50) as f64
+            replicator_metric(&node, "choir_replicator_received_total", &[]) >= (TICKS * 50) as f64
                 && replicator_metric(&node, "choir_replicator_lag_messages", &[]) == 0.0
         })
         .await

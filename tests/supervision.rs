@@ -198,8 +198,11 @@ async fn a_panicked_adapter_worker_is_recreated_and_stores_every_later_message_o
     ));
     let subscribed = |starts: f64| {
         node_metric(&node, "choir_adapter_subscribed", &[("adapter", "reg")]) == 1.0
-            && node_metric(&node, "choir_adapter_worker_starts_total", &[("adapter", "reg")])
-                == starts
+            && node_metric(
+                &node,
+                "choir_adapter_worker_starts_total",
+                &[("adapter", "reg")],
+            ) == starts
     };
     assert!(
         poll_until(WAIT * 3, || subscribed(1.0)),
@@ -235,12 +238,18 @@ async fn a_panicked_adapter_worker_is_recreated_and_stores_every_later_message_o
     let mut stored: Vec<u64> = read_all(&client, "OUT")
         .await
         .iter()
-        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["n"]
-            .as_u64()
-            .unwrap())
+        .map(|m| {
+            serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     stored.sort_unstable();
-    assert_eq!(stored, (0..200).collect::<Vec<u64>>(), "each message stored once");
+    assert_eq!(
+        stored,
+        (0..200).collect::<Vec<u64>>(),
+        "each message stored once"
+    );
 }
 
 /// The fault route answers 404 for an actor that does not exist (and so cannot panic).
@@ -265,8 +274,7 @@ async fn a_panicked_replicator_is_recreated_and_its_copy_completes_exactly_once_
     use common::replication::{assert_exactly_once, replicator_config, settled};
     const N: usize = 50_000;
     let monitor = common::nats::free_port();
-    let source =
-        NatsServer::start_with(common::nats::free_port(), &["-m", &monitor.to_string()]);
+    let source = NatsServer::start_with(common::nats::free_port(), &["-m", &monitor.to_string()]);
     let target = NatsServer::start();
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["orders.>"]).await;
@@ -315,7 +323,12 @@ async fn a_panicked_replicator_is_recreated_and_its_copy_completes_exactly_once_
             .as_array()
             .map(|all| {
                 all.iter()
-                    .filter(|c| c["name"].as_str().unwrap_or("").contains("replicator-orders"))
+                    .filter(|c| {
+                        c["name"]
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("replicator-orders")
+                    })
                     .count()
             })
             .unwrap_or(0)
