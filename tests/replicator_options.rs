@@ -56,11 +56,11 @@ async fn max_age_skips_and_counts_messages_older_than_it_and_copies_the_rest() {
         eventually(WAIT, || async {
             SystemTime::now()
                 .duration_since(stored)
-                .is_ok_and(|age| age > Duration::from_secs(5))
+                .is_ok_and(|age| age > Duration::from_secs(8))
         })
         .await
     );
-    let node = ChoirNode::start(&replicator_config(&source, &target, "max_age = \"5s\""));
+    let node = ChoirNode::start(&replicator_config(&source, &target, "max_age = \"8s\""));
     assert!(
         eventually(WAIT, || async {
             replicator_metric(
