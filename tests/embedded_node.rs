@@ -207,3 +207,35 @@ fn a_stale_embedded_server_left_by_a_killed_node_is_killed_at_the_next_start() {
         "{log}"
     );
 }
+
+/// The pid in a leftover pid file may by now belong to an unrelated process: only a process
+/// whose command line names nats-server is killed; anything else is left alone.
+#[test]
+fn a_pid_file_naming_an_unrelated_process_does_not_get_it_killed() {
+    let mut node = ChoirNode::start(EMBEDDED);
+    wait_healthy(&node, "local");
+    let status = stop_with_sigint(&mut node, false);
+    assert!(status.success(), "{status:?}");
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("120")
+        .spawn()
+        .unwrap();
+    let pid_file = node.state_dir().join("nats/local/nats-server.pid");
+    std::fs::write(&pid_file, bystander.id().to_string()).unwrap();
+    node.spawn();
+    wait_healthy(&node, "local");
+    let alive_now = running(bystander.id());
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(
+        alive_now,
+        "an unrelated process was killed; log:\n{}",
+        node.log()
+    );
+    assert!(
+        !node.log().contains("Killing a stale embedded nats-server"),
+        "{}",
+        node.log()
+    );
+    assert_ne!(embedded_pid(&node), Some(bystander.id()));
+}
