@@ -125,6 +125,17 @@ pub struct EmulateArgs {
     /// Append a Choria audit log line per RPC request to FILE.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
+    /// Time between two keep-alive PINGs of a daemon; after 2 unanswered it reconnects.
+    #[arg(long, value_parser = parse_ping_interval, default_value = "2m")]
+    pub ping_interval: Duration,
+}
+
+fn parse_ping_interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d >= Duration::from_millis(10) => Ok(d),
+        Ok(_) => Err("must be at least 10ms".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `--connections`.
@@ -214,6 +225,7 @@ impl EmulateArgs {
             subject: self.registration_subject.clone(),
         });
         spec.audit = self.audit.clone();
+        spec.ping_interval = self.ping_interval;
         Ok(spec)
     }
 }

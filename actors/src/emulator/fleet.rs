@@ -14,7 +14,9 @@ use actix::prelude::*;
 use tokio::sync::Semaphore;
 use tracing::info;
 
+use super::failure_log::{FailureLog, FAILURE_LOG_PERIOD};
 use super::registration::default_subject;
+use super::servers::ServerPool;
 use super::wire_daemon::{plain_address, WireDaemon};
 use super::{
     AuditLog, ConnectionMode, EmulatedNode, EmulatedNodeActor, EmulatorError, EmulatorMetrics,
@@ -39,6 +41,12 @@ pub(super) struct FleetShared {
     pub(super) connect_slots: Semaphore,
     pub(super) audit: Option<AuditLog>,
     pub(super) registration: Option<Arc<RegistrationPlan>>,
+    /// The servers wire daemons connect to (grows with the servers' `connect_urls`).
+    pub(super) servers: ServerPool,
+    /// Connect failures, logged at most once per period.
+    pub(super) failures: FailureLog,
+    /// Keep-alive ping interval of wire daemons.
+    pub(super) ping_interval: Duration,
 }
 
 /// How far a fleet got.
@@ -98,6 +106,12 @@ impl Fleet {
             connect_slots: Semaphore::new(spec.connect_concurrency.get()),
             audit,
             registration,
+            servers: ServerPool::new(
+                urls.iter()
+                    .filter_map(|url| plain_address(&spec.network, url)),
+            ),
+            failures: FailureLog::new(FAILURE_LOG_PERIOD),
+            ping_interval: spec.ping_interval.max(Duration::from_millis(10)),
         });
         let threads = spec
             .arbiters
@@ -120,8 +134,10 @@ impl Fleet {
                     let url = &urls[i % urls.len()];
                     let (node, shared) = (node(i, url), shared.clone());
                     let arbiter = &arbiters[i % arbiters.len()];
-                    if let Some(address) = plain_address(&spec.network, url) {
-                        arbiter.spawn(WireDaemon::new(node, address, shared).run());
+                    let server = plain_address(&spec.network, url)
+                        .and_then(|address| shared.servers.index_of(&address));
+                    if let Some(server) = server {
+                        arbiter.spawn(WireDaemon::new(node, server, shared).run());
                         continue;
                     }
                     let url = url.clone();
