@@ -1,6 +1,7 @@
 //! The HTTP monitor: `/metrics`, `/healthz` and `/debug/vars`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::dev::ServerHandle;
@@ -8,6 +9,28 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use choir_actors::connection::NetworkHealth;
 use choir_actors::metrics::Metrics;
 use serde_json::json;
+
+/// A running part of the node as `/debug/vars` shows it: `{name, kind, state, counters}`,
+/// read at every request.
+pub type StatusView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// The parts of the node listed in `/debug/vars` (`components`); parts started after the
+/// monitor add themselves.
+#[derive(Clone, Default)]
+pub struct Components(Arc<parking_lot::RwLock<Vec<StatusView>>>);
+
+impl Components {
+    /// Lists one more part.
+    pub fn add(&self, view: StatusView) {
+        self.0.write().push(view);
+    }
+
+    /// Every part's status now.
+    pub fn snapshot(&self) -> Vec<serde_json::Value> {
+        let views: Vec<StatusView> = self.0.read().clone();
+        views.iter().map(|view| view()).collect()
+    }
+}
 
 /// What the monitor reads.
 #[derive(Clone)]
@@ -22,6 +45,8 @@ pub struct MonitorState {
     pub config: serde_json::Value,
     /// When the node started.
     pub started: Instant,
+    /// The replicators, adapters, brokers and emulator that run.
+    pub components: Components,
 }
 
 /// Resident set size of this process in bytes (Linux), 0 when unknown.
@@ -85,6 +110,7 @@ async fn debug_vars(state: web::Data<MonitorState>) -> HttpResponse {
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
         "config": state.config,
         "networks": state.health.snapshot().into_iter().map(|(n, up)| (n, json!(up))).collect::<serde_json::Map<_, _>>(),
+        "components": state.components.snapshot(),
     }))
 }
 

@@ -128,3 +128,90 @@ fn daemons_give_up_a_frozen_server_after_unanswered_pings() {
     assert!(moved, "connections on servers 1 and 2: {others:?}");
     assert_eq!(stale, Some(DAEMONS as f64));
 }
+
+#[test]
+fn daemons_that_cannot_connect_are_logged_and_counted() {
+    let cluster = NatsCluster::start(1);
+    let (down1, down2) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let servers = format!("{},{down1},{down2}", cluster.servers[0].url());
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("emulate.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let child = Command::new(choir_bin())
+        .args([
+            "emulate",
+            "--instances",
+            "9",
+            "--name",
+            "down",
+            "--server",
+            &servers,
+        ])
+        .args(["--http-port", &port.to_string(), "--log-format", "json"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let emu = Emulate {
+        child,
+        monitor: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let emulator_vars = || -> Option<serde_json::Value> {
+        let (_, body) = http_get(emu.monitor, "/debug/vars")?;
+        let vars: serde_json::Value = serde_json::from_str(&body).ok()?;
+        vars["components"]
+            .as_array()?
+            .iter()
+            .find(|c| c["kind"] == "emulator")
+            .cloned()
+    };
+    // 3 of 9 daemons connect; 6 keep failing, several times each.
+    assert!(
+        poll_until(Duration::from_secs(30), || {
+            emu.metric("choir_emulator_connect_failures_total")
+                .is_some_and(|n| n >= 18.0)
+        }),
+        "failures: {:?}",
+        emu.metric("choir_emulator_connect_failures_total")
+    );
+    assert_eq!(emu.metric("choir_emulator_daemons"), Some(3.0));
+    assert_eq!(emu.metric("choir_emulator_connect_waiting"), Some(6.0));
+    let vars = emulator_vars().expect("the emulator in /debug/vars");
+    assert_eq!(vars["name"], "down");
+    assert_eq!(vars["state"], "degraded");
+    assert_eq!(vars["counters"]["expected"], 9);
+    assert_eq!(vars["counters"]["started"], 3);
+    assert_eq!(vars["counters"]["connect_waiting"], 6);
+    let failures = vars["counters"]["connect_failures"].as_u64().unwrap();
+    assert!(failures >= 18, "{vars}");
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let warnings: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "Emulated daemons cannot connect; retrying.")
+        .collect();
+    assert!(!warnings.is_empty(), "no warning in:\n{text}");
+    let first = &warnings[0];
+    assert_eq!(first["level"], "WARN");
+    let server = first["fields"]["server"].as_str().unwrap();
+    assert!(server == down1 || server == down2, "{first}");
+    assert!(
+        first["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{first}"
+    );
+    // Rate-limited: one line stands for many failures.
+    assert!(
+        (warnings.len() as u64) < failures,
+        "{} warnings for {failures} failures",
+        warnings.len()
+    );
+}

@@ -54,7 +54,7 @@ pub use audit::{AuditLog, AuditRecord};
 pub use budget::{check_fd_budget, FdBudget};
 pub use counters::{DropReason, EmulatorMetrics};
 pub use daemon::EmulatedNodeActor;
-pub use fleet::{Fleet, FleetProgress};
+pub use fleet::{Fleet, FleetProgress, FleetStatus};
 pub use node::{EmulatedNode, Handled, Incoming, NodeProfile, Outgoing, Prepared};
 pub use request_cache::RequestCache;
 pub use shared::SharedLinkActor;

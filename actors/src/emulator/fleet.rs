@@ -67,6 +67,57 @@ impl FleetProgress {
     }
 }
 
+/// What `/debug/vars` shows of a fleet: its state and counters, read from the shared
+/// counters (cheap to clone, usable after the fleet was handed to its owner).
+#[derive(Debug, Clone)]
+pub struct FleetStatus {
+    name: String,
+    expected: usize,
+    metrics: EmulatorMetrics,
+}
+
+impl FleetStatus {
+    /// `{name, kind: "emulator", state, counters}`. The state is `running` when every daemon
+    /// is connected, `degraded` while some daemons cannot connect, else `starting`.
+    pub fn json(&self) -> serde_json::Value {
+        let m = &self.metrics;
+        let gauge = |g: &prometheus_client::metrics::gauge::Gauge| g.get().max(0);
+        let (started, connected, waiting) = (
+            gauge(&m.started),
+            gauge(&m.connected),
+            gauge(&m.connect_waiting),
+        );
+        let expected = i64::try_from(self.expected).unwrap_or(i64::MAX);
+        let state = if connected >= expected {
+            "running"
+        } else if waiting > 0 || started > connected {
+            "degraded"
+        } else {
+            "starting"
+        };
+        serde_json::json!({
+            "name": self.name,
+            "kind": "emulator",
+            "state": state,
+            "counters": {
+                "expected": self.expected,
+                "started": started,
+                "connected": connected,
+                "connect_waiting": waiting,
+                "connect_failures": m.connect_failures.get(),
+                "reconnects": m.reconnects.get(),
+                "lame_duck_moves": m.lame_duck_moves.get(),
+                "stale_connections": m.stale_connections.get(),
+                "messages": m.messages.get(),
+                "replies": m.replies.get(),
+                "registrations": m.registrations.get(),
+                "oversize": m.oversize.get(),
+                "dropped": m.dropped_total(),
+            },
+        })
+    }
+}
+
 /// A running fleet of emulated daemons.
 pub struct Fleet {
     spec: Arc<FleetSpec>,
@@ -183,6 +234,15 @@ impl Fleet {
     /// The spec it runs.
     pub fn spec(&self) -> &FleetSpec {
         &self.spec
+    }
+
+    /// Its state and counters for `/debug/vars`.
+    pub fn status(&self) -> FleetStatus {
+        FleetStatus {
+            name: self.spec.name.clone(),
+            expected: self.spec.instances,
+            metrics: self.metrics.clone(),
+        }
     }
 
     /// Its counters.
