@@ -1,7 +1,6 @@
 //! The HTTP monitor: `/metrics`, `/healthz` and `/debug/vars`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::dev::ServerHandle;
@@ -10,27 +9,9 @@ use choir_actors::connection::NetworkHealth;
 use choir_actors::metrics::Metrics;
 use serde_json::json;
 
-/// A running part of the node as `/debug/vars` shows it: `{name, kind, state, counters}`,
-/// read at every request.
-pub type StatusView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+pub mod components;
 
-/// The parts of the node listed in `/debug/vars` (`components`); parts started after the
-/// monitor add themselves.
-#[derive(Clone, Default)]
-pub struct Components(Arc<parking_lot::RwLock<Vec<StatusView>>>);
-
-impl Components {
-    /// Lists one more part.
-    pub fn add(&self, view: StatusView) {
-        self.0.write().push(view);
-    }
-
-    /// Every part's status now.
-    pub fn snapshot(&self) -> Vec<serde_json::Value> {
-        let views: Vec<StatusView> = self.0.read().clone();
-        views.iter().map(|view| view()).collect()
-    }
-}
+pub use components::{Components, StatusView};
 
 /// What the monitor reads.
 #[derive(Clone)]

@@ -142,6 +142,26 @@ impl Node {
             crate::federation::start(config, &urls, &metrics, &watchdog, &health);
         arbiters.extend(broker_arbiters);
         let components = Components::default();
+        for name in config.replicators.keys() {
+            components.add(monitor::components::replicator(
+                name.clone(),
+                metrics.clone(),
+            ));
+        }
+        for (name, adapter) in &config.adapters {
+            components.add(monitor::components::adapter(
+                name.clone(),
+                adapter.workers.get(),
+                metrics.clone(),
+            ));
+        }
+        for cluster in config.federation.keys() {
+            components.add(monitor::components::broker(
+                cluster.clone(),
+                metrics.clone(),
+                health.clone(),
+            ));
+        }
         arbiters.extend(crate::emulate::start(config, &urls, &metrics, &components));
 
         let monitor = match node.monitor_addr() {

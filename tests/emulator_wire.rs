@@ -188,16 +188,27 @@ fn daemons_that_cannot_connect_are_logged_and_counted() {
     assert_eq!(vars["counters"]["expected"], 9);
     assert_eq!(vars["counters"]["started"], 3);
     assert_eq!(vars["counters"]["connect_waiting"], 6);
-    let failures = vars["counters"]["connect_failures"].as_u64().unwrap();
-    assert!(failures >= 18, "{vars}");
+    assert!(
+        vars["counters"]["connect_failures"].as_u64().unwrap() >= 18,
+        "{vars}"
+    );
 
-    let text = std::fs::read_to_string(&log_path).unwrap();
-    let warnings: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["fields"]["message"] == "Emulated daemons cannot connect; retrying.")
-        .collect();
-    assert!(!warnings.is_empty(), "no warning in:\n{text}");
+    let warnings = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["fields"]["message"] == "Emulated daemons cannot connect; retrying.")
+            .collect()
+    };
+    // The first line comes one log period (10 s) after the fleet started.
+    assert!(
+        poll_until(Duration::from_secs(40), || !warnings().is_empty()),
+        "no warning in:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let failures = emu.metric("choir_emulator_connect_failures_total").unwrap() as u64;
+    let warnings = warnings();
     let first = &warnings[0];
     assert_eq!(first["level"], "WARN");
     let server = first["fields"]["server"].as_str().unwrap();

@@ -1,8 +1,9 @@
 //! [`FailureLog`]: how often a fleet logs its daemons' connect failures.
 //!
-//! Thousands of daemons failing to reach a server would print thousands of lines; instead the
-//! first failure is logged at once and later ones at most once per period, each line saying
-//! how many failures it stands for.
+//! Thousands of daemons failing to reach a server would print thousands of lines; instead
+//! failures are logged at most once per period, each line saying how many failures it stands
+//! for. The first period starts with the fleet: a node that starts its own servers has daemons
+//! fail for a moment, which is the expected start-up order, not trouble.
 
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,11 @@ pub(super) struct FailureLog {
 }
 
 impl FailureLog {
-    /// At most one line per `period`.
-    pub(super) fn new(period: Duration) -> Self {
+    /// At most one line per `period`, the first one `period` after `start` at the earliest.
+    pub(super) fn new(period: Duration, start: Instant) -> Self {
         Self {
             period,
-            state: Mutex::new((None, 0)),
+            state: Mutex::new((Some(start), 0)),
         }
     }
 
@@ -47,15 +48,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn logs_the_first_failure_then_once_per_period_with_the_count() {
-        let log = FailureLog::new(Duration::from_secs(10));
+    fn logs_once_per_period_with_the_count_and_not_at_start_up() {
         let t0 = Instant::now();
-        assert_eq!(log.note(t0), Some(1));
+        let log = FailureLog::new(Duration::from_secs(10), t0);
+        assert_eq!(log.note(t0), None);
         for s in 1..10 {
             assert_eq!(log.note(t0 + Duration::from_secs(s)), None);
         }
-        assert_eq!(log.note(t0 + Duration::from_secs(10)), Some(10));
+        assert_eq!(log.note(t0 + Duration::from_secs(10)), Some(11));
         assert_eq!(log.note(t0 + Duration::from_secs(11)), None);
         assert_eq!(log.note(t0 + Duration::from_secs(25)), Some(2));
+        assert_eq!(log.note(t0 + Duration::from_secs(26)), None);
     }
 }

@@ -161,7 +161,7 @@ impl Fleet {
                 urls.iter()
                     .filter_map(|url| plain_address(&spec.network, url)),
             ),
-            failures: FailureLog::new(FAILURE_LOG_PERIOD),
+            failures: FailureLog::new(FAILURE_LOG_PERIOD, Instant::now()),
             ping_interval: spec.ping_interval.max(Duration::from_millis(10)),
         });
         let threads = spec

@@ -715,7 +715,10 @@ mod tests {
             audit: None,
             registration: None,
             servers: super::super::servers::ServerPool::default(),
-            failures: super::super::failure_log::FailureLog::new(Duration::from_secs(10)),
+            failures: super::super::failure_log::FailureLog::new(
+                Duration::from_secs(10),
+                std::time::Instant::now(),
+            ),
             ping_interval: Duration::from_secs(120),
         }
     }
