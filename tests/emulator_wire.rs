@@ -226,3 +226,35 @@ fn daemons_that_cannot_connect_are_logged_and_counted() {
         warnings.len()
     );
 }
+
+#[test]
+fn registrations_above_the_server_max_payload_are_counted_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("small.conf");
+    std::fs::write(&conf, "max_payload: 1024\n").unwrap();
+    let server = common::NatsServer::start_with(free_port(), &["-c", conf.to_str().unwrap()]);
+    // Every daemon's registration carries a 2 KiB fact: more than the server takes.
+    let big = format!("big={}", "x".repeat(2048));
+    let emu = Emulate::start(
+        &server.url(),
+        &[
+            "--registration-interval",
+            "100ms",
+            "--no-registration-splay",
+            "--fact",
+            &big,
+        ],
+    );
+    assert!(
+        poll_until(Duration::from_secs(60), || {
+            emu.metric("choir_emulator_oversize_total")
+                .is_some_and(|n| n >= 3.0 * DAEMONS as f64)
+        }),
+        "oversize: {:?}",
+        emu.metric("choir_emulator_oversize_total")
+    );
+    assert_eq!(emu.metric("choir_emulator_registrations_total"), Some(0.0));
+    // Nothing oversize went out, so the server closed no connection.
+    assert_eq!(emu.metric("choir_emulator_reconnects_total"), Some(0.0));
+    assert_eq!(emu.metric("choir_emulator_connected"), Some(DAEMONS as f64));
+}
