@@ -1,6 +1,8 @@
 //! `choir emulate` wire daemons on a 3-node nats-server cluster: they learn the cluster's other
 //! servers from `connect_urls`, leave a server drained into lame-duck mode at once for the rest
 //! of the cluster, and give up a half-open connection (a frozen server) after unanswered pings.
+//! Daemons that cannot connect are logged (rate-limited) and counted; registrations above the
+//! server's `max_payload` are counted and never sent.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
