@@ -84,9 +84,10 @@ impl WireDaemon {
     }
 
     /// Connects (holding a slot of the fleet's connect semaphore per attempt, retrying with
-    /// backoff), then answers requests until the task is dropped, reconnecting whenever the
-    /// connection is lost: to the next server of the pool when its server entered lame-duck
-    /// mode or cannot be reached, else to the same one first.
+    /// backoff, on its own server unless that one is in lame-duck mode), then answers requests
+    /// until the task is dropped, reconnecting whenever the connection is lost: to another
+    /// server of the pool when its server entered lame-duck mode, else to the same one first and
+    /// then round the pool.
     pub(super) async fn run(self) {
         let Self {
             node,
@@ -109,6 +110,11 @@ impl WireDaemon {
                 Ok(session) => break session,
                 Err(error) => {
                     connect_failed(&fleet, &address, &error, &mut waiting);
+                    // A first connect stays on its own server (the spread over the servers
+                    // is deliberate), unless that server is being drained.
+                    if matches!(error, WireError::LameDuck) {
+                        server = fleet.servers.other(server, rand::random::<u32>() as usize);
+                    }
                     let delay =
                         backoff(attempt, Duration::from_millis(200), Duration::from_secs(5));
                     debug!(%address, %error, retry_in = ?delay, "Emulator cannot connect yet.");
