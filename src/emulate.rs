@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use choir_actors::connection::{Auth, TlsSettings};
@@ -21,7 +22,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::monitor::{self, rss_bytes, MonitorState};
+use crate::monitor::{self, rss_bytes, Components, MonitorState};
 
 /// Errors of `choir emulate` and of starting the `[emulator]` fleet.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +40,14 @@ pub enum EmulateError {
         /// What is wrong.
         message: String,
     },
-    /// The monitor cannot listen.
-    #[error("--http-port {port}: cannot listen: {source}")]
+    /// The monitor cannot listen (most often: another emulator on this machine holds the
+    /// default port).
+    #[error(
+        "--http-port {port}: cannot listen on 127.0.0.1:{port} (another emulator on this machine \
+         may hold it): pass a free port, e.g. --http-port {}, or --http-port 0 to run without \
+         the monitor",
+        port.wrapping_add(1).max(1)
+    )]
     Monitor {
         /// The port.
         port: u16,
@@ -125,6 +132,17 @@ pub struct EmulateArgs {
     /// Append a Choria audit log line per RPC request to FILE.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
+    /// Time between two keep-alive PINGs of a daemon; after 2 unanswered it reconnects.
+    #[arg(long, value_parser = parse_ping_interval, default_value = "2m")]
+    pub ping_interval: Duration,
+}
+
+fn parse_ping_interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d >= Duration::from_millis(10) => Ok(d),
+        Ok(_) => Err("must be at least 10ms".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `--connections`.
@@ -214,6 +232,7 @@ impl EmulateArgs {
             subject: self.registration_subject.clone(),
         });
         spec.audit = self.audit.clone();
+        spec.ping_interval = self.ping_interval;
         Ok(spec)
     }
 }
@@ -305,7 +324,15 @@ pub async fn report_start(fleet: &Fleet) {
             bar.set_position(u64::try_from(p.started).unwrap_or(0));
             if bar.is_hidden() && last_log.elapsed() >= Duration::from_secs(10) {
                 last_log = Instant::now();
-                info!(started = p.started, expected, "Emulated daemons starting.");
+                let m = fleet.metrics();
+                info!(
+                    started = p.started,
+                    expected,
+                    connected = p.connected,
+                    waiting = m.connect_waiting.get(),
+                    connect_failures = m.connect_failures.get(),
+                    "Emulated daemons starting."
+                );
             }
         })
         .await;
@@ -330,6 +357,7 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
     system.block_on(async move {
         let metrics = Metrics::new();
         let counters = EmulatorMetrics::register(&metrics);
+        let components = Components::default();
         let monitor = if args.http_port == 0 {
             None
         } else {
@@ -340,6 +368,7 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
                 name: spec.name.clone(),
                 config: debug_config(&spec),
                 started: Instant::now(),
+                components: components.clone(),
             };
             let handle = monitor::start(addr, state).map_err(|source| EmulateError::Monitor {
                 port: args.http_port,
@@ -349,6 +378,8 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
             Some(handle)
         };
         let fleet = Fleet::start(spec, counters)?;
+        let status = fleet.status();
+        components.add(Arc::new(move || status.json()));
         tokio::select! {
             _ = report_start(&fleet) => crate::node::wait_for_signal().await,
             _ = crate::node::wait_for_signal() => {}
@@ -369,9 +400,14 @@ pub fn start(
     config: &Config,
     urls: &BTreeMap<String, Vec<String>>,
     metrics: &Metrics,
+    components: &Components,
 ) -> Vec<actix::Arbiter> {
     match start_from_config(config, urls, metrics) {
-        Ok(Some(fleet)) => fleet.into_arbiters(),
+        Ok(Some(fleet)) => {
+            let status = fleet.status();
+            components.add(Arc::new(move || status.json()));
+            fleet.into_arbiters()
+        }
         Ok(None) => Vec::new(),
         Err(error) => {
             tracing::error!(%error, "Cannot start the [emulator] fleet.");

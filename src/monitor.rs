@@ -12,6 +12,10 @@ use choir_actors::metrics::Metrics;
 use choir_actors::supervision::{PanicWatched, WatchdogActor, FAULT_INJECTION};
 use serde_json::json;
 
+pub mod components;
+
+pub use components::{Components, StatusView};
+
 /// What the monitor reads.
 #[derive(Clone)]
 pub struct MonitorState {
@@ -25,6 +29,8 @@ pub struct MonitorState {
     pub config: serde_json::Value,
     /// When the node started.
     pub started: Instant,
+    /// The replicators, adapters, brokers and emulator that run.
+    pub components: Components,
 }
 
 /// Resident set size of this process in bytes (Linux), 0 when unknown.
@@ -88,6 +94,7 @@ async fn debug_vars(state: web::Data<MonitorState>) -> HttpResponse {
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
         "config": state.config,
         "networks": state.health.snapshot().into_iter().map(|(n, up)| (n, json!(up))).collect::<serde_json::Map<_, _>>(),
+        "components": state.components.snapshot(),
     }))
 }
 

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::embedded::{self, EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec, StopServer};
-use crate::monitor::{self, MonitorState};
+use crate::monitor::{self, Components, MonitorState};
 
 /// Errors starting a node.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +141,28 @@ impl Node {
         let (broker_arbiters, brokers) =
             crate::federation::start(config, &urls, &metrics, &watchdog, &health);
         arbiters.extend(broker_arbiters);
-        arbiters.extend(crate::emulate::start(config, &urls, &metrics));
+        let components = Components::default();
+        for name in config.replicators.keys() {
+            components.add(monitor::components::replicator(
+                name.clone(),
+                metrics.clone(),
+            ));
+        }
+        for (name, adapter) in &config.adapters {
+            components.add(monitor::components::adapter(
+                name.clone(),
+                adapter.workers.get(),
+                metrics.clone(),
+            ));
+        }
+        for cluster in config.federation.keys() {
+            components.add(monitor::components::broker(
+                cluster.clone(),
+                metrics.clone(),
+                health.clone(),
+            ));
+        }
+        arbiters.extend(crate::emulate::start(config, &urls, &metrics, &components));
 
         let monitor = match node.monitor_addr() {
             Some(addr) => {
@@ -151,6 +172,7 @@ impl Node {
                     name: node.name.clone(),
                     config: config.summary_json(),
                     started,
+                    components,
                 };
                 let handle = monitor::start_with_watchdog(addr, state, watchdog.clone()).map_err(
                     |source| NodeError::Monitor {

@@ -117,3 +117,29 @@ fn a_fleet_beyond_the_fd_limit_is_refused() {
     assert!(stderr.contains("RLIMIT_NOFILE"), "{stderr}");
     assert!(stderr.contains("3-node nats-server cluster"), "{stderr}");
 }
+
+#[test]
+fn a_second_emulator_on_a_taken_http_port_says_which_flag_to_pass() {
+    // The port another emulator's monitor holds.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(choir_bin())
+        .args(["emulate", "--instances", "1", "--server", "127.0.0.1:1"])
+        .args(["--http-port", &port.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("--http-port {port}: cannot listen")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pass a free port, e.g. --http-port"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--http-port 0"), "{stderr}");
+    // The cause is printed once.
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
+}

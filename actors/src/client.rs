@@ -35,6 +35,7 @@ pub mod report;
 mod request_actor;
 mod session;
 mod stats;
+pub mod waiting;
 
 pub use collector::{Collected, RecordOutcome, ReplyCollector, ReplyRecord};
 pub use connect::connect;
@@ -45,6 +46,7 @@ pub use plan::{Addressing, Publication, PublishPlan, FEDERATION_CHUNK};
 pub use request_actor::{ReplyArrived, RequestActor};
 pub use session::{ChoriaClient, Discovery, RpcCall};
 pub use stats::Stats;
+pub use waiting::ArrivalWindow;
 
 use crate::protocol::ProtocolError;
 

@@ -27,6 +27,7 @@ pub mod ordered;
 pub mod queued;
 pub mod settings;
 pub mod setup;
+pub mod setup_patience;
 pub mod stats;
 pub mod subject_map;
 pub mod topic;

@@ -198,6 +198,11 @@ pub const fn emulator_subscription_capacity() -> NonZeroUsize {
     }
 }
 
+/// `[emulator].ping_interval`.
+pub const fn emulator_ping_interval() -> std::time::Duration {
+    choir_actors::emulator::keepalive::DEFAULT_PING_INTERVAL
+}
+
 /// `[emulator].registration_splay`.
 pub const fn emulator_registration_splay() -> bool {
     true

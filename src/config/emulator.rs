@@ -100,6 +100,9 @@ pub struct EmulatorConfig {
     pub registration_subject: Option<String>,
     /// Audit log file (one JSON line per RPC request handled).
     pub audit: Option<PathBuf>,
+    /// Time between two keep-alive pings of a daemon (2 unanswered: it reconnects).
+    #[serde(default = "defaults::emulator_ping_interval", with = "humantime_serde")]
+    pub ping_interval: Duration,
 }
 
 /// The soft limit this process can raise its open files to (the hard limit).
@@ -130,6 +133,13 @@ impl EmulatorConfig {
             fd_hard_limit(),
         ) {
             problems.value("emulator.instances", self.instances, message);
+        }
+        if self.ping_interval < Duration::from_millis(10) {
+            problems.value(
+                "emulator.ping_interval",
+                humantime::format_duration(self.ping_interval),
+                "must be at least 10ms",
+            );
         }
         if let Some(interval) = self.registration_interval {
             if interval.is_zero() {
@@ -189,6 +199,7 @@ impl EmulatorConfig {
             subject: self.registration_subject.clone(),
         });
         spec.audit = self.audit.clone();
+        spec.ping_interval = self.ping_interval;
         spec
     }
 }

@@ -77,6 +77,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server with SIGKILL and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -95,5 +100,116 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A cluster of nats-servers on loopback: routes between all of them, an HTTP monitoring port
+/// each (`/connz`, `/routez`), JetStream on. Lame-duck mode is slow on purpose (30 s grace,
+/// 2 min duration), so a client that leaves a draining server at once is told apart from one
+/// the server closes.
+pub struct NatsCluster {
+    /// The members.
+    pub servers: Vec<NatsServer>,
+    /// The HTTP monitoring port of each member.
+    pub monitor_ports: Vec<u16>,
+    _conf: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Starts `n` servers routed to each other and waits until every one has its routes.
+    pub fn start(n: usize) -> Self {
+        let conf = tempfile::tempdir().unwrap();
+        let conf_file = conf.path().join("cluster.conf");
+        std::fs::write(
+            &conf_file,
+            "lame_duck_grace_period: \"30s\"\nlame_duck_duration: \"2m\"\n",
+        )
+        .unwrap();
+        let conf_path = conf_file.display().to_string();
+        let route_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let monitor_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let servers: Vec<NatsServer> = (0..n)
+            .map(|i| {
+                let name = format!("s{i}");
+                let cluster = format!("nats://127.0.0.1:{}", route_ports[i]);
+                let monitor = monitor_ports[i].to_string();
+                NatsServer::start_with(
+                    free_port(),
+                    &[
+                        "-c",
+                        &conf_path,
+                        "-n",
+                        &name,
+                        "--cluster_name",
+                        "choir-test",
+                        "--cluster",
+                        &cluster,
+                        "--routes",
+                        &routes,
+                        "-m",
+                        &monitor,
+                    ],
+                )
+            })
+            .collect();
+        let cluster = Self {
+            servers,
+            monitor_ports,
+            _conf: conf,
+        };
+        assert!(
+            poll_until(Duration::from_secs(30), || {
+                (0..n).all(|i| {
+                    cluster.monitor_number(i, "/routez", "num_routes") == Some(n as u64 - 1)
+                })
+            }),
+            "the cluster did not form"
+        );
+        cluster
+    }
+
+    /// A number field of member `i`'s monitoring endpoint `path` (e.g. `/connz`,
+    /// `num_connections`), `None` when it does not answer.
+    pub fn monitor_number(&self, i: usize, path: &str, field: &str) -> Option<u64> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.monitor_ports[i]));
+        let (status, body) = super::http::http_get(addr, path)?;
+        if status != 200 {
+            return None;
+        }
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        json[field].as_u64()
+    }
+
+    /// Client connections member `i` holds (its `/connz`), `None` when it does not answer.
+    pub fn connections(&self, i: usize) -> Option<u64> {
+        self.monitor_number(i, "/connz", "num_connections")
+    }
+
+    /// Every member's client URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Puts member `i` into lame-duck mode (`nats-server --signal ldm=<pid>`).
+    pub fn lame_duck(&self, i: usize) {
+        let pid = self.servers[i].pid().expect("server running");
+        let status = Command::new(binary())
+            .arg("--signal")
+            .arg(format!("ldm={pid}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "nats-server --signal ldm failed");
     }
 }

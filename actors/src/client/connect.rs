@@ -6,7 +6,8 @@ use async_nats::{Client, ConnectOptions};
 
 use super::ClientError;
 
-/// Connects to the first reachable of `urls` (each attempt bounded by `timeout`). Reply
+/// Connects to a reachable server of `urls`, a server list as async-nats takes it (each
+/// attempt bounded by `timeout`; a server that is down is skipped). Reply
 /// subscriptions buffer up to `subscription_capacity` messages, so size it to the largest
 /// fleet measured (replies beyond it are dropped by async-nats as a slow consumer).
 pub async fn connect(
@@ -22,7 +23,7 @@ pub async fn connect(
         .name("choir-client")
         .connection_timeout(timeout)
         .subscription_capacity(subscription_capacity.max(1))
-        .connect(joined.as_str())
+        .connect(urls)
         .await
         .map_err(|e| ClientError::Connect {
             urls: joined.clone(),

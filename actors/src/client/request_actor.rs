@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::decode::{statuscode, ReplyDecoder};
+use super::waiting::{ArrivalWindow, Verdict};
 use super::{Collected, Expectation, ReplyCollector, ReplyRecord};
 use crate::protocol::{RpcReply, STATUS_UNKNOWN_ERROR};
 
@@ -31,6 +32,8 @@ pub struct RequestActor {
     mcorpc: bool,
     keep_bodies: bool,
     done: Option<oneshot::Sender<Collected>>,
+    window: Option<ArrivalWindow>,
+    last_reply: Option<Instant>,
 }
 
 impl RequestActor {
@@ -55,6 +58,32 @@ impl RequestActor {
             mcorpc,
             keep_bodies,
             done: Some(done),
+            window: None,
+            last_reply: None,
+        }
+    }
+
+    /// At the timeout, keeps waiting while replies still arrive, as `window` says (a
+    /// discovery told how many nodes to expect).
+    pub fn wait_while_arriving(mut self, window: ArrivalWindow) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// A deadline passed: finish, or look again later while replies still arrive.
+    fn on_deadline(&mut self, ctx: &mut Context<Self>) {
+        let Some(window) = self.window else {
+            return self.finish(true, ctx);
+        };
+        let elapsed = self.started.elapsed();
+        let last = self
+            .last_reply
+            .map(|at| at.saturating_duration_since(self.started));
+        match window.verdict(elapsed, last) {
+            Verdict::Stop => self.finish(true, ctx),
+            Verdict::CheckAt(at) => {
+                ctx.run_later(at.saturating_sub(elapsed), |act, ctx| act.on_deadline(ctx));
+            }
         }
     }
 
@@ -90,6 +119,7 @@ impl RequestActor {
         }
         record.seen_by = decoded.seen_by;
         collector.record(record);
+        self.last_reply = Some(at);
         if collector.is_complete() {
             self.finish(false, ctx);
         }
@@ -112,7 +142,7 @@ impl Actor for RequestActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let left = self.timeout.saturating_sub(self.started.elapsed());
-        ctx.run_later(left, |act, ctx| act.finish(true, ctx));
+        ctx.run_later(left, |act, ctx| act.on_deadline(ctx));
     }
 }
 

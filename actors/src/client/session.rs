@@ -7,7 +7,8 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::{
-    Addressing, ClientError, ClientOptions, Collected, Expectation, PublishPlan, RequestActor,
+    Addressing, ArrivalWindow, ClientError, ClientOptions, Collected, Expectation, PublishPlan,
+    RequestActor,
 };
 use crate::protocol::{Filter, NewRequest, Request, RpcRequest};
 
@@ -108,13 +109,17 @@ impl ChoriaClient {
         let expectation = discovery
             .expect
             .map_or(Expectation::Unknown, Expectation::Count);
-        self.request(
+        // Told how many nodes to expect, it keeps waiting while replies still arrive.
+        let window = discovery
+            .expect
+            .map(|_| ArrivalWindow::new(discovery.timeout));
+        self.request_within(
             request,
             &Addressing::Broadcast,
             expectation,
             discovery.timeout,
-            false,
-            discovery.keep_bodies,
+            window,
+            (false, discovery.keep_bodies),
         )
         .await
     }
@@ -160,6 +165,27 @@ impl ChoriaClient {
         mcorpc: bool,
         keep_bodies: bool,
     ) -> Result<Collected, ClientError> {
+        self.request_within(
+            request,
+            addressing,
+            expectation,
+            timeout,
+            None,
+            (mcorpc, keep_bodies),
+        )
+        .await
+    }
+
+    /// [`Self::request`], extended past `timeout` by `window` when given.
+    async fn request_within(
+        &self,
+        request: Request,
+        addressing: &Addressing,
+        expectation: Expectation,
+        timeout: Duration,
+        window: Option<ArrivalWindow>,
+        (mcorpc, keep_bodies): (bool, bool),
+    ) -> Result<Collected, ClientError> {
         let plan = PublishPlan::new(&request, &self.options, addressing)?;
         let subscriber = self
             .nats
@@ -172,7 +198,7 @@ impl ChoriaClient {
         let (tx, rx) = oneshot::channel();
         let started = Instant::now();
         let requestid = request.envelope.requestid.clone();
-        let actor = RequestActor::new(
+        let mut actor = RequestActor::new(
             requestid.clone(),
             expectation,
             started,
@@ -181,6 +207,11 @@ impl ChoriaClient {
             keep_bodies,
             tx,
         );
+        let mut longest = timeout;
+        if let Some(window) = window {
+            actor = actor.wait_while_arriving(window);
+            longest = window.cap().max(timeout);
+        }
         RequestActor::create(move |ctx| {
             ctx.add_stream(subscriber);
             actor
@@ -218,7 +249,7 @@ impl ChoriaClient {
             ?publish_duration,
             "Request published."
         );
-        let mut collected = tokio::time::timeout(timeout + GRACE, rx)
+        let mut collected = tokio::time::timeout(longest + GRACE, rx)
             .await
             .map_err(|_| ClientError::Lost)?
             .map_err(|_| ClientError::Lost)?;

@@ -92,6 +92,15 @@ pub struct EmulatorMetrics {
     pub connected: Gauge,
     /// `choir_emulator_connect_failures_total`: failed connect attempts (retried).
     pub connect_failures: Counter,
+    /// `choir_emulator_connect_waiting`: daemons retrying a failed connect right now.
+    pub connect_waiting: Gauge,
+    /// `choir_emulator_oversize_total`: replies and registrations larger than the server's
+    /// `max_payload`, not sent.
+    pub oversize: Counter,
+    /// `choir_emulator_lame_duck_moves_total`: daemons that left a server in lame-duck mode.
+    pub lame_duck_moves: Counter,
+    /// `choir_emulator_stale_connections_total`: connections given up after unanswered pings.
+    pub stale_connections: Counter,
     /// `choir_emulator_reconnects_total`: connections that came back after a loss.
     pub reconnects: Counter,
     /// `choir_emulator_slow_consumers_total`: messages the NATS client dropped.
@@ -145,6 +154,11 @@ impl EmulatorMetrics {
             "Emulator connections (one per daemon in dedicated mode) up right now",
             this.connected.clone(),
         );
+        metrics.register(
+            "choir_emulator_connect_waiting",
+            "Emulated daemons retrying a failed connect right now",
+            this.connect_waiting.clone(),
+        );
         let counters = [
             (
                 "choir_emulator_connect_failures",
@@ -180,6 +194,21 @@ impl EmulatorMetrics {
                 "choir_emulator_registrations",
                 "Registration messages published",
                 &this.registrations,
+            ),
+            (
+                "choir_emulator_oversize",
+                "Replies and registrations larger than the server's max_payload, not sent",
+                &this.oversize,
+            ),
+            (
+                "choir_emulator_lame_duck_moves",
+                "Emulated daemons that left a server in lame-duck mode",
+                &this.lame_duck_moves,
+            ),
+            (
+                "choir_emulator_stale_connections",
+                "Emulator connections given up after unanswered pings",
+                &this.stale_connections,
             ),
             (
                 "choir_emulator_audit_errors",

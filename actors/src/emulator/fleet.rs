@@ -14,7 +14,9 @@ use actix::prelude::*;
 use tokio::sync::Semaphore;
 use tracing::info;
 
+use super::failure_log::{FailureLog, FAILURE_LOG_PERIOD};
 use super::registration::default_subject;
+use super::servers::ServerPool;
 use super::wire_daemon::{plain_address, WireDaemon};
 use super::{
     AuditLog, ConnectionMode, EmulatedNode, EmulatedNodeActor, EmulatorError, EmulatorMetrics,
@@ -39,6 +41,12 @@ pub(super) struct FleetShared {
     pub(super) connect_slots: Semaphore,
     pub(super) audit: Option<AuditLog>,
     pub(super) registration: Option<Arc<RegistrationPlan>>,
+    /// The servers wire daemons connect to (grows with the servers' `connect_urls`).
+    pub(super) servers: ServerPool,
+    /// Connect failures, logged at most once per period.
+    pub(super) failures: FailureLog,
+    /// Keep-alive ping interval of wire daemons.
+    pub(super) ping_interval: Duration,
 }
 
 /// How far a fleet got.
@@ -56,6 +64,57 @@ impl FleetProgress {
     /// Whether every daemon is started.
     pub fn complete(&self) -> bool {
         self.started >= self.expected
+    }
+}
+
+/// What `/debug/vars` shows of a fleet: its state and counters, read from the shared
+/// counters (cheap to clone, usable after the fleet was handed to its owner).
+#[derive(Debug, Clone)]
+pub struct FleetStatus {
+    name: String,
+    expected: usize,
+    metrics: EmulatorMetrics,
+}
+
+impl FleetStatus {
+    /// `{name, kind: "emulator", state, counters}`. The state is `running` when every daemon
+    /// is connected, `degraded` while some daemons cannot connect, else `starting`.
+    pub fn json(&self) -> serde_json::Value {
+        let m = &self.metrics;
+        let gauge = |g: &prometheus_client::metrics::gauge::Gauge| g.get().max(0);
+        let (started, connected, waiting) = (
+            gauge(&m.started),
+            gauge(&m.connected),
+            gauge(&m.connect_waiting),
+        );
+        let expected = i64::try_from(self.expected).unwrap_or(i64::MAX);
+        let state = if connected >= expected {
+            "running"
+        } else if waiting > 0 || started > connected {
+            "degraded"
+        } else {
+            "starting"
+        };
+        serde_json::json!({
+            "name": self.name,
+            "kind": "emulator",
+            "state": state,
+            "counters": {
+                "expected": self.expected,
+                "started": started,
+                "connected": connected,
+                "connect_waiting": waiting,
+                "connect_failures": m.connect_failures.get(),
+                "reconnects": m.reconnects.get(),
+                "lame_duck_moves": m.lame_duck_moves.get(),
+                "stale_connections": m.stale_connections.get(),
+                "messages": m.messages.get(),
+                "replies": m.replies.get(),
+                "registrations": m.registrations.get(),
+                "oversize": m.oversize.get(),
+                "dropped": m.dropped_total(),
+            },
+        })
     }
 }
 
@@ -98,6 +157,12 @@ impl Fleet {
             connect_slots: Semaphore::new(spec.connect_concurrency.get()),
             audit,
             registration,
+            servers: ServerPool::new(
+                urls.iter()
+                    .filter_map(|url| plain_address(&spec.network, url)),
+            ),
+            failures: FailureLog::new(FAILURE_LOG_PERIOD, Instant::now()),
+            ping_interval: spec.ping_interval.max(Duration::from_millis(10)),
         });
         let threads = spec
             .arbiters
@@ -120,8 +185,10 @@ impl Fleet {
                     let url = &urls[i % urls.len()];
                     let (node, shared) = (node(i, url), shared.clone());
                     let arbiter = &arbiters[i % arbiters.len()];
-                    if let Some(address) = plain_address(&spec.network, url) {
-                        arbiter.spawn(WireDaemon::new(node, address, shared).run());
+                    let server = plain_address(&spec.network, url)
+                        .and_then(|address| shared.servers.index_of(&address));
+                    if let Some(server) = server {
+                        arbiter.spawn(WireDaemon::new(node, server, shared).run());
                         continue;
                     }
                     let url = url.clone();
@@ -167,6 +234,15 @@ impl Fleet {
     /// The spec it runs.
     pub fn spec(&self) -> &FleetSpec {
         &self.spec
+    }
+
+    /// Its state and counters for `/debug/vars`.
+    pub fn status(&self) -> FleetStatus {
+        FleetStatus {
+            name: self.spec.name.clone(),
+            expected: self.spec.instances,
+            metrics: self.metrics.clone(),
+        }
     }
 
     /// Its counters.

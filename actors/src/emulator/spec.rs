@@ -71,6 +71,9 @@ pub struct FleetSpec {
     pub registration: Option<RegistrationSpec>,
     /// Audit log file, if any.
     pub audit: Option<PathBuf>,
+    /// Time between two keep-alive `PING`s of a wire daemon; after
+    /// [`MAX_PINGS_OUT`](super::keepalive::MAX_PINGS_OUT) unanswered ones it reconnects.
+    pub ping_interval: Duration,
 }
 
 impl FleetSpec {
@@ -94,6 +97,7 @@ impl FleetSpec {
             classes: Vec::new(),
             registration: None,
             audit: None,
+            ping_interval: super::keepalive::DEFAULT_PING_INTERVAL,
         }
     }
 

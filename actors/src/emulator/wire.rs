@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// The longest control line accepted from a server (nats-server's own limit is 4 KiB).
 pub const MAX_CONTROL_LINE: usize = 4096;
 
+/// The longest `INFO` line accepted: a server of a large cluster lists every `connect_urls`
+/// entry in it, which can take more than [`MAX_CONTROL_LINE`].
+pub const MAX_INFO_LINE: usize = 64 * 1024;
+
 /// Largest message a server may announce (nats-server's `max_payload` tops out at 64 MiB);
 /// anything larger is a broken or hostile server, refused before any arithmetic on it.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -45,6 +49,12 @@ pub enum WireError {
     /// The server did not answer the handshake in time.
     #[error("handshake timed out")]
     Timeout,
+    /// The server did not answer our `PING`s: the connection is half-open.
+    #[error("stale connection: {0} pings without a pong")]
+    Stale(u32),
+    /// The server is going away (lame-duck mode).
+    #[error("server entered lame-duck mode")]
+    LameDuck,
     /// The server wants something this connection does not do (TLS).
     #[error("server requires {0}")]
     Unsupported(&'static str),
@@ -81,6 +91,12 @@ pub struct ServerInfo {
     /// Whether the server insists on TLS.
     #[serde(default)]
     pub tls_required: bool,
+    /// Client URLs (`host:port`) of the other servers of its cluster.
+    #[serde(default)]
+    pub connect_urls: Vec<String>,
+    /// The server is in lame-duck mode: it is being drained and its clients should move.
+    #[serde(default)]
+    pub ldm: bool,
 }
 
 impl ServerInfo {
@@ -191,12 +207,17 @@ fn check_subject(subject: &str) -> Result<(), WireError> {
 /// otherwise the operation and how many bytes it took.
 pub fn parse(buf: &[u8]) -> Result<Option<(ServerOp<'_>, usize)>, WireError> {
     let Some(end) = memchr::memchr(b'\n', buf) else {
-        if buf.len() > MAX_CONTROL_LINE {
+        // A partial line is judged only by the cap of what it can still become: an `INFO`
+        // may grow up to its own cap, anything else up to the control-line cap.
+        if buf.len() > line_cap(buf) {
             return Err(WireError::Protocol("control line too long".into()));
         }
         return Ok(None);
     };
     let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    if line.len() > line_cap(line) {
+        return Err(WireError::Protocol("control line too long".into()));
+    }
     let after = end + 1;
     let (verb, rest) = match memchr::memchr(b' ', line) {
         Some(i) => (&line[..i], trim(&line[i + 1..])),
@@ -224,6 +245,17 @@ pub fn parse(buf: &[u8]) -> Result<Option<(ServerOp<'_>, usize)>, WireError> {
         )));
     };
     Ok(Some((op, after)))
+}
+
+/// The longest line allowed for the (possibly partial) line at the start of `line`.
+fn line_cap(line: &[u8]) -> usize {
+    let prefix = &line[..line.len().min(5)];
+    let info = b"INFO ";
+    if prefix.eq_ignore_ascii_case(&info[..prefix.len()]) {
+        MAX_INFO_LINE
+    } else {
+        MAX_CONTROL_LINE
+    }
 }
 
 /// `MSG <subject> <sid> [reply-to] <size>` or
@@ -369,6 +401,43 @@ mod tests {
         // An absurd announced size is refused, not added up.
         assert!(parse(b"MSG a 1 18446744073709551615\r\n").is_err());
         assert!(parse(b"HMSG a 1 2 99999999999\r\n").is_err());
+    }
+
+    #[test]
+    fn a_long_info_line_read_in_parts_is_judged_only_when_complete() {
+        let urls: Vec<String> = (0..400)
+            .map(|i| format!("\"10.0.{}.{}:4222\"", i / 250, i % 250))
+            .collect();
+        let line = format!(
+            "INFO {{\"max_payload\":1048576,\"ldm\":true,\"connect_urls\":[{}]}}\r\n",
+            urls.join(",")
+        );
+        assert!(line.len() > MAX_CONTROL_LINE, "{}", line.len());
+        let full = line.as_bytes();
+        for cut in (0..full.len()).step_by(97) {
+            assert_eq!(parse(&full[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        let (op, used) = parse(full).unwrap().unwrap();
+        assert_eq!(used, full.len());
+        let ServerOp::Info(json) = op else {
+            panic!("not INFO: {op:?}")
+        };
+        let info = ServerInfo::parse(json).unwrap();
+        assert!(info.ldm);
+        assert_eq!(info.connect_urls.len(), 400);
+        assert_eq!(info.connect_urls[0], "10.0.0.0:4222");
+    }
+
+    #[test]
+    fn an_overlong_control_line_is_refused_whole_or_partial() {
+        let long_msg = format!("MSG {} 1 0\r\n\r\n", "a".repeat(MAX_CONTROL_LINE));
+        assert!(parse(long_msg.as_bytes()).is_err());
+        assert!(parse(&long_msg.as_bytes()[..MAX_CONTROL_LINE + 2]).is_err());
+        let long_info = format!("INFO {{\"x\":\"{}\"}}", "a".repeat(MAX_INFO_LINE));
+        assert!(parse(long_info.as_bytes()).is_err());
+        assert!(parse(format!("{long_info}\r\n").as_bytes()).is_err());
+        // Short prefixes of INFO are still INFO-to-be.
+        assert_eq!(parse(b"IN").unwrap(), None);
     }
 
     #[test]

@@ -28,6 +28,7 @@ use tracing::{debug, warn};
 
 use super::connect::reconnect_backoff;
 use super::fleet::{FleetShared, RegistrationPlan};
+use super::keepalive::{PingCount, Tick};
 use super::request_cache::{with_scratch, ThreadScratch};
 use super::wire::{self, ConnectInfo, ServerInfo, ServerOp, WireError};
 use super::{registration, EmulatedNode, EmulatorMetrics, Incoming};
@@ -67,41 +68,53 @@ pub(super) fn plain_address(settings: &NetworkSettings, url: &str) -> Option<Str
 /// One emulated daemon speaking NATS on its own socket.
 pub(super) struct WireDaemon {
     node: EmulatedNode,
-    address: String,
+    server: usize,
     fleet: Arc<FleetShared>,
 }
 
 impl WireDaemon {
-    /// A daemon `node` that will connect to `address` (see [`plain_address`]).
-    pub(super) fn new(node: EmulatedNode, address: String, fleet: Arc<FleetShared>) -> Self {
+    /// A daemon `node` that will connect to server `server` of the fleet's
+    /// [`ServerPool`](super::servers::ServerPool) first.
+    pub(super) fn new(node: EmulatedNode, server: usize, fleet: Arc<FleetShared>) -> Self {
         Self {
             node,
-            address,
+            server,
             fleet,
         }
     }
 
     /// Connects (holding a slot of the fleet's connect semaphore per attempt, retrying with
-    /// backoff), then answers requests until the task is dropped, reconnecting whenever the
-    /// connection is lost.
+    /// backoff, on its own server unless that one is in lame-duck mode), then answers requests
+    /// until the task is dropped, reconnecting whenever the connection is lost: to another
+    /// server of the pool when its server entered lame-duck mode, else to the same one first and
+    /// then round the pool.
     pub(super) async fn run(self) {
         let Self {
             node,
-            address,
+            mut server,
             fleet,
         } = self;
         let name = format!("choir-emulator-{}", node.identity());
         let subjects = node.subjects();
         let metrics = &fleet.metrics;
         let mut attempt = 0u32;
+        let mut waiting = Waiting::new(metrics);
         let mut session = loop {
+            let Some(address) = fleet.servers.get(server) else {
+                return;
+            };
             let permit = fleet.connect_slots.acquire().await;
-            let opened = Session::open(&address, &fleet.settings, &name, &subjects).await;
+            let opened = Session::open(&address, &fleet, &name, &subjects).await;
             drop(permit);
             match opened {
                 Ok(session) => break session,
                 Err(error) => {
-                    metrics.connect_failures.inc();
+                    connect_failed(&fleet, &address, &error, &mut waiting);
+                    // A first connect stays on its own server (the spread over the servers
+                    // is deliberate), unless that server is being drained.
+                    if matches!(error, WireError::LameDuck) {
+                        server = fleet.servers.other(server, rand::random::<u32>() as usize);
+                    }
                     let delay =
                         backoff(attempt, Duration::from_millis(200), Duration::from_secs(5));
                     debug!(%address, %error, retry_in = ?delay, "Emulator cannot connect yet.");
@@ -110,26 +123,93 @@ impl WireDaemon {
                 }
             }
         };
+        waiting.done();
         let mut presence = Presence::new(metrics.clone());
         let mut registration = fleet.registration.clone().map(Registration::new);
         loop {
             let error =
                 poll_fn(|cx| session.poll_serve(cx, &node, &fleet, &mut registration)).await;
             presence.lost();
+            match error {
+                WireError::LameDuck => {
+                    metrics.lame_duck_moves.inc();
+                    server = fleet.servers.other(server, rand::random::<u32>() as usize);
+                }
+                WireError::Stale(_) => {
+                    metrics.stale_connections.inc();
+                }
+                _ => {}
+            }
             debug!(identity = node.identity(), %error, "Emulated daemon lost its connection.");
             let mut attempts = 1usize;
             session = loop {
                 tokio::time::sleep(reconnect_backoff(attempts)).await;
-                match Session::open(&address, &fleet.settings, &name, &subjects).await {
+                let Some(address) = fleet.servers.get(server) else {
+                    return;
+                };
+                match Session::open(&address, &fleet, &name, &subjects).await {
                     Ok(session) => break session,
                     Err(error) => {
+                        connect_failed(&fleet, &address, &error, &mut waiting);
                         debug!(%address, %error, "Emulated daemon cannot reconnect yet.");
                         attempts = attempts.saturating_add(1);
+                        server = fleet.servers.next(server);
                     }
                 }
             };
+            waiting.done();
             presence.back();
         }
+    }
+}
+
+/// Counts a failed connect attempt and logs it (rate-limited for the whole fleet).
+fn connect_failed(fleet: &FleetShared, address: &str, error: &WireError, waiting: &mut Waiting) {
+    fleet.metrics.connect_failures.inc();
+    waiting.start();
+    if let Some(failures) = fleet.failures.note(std::time::Instant::now()) {
+        let waiting = fleet.metrics.connect_waiting.get();
+        warn!(
+            server = %address,
+            %error,
+            failures,
+            waiting,
+            "Emulated daemons cannot connect; retrying."
+        );
+    }
+}
+
+/// Keeps the fleet's `connect_waiting` gauge right for one daemon: up from its first failed
+/// attempt until it connects, also when its task is dropped.
+struct Waiting {
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    counted: bool,
+}
+
+impl Waiting {
+    fn new(metrics: &EmulatorMetrics) -> Self {
+        Self {
+            gauge: metrics.connect_waiting.clone(),
+            counted: false,
+        }
+    }
+
+    fn start(&mut self) {
+        if !std::mem::replace(&mut self.counted, true) {
+            self.gauge.inc();
+        }
+    }
+
+    fn done(&mut self) {
+        if std::mem::replace(&mut self.counted, false) {
+            self.gauge.dec();
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.done();
     }
 }
 
@@ -192,12 +272,14 @@ impl Registration {
         }
     }
 
-    /// Appends the next registration to `out` when the timer is due.
+    /// Appends the next registration to `out` when the timer is due (unless it is larger
+    /// than the server's `max_payload`).
     fn poll_due(
         &mut self,
         cx: &mut Context<'_>,
         node: &EmulatedNode,
         fleet: &FleetShared,
+        max_payload: usize,
         out: &mut Vec<u8>,
     ) {
         if self.timer.as_mut().poll(cx).is_pending() {
@@ -209,17 +291,41 @@ impl Registration {
         // Register the waker for the next tick.
         let _ = self.timer.as_mut().poll(cx);
         self.sequence += 1;
-        match registration::encode(node, self.sequence) {
-            Ok(payload) => match wire::put_pub(out, &self.plan.subject, &payload) {
-                Ok(()) => {
-                    fleet.metrics.registrations.inc();
-                }
-                Err(_) => {
-                    fleet.metrics.publish_errors.inc();
-                }
-            },
-            Err(error) => warn!(identity = node.identity(), %error, "Cannot encode registration."),
+        put_registration(
+            node,
+            self.sequence,
+            &self.plan.subject,
+            max_payload,
+            fleet,
+            out,
+        );
+    }
+}
+
+/// Appends registration `sequence` of `node` to `out` as a `PUB` to `subject`, or counts it
+/// as oversize when it is larger than `max_payload` (the server would close the connection).
+fn put_registration(
+    node: &EmulatedNode,
+    sequence: u64,
+    subject: &str,
+    max_payload: usize,
+    fleet: &FleetShared,
+    out: &mut Vec<u8>,
+) {
+    let metrics = &fleet.metrics;
+    match registration::encode(node, sequence) {
+        Ok(payload) if payload.len() > max_payload => {
+            metrics.oversize.inc();
         }
+        Ok(payload) => match wire::put_pub(out, subject, &payload) {
+            Ok(()) => {
+                metrics.registrations.inc();
+            }
+            Err(_) => {
+                metrics.publish_errors.inc();
+            }
+        },
+        Err(error) => warn!(identity = node.identity(), %error, "Cannot encode registration."),
     }
 }
 
@@ -228,7 +334,7 @@ fn duration_ms(d: Duration) -> u64 {
 }
 
 /// One connection of a daemon: the socket, a partial operation left over from the last read,
-/// and bytes the socket did not take yet.
+/// bytes the socket did not take yet, and the keep-alive pings.
 struct Session {
     stream: TcpStream,
     partial: Vec<u8>,
@@ -236,21 +342,24 @@ struct Session {
     max_payload: usize,
     /// `partial` may hold complete operations (read during the handshake).
     unparsed: bool,
+    pings: PingCount,
+    ping_timer: Pin<Box<Sleep>>,
+    ping_interval: Duration,
 }
 
 impl Session {
-    /// Connects to `address`, reads the server's `INFO`, sends `CONNECT`, one `SUB` per
-    /// subject and a `PING`, and waits for the `PONG` (the subscriptions are then in place),
-    /// all within the settings' connect timeout.
+    /// Connects to `address`, reads the server's `INFO` (learning its cluster's other servers),
+    /// sends `CONNECT`, one `SUB` per subject and a `PING`, and waits for the `PONG` (the
+    /// subscriptions are then in place), all within the settings' connect timeout.
     async fn open(
         address: &str,
-        settings: &NetworkSettings,
+        fleet: &FleetShared,
         name: &str,
         subjects: &[String],
     ) -> Result<Self, WireError> {
         tokio::time::timeout(
-            settings.connect_timeout,
-            Self::handshake(address, settings, name, subjects),
+            fleet.settings.connect_timeout,
+            Self::handshake(address, fleet, name, subjects),
         )
         .await
         .map_err(|_| WireError::Timeout)?
@@ -258,10 +367,11 @@ impl Session {
 
     async fn handshake(
         address: &str,
-        settings: &NetworkSettings,
+        fleet: &FleetShared,
         name: &str,
         subjects: &[String],
     ) -> Result<Self, WireError> {
+        let settings = &fleet.settings;
         let mut stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
         let mut input = Vec::with_capacity(1024);
@@ -279,6 +389,10 @@ impl Session {
         if info.tls_required {
             return Err(WireError::Unsupported("TLS"));
         }
+        if info.ldm {
+            return Err(WireError::LameDuck);
+        }
+        learn_servers(fleet, &info);
         let mut connect = ConnectInfo::new(name);
         match &settings.auth {
             Auth::UserPassword { user, password } => {
@@ -295,6 +409,7 @@ impl Session {
         }
         out.extend_from_slice(wire::PING);
         stream.write_all(&out).await?;
+        let ping_interval = fleet.ping_interval;
         loop {
             let mut pongs = Vec::new();
             let mut at = 0;
@@ -303,7 +418,7 @@ impl Session {
                     ServerOp::Pong => {
                         input.drain(..at + used);
                         stream.write_all(&pongs).await?;
-                        return Ok(Self::new(stream, input, info.max_payload));
+                        return Ok(Self::new(stream, input, info.max_payload, ping_interval));
                     }
                     ServerOp::Ping => pongs.extend_from_slice(wire::PONG),
                     ServerOp::Err(text) => return Err(WireError::Server(text.to_owned())),
@@ -312,9 +427,16 @@ impl Session {
                     ServerOp::Msg { .. } => {
                         input.drain(..at);
                         stream.write_all(&pongs).await?;
-                        return Ok(Self::new(stream, input, info.max_payload));
+                        return Ok(Self::new(stream, input, info.max_payload, ping_interval));
                     }
-                    ServerOp::Info(_) | ServerOp::Ok => {}
+                    ServerOp::Info(json) => {
+                        let update = ServerInfo::parse(json)?;
+                        if update.ldm {
+                            return Err(WireError::LameDuck);
+                        }
+                        learn_servers(fleet, &update);
+                    }
+                    ServerOp::Ok => {}
                 }
                 at += used;
             }
@@ -324,7 +446,12 @@ impl Session {
         }
     }
 
-    fn new(stream: TcpStream, partial: Vec<u8>, max_payload: usize) -> Self {
+    fn new(
+        stream: TcpStream,
+        partial: Vec<u8>,
+        max_payload: usize,
+        ping_interval: Duration,
+    ) -> Self {
         Self {
             stream,
             unparsed: !partial.is_empty(),
@@ -335,7 +462,25 @@ impl Session {
             } else {
                 max_payload
             },
+            pings: PingCount::default(),
+            ping_timer: Box::pin(tokio::time::sleep(ping_interval)),
+            ping_interval,
         }
+    }
+
+    /// Sends a `PING` when the ping timer is due; ready with an error when too many went
+    /// unanswered (a half-open connection).
+    fn poll_ping(&mut self, cx: &mut Context<'_>) -> Poll<WireError> {
+        while self.ping_timer.as_mut().poll(cx).is_ready() {
+            match self.pings.tick() {
+                Tick::Ping => self.backlog.extend_from_slice(wire::PING),
+                Tick::Stale(unanswered) => return Poll::Ready(WireError::Stale(unanswered)),
+            }
+            self.ping_timer
+                .as_mut()
+                .reset(Instant::now() + self.ping_interval);
+        }
+        Poll::Pending
     }
 
     /// Serves the connection: registration when due, the backlog written, then every read
@@ -347,8 +492,11 @@ impl Session {
         fleet: &FleetShared,
         registration: &mut Option<Registration>,
     ) -> Poll<WireError> {
+        if let Poll::Ready(error) = self.poll_ping(cx) {
+            return Poll::Ready(error);
+        }
         if let Some(registration) = registration {
-            registration.poll_due(cx, node, fleet, &mut self.backlog);
+            registration.poll_due(cx, node, fleet, self.max_payload, &mut self.backlog);
         }
         loop {
             if !self.backlog.is_empty() {
@@ -407,6 +555,8 @@ impl Session {
             encoder,
             max_payload: self.max_payload,
             out: write_buf,
+            pings: &mut self.pings,
+            leave: None,
         };
         responder.out.clear();
         if std::mem::take(&mut self.unparsed) {
@@ -434,26 +584,48 @@ impl Session {
                 }
             }
         }
+        let leave = responder.leave.take();
         let out = &responder.out[..];
-        if out.is_empty() {
-            return Poll::Ready(Ok(()));
+        if !out.is_empty() {
+            if !self.backlog.is_empty() {
+                self.backlog.extend_from_slice(out);
+            } else {
+                match Pin::new(&mut self.stream).poll_write(cx, out) {
+                    Poll::Ready(Ok(n)) => self.backlog.extend_from_slice(&out[n..]),
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
+                    Poll::Pending => self.backlog.extend_from_slice(out),
+                }
+            }
         }
-        if !self.backlog.is_empty() {
-            self.backlog.extend_from_slice(out);
-            return Poll::Ready(Ok(()));
+        match leave {
+            Some(error) => Poll::Ready(Err(error)),
+            None => Poll::Ready(Ok(())),
         }
-        match Pin::new(&mut self.stream).poll_write(cx, out) {
-            Poll::Ready(Ok(n)) => self.backlog.extend_from_slice(&out[n..]),
-            Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
-            Poll::Pending => self.backlog.extend_from_slice(out),
-        }
-        Poll::Ready(Ok(()))
+    }
+}
+
+/// Adds the servers `info` names in `connect_urls` to the fleet's pool.
+fn learn_servers(fleet: &FleetShared, info: &ServerInfo) {
+    if info.connect_urls.is_empty() {
+        return;
+    }
+    let added = fleet.servers.learn(
+        info.connect_urls
+            .iter()
+            .filter_map(|url| plain_address(&fleet.settings, url)),
+    );
+    if added > 0 {
+        debug!(
+            added,
+            servers = fleet.servers.len(),
+            "Learnt servers from connect_urls."
+        );
     }
 }
 
 /// Reads whatever the socket has onto the end of `input` (handshake only).
 async fn read_more(stream: &mut TcpStream, input: &mut Vec<u8>) -> Result<(), WireError> {
-    if input.len() > wire::MAX_CONTROL_LINE * 16 {
+    if input.len() > wire::MAX_INFO_LINE + wire::MAX_CONTROL_LINE * 16 {
         return Err(WireError::Protocol("handshake too long".into()));
     }
     let n = stream.read_buf(input).await?;
@@ -472,11 +644,14 @@ struct Responder<'a> {
     encoder: &'a mut crate::protocol::ReplyEncoder,
     max_payload: usize,
     out: &'a mut Vec<u8>,
+    pings: &'a mut PingCount,
+    /// Why the daemon leaves this connection once the answers are written (lame duck).
+    leave: Option<WireError>,
 }
 
 impl Responder<'_> {
     /// Handles every complete operation at the start of `data`; returns how many bytes they
-    /// took.
+    /// took. Stops at an `INFO` saying the server entered lame-duck mode.
     fn answer_all(&mut self, data: &[u8]) -> Result<usize, WireError> {
         let mut at = 0;
         while let Some((op, used)) = wire::parse(&data[at..])? {
@@ -484,6 +659,7 @@ impl Responder<'_> {
             match op {
                 ServerOp::Msg { subject, payload } => self.answer(subject, payload),
                 ServerOp::Ping => self.out.extend_from_slice(wire::PONG),
+                ServerOp::Pong => self.pings.pong(),
                 ServerOp::Err(text) => {
                     debug!(
                         identity = self.node.identity(),
@@ -491,7 +667,15 @@ impl Responder<'_> {
                         "Server sent an error."
                     );
                 }
-                ServerOp::Pong | ServerOp::Ok | ServerOp::Info(_) => {}
+                ServerOp::Info(json) => {
+                    let info = ServerInfo::parse(json)?;
+                    learn_servers(self.fleet, &info);
+                    if info.ldm {
+                        self.leave = Some(WireError::LameDuck);
+                        break;
+                    }
+                }
+                ServerOp::Ok => {}
             }
         }
         Ok(at)
@@ -514,7 +698,7 @@ impl Responder<'_> {
         };
         super::daemon::write_audit(self.fleet, &out);
         if out.payload.len() > self.max_payload {
-            metrics.publish_errors.inc();
+            metrics.oversize.inc();
             return;
         }
         match wire::put_pub(self.out, &out.subject, &out.payload) {
@@ -528,6 +712,59 @@ impl Responder<'_> {
 mod tests {
     use super::*;
     use crate::connection::TlsSettings;
+
+    fn fleet() -> FleetShared {
+        FleetShared {
+            settings: NetworkSettings::new("e", vec![]),
+            metrics: EmulatorMetrics::unregistered(),
+            connect_slots: tokio::sync::Semaphore::new(1),
+            audit: None,
+            registration: None,
+            servers: super::super::servers::ServerPool::default(),
+            failures: super::super::failure_log::FailureLog::new(
+                Duration::from_secs(10),
+                std::time::Instant::now(),
+            ),
+            ping_interval: Duration::from_secs(120),
+        }
+    }
+
+    #[test]
+    fn a_registration_above_max_payload_is_counted_not_sent() {
+        let node = EmulatedNode::new(
+            "emu-1".into(),
+            crate::protocol::Facts::from_value(serde_json::json!({"fqdn": "emu-1"})),
+            Arc::new(super::super::NodeProfile {
+                agents: vec!["discovery".into()],
+                classes: vec![],
+                collectives: vec!["mcollective".into()],
+            }),
+            Arc::from("nats://x"),
+        );
+        let fleet = fleet();
+        let size = registration::encode(&node, 1).unwrap().len();
+        let mut out = Vec::new();
+        put_registration(&node, 1, "reg", size - 1, &fleet, &mut out);
+        assert!(out.is_empty(), "sent {} bytes", out.len());
+        assert_eq!(fleet.metrics.oversize.get(), 1);
+        assert_eq!(fleet.metrics.registrations.get(), 0);
+        put_registration(&node, 2, "reg", size, &fleet, &mut out);
+        assert!(out.starts_with(b"PUB reg "));
+        assert_eq!(fleet.metrics.registrations.get(), 1);
+    }
+
+    #[test]
+    fn connect_urls_are_learnt_into_the_pool() {
+        let fleet = fleet();
+        fleet.servers.learn(["127.0.0.1:4222".to_owned()]);
+        let info = ServerInfo::parse(
+            br#"{"connect_urls":["127.0.0.1:4223","127.0.0.1:4222","[::1]:4224"]}"#,
+        )
+        .unwrap();
+        learn_servers(&fleet, &info);
+        assert_eq!(fleet.servers.len(), 3);
+        assert_eq!(fleet.servers.index_of("[::1]:4224"), Some(2));
+    }
 
     #[test]
     fn plain_addresses() {

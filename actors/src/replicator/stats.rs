@@ -46,6 +46,7 @@ pub struct ReplicatorMetrics {
     last_copied_age: Family<ReplicatorLabel, FloatGauge>,
     senders: Family<ReplicatorLabel, Gauge>,
     latency: Family<ReplicatorLabel, Histogram, fn() -> Histogram>,
+    ready: Family<ReplicatorLabel, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -70,6 +71,7 @@ impl ReplicatorMetrics {
             last_copied_age: Family::default(),
             senders: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            ready: Family::default(),
         };
         metrics.register(
             "choir_replicator_received",
@@ -141,6 +143,11 @@ impl ReplicatorMetrics {
             "Target publish to target ack",
             this.latency.clone(),
         );
+        metrics.register(
+            "choir_replicator_ready",
+            "1 once the replicator found its streams and started copying",
+            this.ready.clone(),
+        );
         this
     }
 
@@ -186,6 +193,7 @@ impl ReplicatorMetrics {
             last_copied_age: get(&self.last_copied_age, &l),
             senders: get(&self.senders, &l),
             latency: get(&self.latency, &l),
+            ready: get(&self.ready, &l),
             name: name.to_owned(),
         }
     }
@@ -228,6 +236,8 @@ pub struct ReplicatorStats {
     pub senders: Gauge,
     /// Publish → ack latency.
     pub latency: Histogram,
+    /// 1 once the replicator is set up (streams found, consumer in place).
+    pub ready: Gauge,
 }
 
 impl ReplicatorStats {

@@ -18,6 +18,7 @@ use super::gate::Gate;
 use super::sampling::{write_state_file, SamplingTracker, SenderEvent};
 use super::settings::{Mode, ReplicatorSettings};
 use super::setup;
+use super::setup_patience::{Report, SetupPatience};
 use super::stats::ReplicatorStats;
 use super::worker::{ReplicaWorkerActor, WorkerKind, WorkerShared};
 use crate::connection::{backoff, GetClient, NetworkActor, NetworkSettings};
@@ -231,8 +232,11 @@ impl Actor for TopicReplicatorActor {
             self.networks.target.clone(),
             self.settings.clone(),
         );
+        self.stats.ready.set(0);
         let setup = async move {
             let mut attempt = 0u32;
+            let mut patience = SetupPatience::default();
+            let since = std::time::Instant::now();
             loop {
                 let clients = match (client(&source).await, client(&target).await) {
                     (Some(s), Some(t)) => Some((s, t)),
@@ -254,10 +258,18 @@ impl Actor for TopicReplicatorActor {
                     match result {
                         Ok(()) => return (s, t),
                         Err(e) => {
-                            if attempt == 0 {
-                                warn!(replicator = %settings.name, error = %e, "Cannot set the replicator up yet; retrying.");
-                            } else if attempt == 20 {
-                                error!(replicator = %settings.name, error = %e, "Still cannot set the replicator up; retrying.");
+                            let elapsed = since.elapsed();
+                            match patience.failed(attempt, elapsed) {
+                                Some(Report::Info) => {
+                                    info!(replicator = %settings.name, error = %e, "Waiting for the replicator's streams (normal at start-up); retrying.")
+                                }
+                                Some(Report::Warn) => {
+                                    warn!(replicator = %settings.name, error = %e, waited = ?elapsed, "Cannot set the replicator up yet; retrying.")
+                                }
+                                Some(Report::Error) => {
+                                    error!(replicator = %settings.name, error = %e, waited = ?elapsed, "Still cannot set the replicator up; retrying.")
+                                }
+                                None => {}
                             }
                         }
                     }
@@ -272,6 +284,7 @@ impl Actor for TopicReplicatorActor {
             }
         };
         ctx.spawn(setup.into_actor(self).map(|(source, target), act, ctx| {
+            act.stats.ready.set(1);
             act.start_advisories(target.clone());
             act.start_workers();
             let sjs = jetstream::new(source);
