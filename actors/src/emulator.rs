@@ -36,6 +36,7 @@ pub mod budget;
 mod connect;
 mod counters;
 mod daemon;
+pub mod daemon_stats;
 pub mod fleet;
 mod node;
 pub mod registration;
