@@ -17,6 +17,8 @@
 //! registration_subject = "choria.registration"   # default <collective>.broadcast.agent.registration
 //! audit = "emulator-audit.log"    # Choria audit log, one JSON line per RPC request
 //!
+//! string_facts = false            # send every fact as a string (for Ruby mco clients)
+//!
 //! [emulator.facts]                # every daemon's facts; "{instance}" and "{identity}" expand
 //! country = "mt"                  # instance, identity and fqdn are always added
 //! ```
@@ -90,6 +92,9 @@ pub struct EmulatorConfig {
     /// Configuration management classes of every daemon.
     #[serde(default)]
     pub classes: Vec<String>,
+    /// Send every fact as a string (MCollective 2.12's Ruby client expects strings).
+    #[serde(default)]
+    pub string_facts: bool,
     /// Publish a registration message this often; absent = no registration.
     #[serde(default, with = "humantime_serde")]
     pub registration_interval: Option<Duration>,
@@ -183,6 +188,7 @@ impl EmulatorConfig {
         spec.connect_concurrency = self.connect_concurrency;
         spec.facts = self.facts.clone();
         spec.classes = self.classes.clone();
+        spec.string_facts = self.string_facts;
         spec.registration = self.registration_interval.map(|interval| RegistrationSpec {
             interval,
             splay: self.registration_splay,

@@ -215,7 +215,9 @@ fn rpcutil(request: &RpcRequest, node: &NodeInfo<'_>) -> RpcReply {
                 "collectives": node.collectives,
                 "data_plugins": [],
                 "facts": node.facts.as_map(),
-                "machines": [],
+                // The DDL's type (go-choria's server sends a list, which its own generated
+                // client cannot read as the hash the DDL declares).
+                "machines": {},
                 "main_collective": main_collective(node),
                 "version": env!("CARGO_PKG_VERSION"),
                 "upgradable": false,
