@@ -105,6 +105,8 @@ impl CompiledCompound {
 mod tests {
     use super::*;
     use crate::protocol::Facts;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
     use serde_json::json;
 
     fn node_matches(compound: Value, identity: &str) -> Result<bool, CompoundError> {
@@ -140,6 +142,102 @@ mod tests {
         assert_eq!(node_matches(more, "n"), Ok(true));
         let failed = json!([[{"expr": "true"}], [{"expr": "true"}], [{"expr": "1 < 'a'"}]]);
         assert_eq!(node_matches(failed, "n"), Ok(false));
+    }
+
+    /// A random `-S` filter and what it means, written out plainly.
+    #[derive(Debug, Clone)]
+    enum Tree {
+        InstanceIs(u8),
+        InstanceBelow(u8),
+        InstanceAtLeast(u8),
+        RackStarts(u8),
+        IdentityIs(u8),
+        Class(bool),
+        Not(Box<Tree>, bool),
+        And(Box<Tree>, Box<Tree>),
+        Or(Box<Tree>, Box<Tree>),
+    }
+
+    impl Tree {
+        fn render(&self) -> String {
+            match self {
+                Tree::InstanceIs(n) => format!("instance={n}"),
+                Tree::InstanceBelow(n) => format!("instance < {n}"),
+                Tree::InstanceAtLeast(n) => format!("instance>={n}"),
+                Tree::RackStarts(n) => format!("rack=~/^r{n}/"),
+                Tree::IdentityIs(n) => format!("identity=emu-{n}"),
+                Tree::Class(true) => "web".to_owned(),
+                Tree::Class(false) => "/^nginx/".to_owned(),
+                Tree::Not(t, bang) => {
+                    format!("{} ({})", if *bang { "!" } else { "not" }, t.render())
+                }
+                Tree::And(a, b) => format!("({}) and ({})", a.render(), b.render()),
+                Tree::Or(a, b) => format!("({}) or ({})", a.render(), b.render()),
+            }
+        }
+
+        fn holds(&self, i: u8) -> bool {
+            match self {
+                Tree::InstanceIs(n) => i == *n,
+                Tree::InstanceBelow(n) => i < *n,
+                Tree::InstanceAtLeast(n) => i >= *n,
+                Tree::RackStarts(n) => format!("r{i}").starts_with(&format!("r{n}")),
+                Tree::IdentityIs(n) => i == *n,
+                Tree::Class(web) => *web,
+                Tree::Not(t, _) => !t.holds(i),
+                Tree::And(a, b) => a.holds(i) && b.holds(i),
+                Tree::Or(a, b) => a.holds(i) || b.holds(i),
+            }
+        }
+    }
+
+    fn tree() -> impl Strategy<Value = Tree> {
+        let leaf = prop_oneof![
+            (0u8..20).prop_map(Tree::InstanceIs),
+            (0u8..20).prop_map(Tree::InstanceBelow),
+            (0u8..20).prop_map(Tree::InstanceAtLeast),
+            (0u8..20).prop_map(Tree::RackStarts),
+            (0u8..20).prop_map(Tree::IdentityIs),
+            any::<bool>().prop_map(Tree::Class),
+        ];
+        leaf.prop_recursive(4, 24, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), any::<bool>()).prop_map(|(t, b)| Tree::Not(Box::new(t), b)),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(a, b)| Tree::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner).prop_map(|(a, b)| Tree::Or(Box::new(a), Box::new(b))),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_select_string_selects_what_it_says(t in tree(), i in 0u8..20) {
+            let text = t.render();
+            let stack = classic::parse_select(&text).map_err(TestCaseError::fail)?;
+            let compiled = CompiledCompound::compile(&[stack]).unwrap();
+            let facts = Facts::from_value(json!({"instance": i, "rack": format!("r{i}")}));
+            let identity = format!("emu-{i}");
+            let agents = vec!["rpcutil".to_owned()];
+            let classes = vec!["web".to_owned()];
+            let view = NodeView { identity: &identity, agents: &agents, classes: &classes, facts: &facts };
+            prop_assert_eq!(compiled.matches(&view), t.holds(i), "{}", text);
+        }
+
+        #[test]
+        fn arbitrary_filters_never_panic(text in "\\PC{0,40}", json in "[\\[\\]{}\"a-z:,() ]{0,40}") {
+            let _ = classic::parse_select(&text);
+            let _ = expr::Expr::compile(&text);
+            if let Ok(lists) = serde_json::from_str::<Vec<Vec<Value>>>(&json) {
+                let _ = CompiledCompound::compile(&lists);
+            }
+            let lists = vec![vec![json!({"statement": text.clone()})], vec![json!({"expr": text})]];
+            if let Ok(c) = CompiledCompound::compile(&lists) {
+                let facts = Facts::default();
+                let view = NodeView { identity: "n", agents: &[], classes: &[], facts: &facts };
+                let _ = c.matches(&view);
+            }
+        }
     }
 
     #[test]

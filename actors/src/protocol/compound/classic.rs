@@ -60,6 +60,11 @@ pub enum Statement {
     },
 }
 
+/// Most items in one call stack (a `-S` filter is a handful; this bounds the tree's depth).
+const MAX_ITEMS: usize = 512;
+/// Deepest nesting of `not` and parentheses.
+const MAX_DEPTH: usize = 64;
+
 /// Fact operators in search order (two-character ones first at the same place).
 const OPERATORS: [&str; 8] = ["==", "!=", "<=", ">=", "=~", "<", ">", "="];
 
@@ -171,6 +176,12 @@ impl Classic {
     /// Compiles one call stack (a list of one-key objects).
     pub fn compile(items: &[Value]) -> Result<Classic, CompoundError> {
         let unsupported = |what: String| CompoundError::Unsupported(what);
+        if items.len() > MAX_ITEMS {
+            return Err(unsupported(format!(
+                "call stack of {} items (at most {MAX_ITEMS})",
+                items.len()
+            )));
+        }
         let mut tokens = Vec::with_capacity(items.len());
         let mut plugin = None;
         for item in items {
@@ -203,7 +214,11 @@ impl Classic {
                 other => return Err(unsupported(format!("call stack key {other:?}"))),
             });
         }
-        let mut parser = Parser { tokens, at: 0 };
+        let mut parser = Parser {
+            tokens,
+            at: 0,
+            depth: 0,
+        };
         let tree = parser.or()?;
         if parser.at != parser.tokens.len() {
             return Err(unsupported("call stack with unbalanced operators".to_owned()));
@@ -230,6 +245,7 @@ impl Classic {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    depth: usize,
 }
 
 impl Parser {
@@ -256,6 +272,18 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Classic, CompoundError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(CompoundError::Unsupported(
+                "call stack nested too deeply".to_owned(),
+            ));
+        }
+        let parsed = self.unary_inner();
+        self.depth -= 1;
+        parsed
+    }
+
+    fn unary_inner(&mut self) -> Result<Classic, CompoundError> {
         let token = self.tokens.get(self.at).cloned();
         self.at += 1;
         match token {
@@ -509,6 +537,17 @@ mod tests {
         for bad in ["", "a and", "(a", "a)", "a b", "and a", "x=/y", "f('x"] {
             assert!(parse_select(bad).is_err(), "{bad:?}");
         }
+        // Bounded: deep nesting and long stacks are refused, not a stack overflow.
+        assert!(parse_select(&("not ".repeat(100) + "a")).is_err());
+        assert!(parse_select(&("(".repeat(100) + "a" + &")".repeat(100))).is_err());
+        let long: Vec<Value> = std::iter::repeat_n(
+            [json!({"statement": "a"}), json!({"and": "and"})],
+            10_000,
+        )
+        .flatten()
+        .chain([json!({"statement": "a"})])
+        .collect();
+        assert!(Classic::compile(&long).is_err());
     }
 
     fn eval(text: &str, identity: &str) -> bool {

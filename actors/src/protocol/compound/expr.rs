@@ -26,7 +26,7 @@ use super::super::{FactFilter, NodeView};
 use super::CompoundError;
 
 /// Longest expression accepted (a request filter is small).
-const MAX_LEN: usize = 4096;
+const MAX_LEN: usize = 1024;
 /// Deepest nesting accepted.
 const MAX_DEPTH: usize = 64;
 
@@ -139,7 +139,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, CompoundError> {
                 .parse::<f64>()
                 .map_err(|_| unsupported(format!("number {text}")))?;
             out.push(Token::Num(n));
-        } else if c.is_alphabetic() || c == '_' || c == '$' {
+        } else if c.is_alphabetic() || c == '_' {
             let start = i;
             while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
                 i += 1;
