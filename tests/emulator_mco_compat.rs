@@ -164,8 +164,10 @@ async fn every_rpcutil_action_answers_with_the_fields_of_the_ddl() {
 
     // What emu-0 sees before it is asked for its stats: one request filtered out, one
     // outside its TTL, one that is not JSON, one answered.
-    let mut filtered = Filter::default();
-    filtered.identity = vec!["emu-1".into()];
+    let filtered = Filter {
+        identity: vec!["emu-1".into()],
+        ..Filter::default()
+    };
     let not_me = TestClient::request("discovery", "ping", filtered);
     let replies = client
         .call(
@@ -195,7 +197,11 @@ async fn every_rpcutil_action_answers_with_the_fields_of_the_ddl() {
         TransportHeaders::for_request(reply_to.clone(), "tester.example.net"),
     )
     .unwrap();
-    client.nats.publish(node0.clone(), payload.into()).await.unwrap();
+    client
+        .nats
+        .publish(node0.clone(), payload.into())
+        .await
+        .unwrap();
     client
         .nats
         .publish(node0.clone(), "not json".into())
@@ -226,7 +232,10 @@ async fn every_rpcutil_action_answers_with_the_fields_of_the_ddl() {
             "{action}: the DDL's outputs"
         );
         for (name, ty) in &expected {
-            assert!(has_type(&fields[*name], ty), "{action}.{name} is not {ty}: {fields:?}");
+            assert!(
+                has_type(&fields[*name], ty),
+                "{action}.{name} is not {ty}: {fields:?}"
+            );
         }
         data.insert(action, reply.data);
     }
@@ -245,12 +254,18 @@ async fn every_rpcutil_action_answers_with_the_fields_of_the_ddl() {
 
     // agent_inventory: every agent with a semantic version (what a playbook `uses` checks).
     let agents = data["agent_inventory"]["agents"].as_array().unwrap();
-    let names: Vec<&str> = agents.iter().map(|a| a["agent"].as_str().unwrap()).collect();
+    let names: Vec<&str> = agents
+        .iter()
+        .map(|a| a["agent"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["discovery", "rpcutil", "emulated0", "emulated1"]);
     for agent in agents {
         let version = agent["version"].as_str().unwrap();
         assert_eq!(version.split('.').count(), 3, "{agent}");
-        assert!(version.split('.').all(|p| p.parse::<u64>().is_ok()), "{agent}");
+        assert!(
+            version.split('.').all(|p| p.parse::<u64>().is_ok()),
+            "{agent}"
+        );
         for key in ["name", "author", "license", "url", "description"] {
             assert!(agent[key].is_string(), "{key} of {agent}");
         }
@@ -264,7 +279,10 @@ async fn every_rpcutil_action_answers_with_the_fields_of_the_ddl() {
         data["get_facts"]["values"],
         json!({"country": "mt", "instance": 0, "missing": null})
     );
-    assert_eq!(data["get_config_item"], json!({"item": "identity", "value": "emu-0"}));
+    assert_eq!(
+        data["get_config_item"],
+        json!({"item": "identity", "value": "emu-0"})
+    );
     assert_eq!(data["inventory"]["classes"], json!(["web"]));
 
     // No data plugins, unknown config keys.
@@ -277,7 +295,10 @@ async fn every_rpcutil_action_answers_with_the_fields_of_the_ddl() {
 /// The fleet of the filter test: twelve daemons, class `web`, facts `instance` and
 /// `rack = r<instance>`.
 fn expected(pick: impl Fn(usize) -> bool) -> BTreeSet<String> {
-    (0..12).filter(|i| pick(*i)).map(|i| format!("emu-{i}")).collect()
+    (0..12)
+        .filter(|i| pick(*i))
+        .map(|i| format!("emu-{i}"))
+        .collect()
 }
 
 async fn discovered(client: &TestClient, filter: Filter) -> BTreeSet<String> {
@@ -298,7 +319,16 @@ async fn discovered(client: &TestClient, filter: Filter) -> BTreeSet<String> {
 
 fn cli_ping(url: &str, flag: &str, filter: &str) -> BTreeSet<String> {
     let out = cli::choir(
-        &["ping", "--server", url, "--timeout", "2s", "--json", flag, filter],
+        &[
+            "ping",
+            "--server",
+            url,
+            "--timeout",
+            "2s",
+            "--json",
+            flag,
+            filter,
+        ],
         Duration::from_secs(60),
     );
     let json: Value = serde_json::from_str(&out.stdout)
@@ -347,7 +377,11 @@ async fn classic_compound_filters_select_exactly_the_right_daemons_and_choir_pin
             ..Filter::default()
         };
         assert_eq!(&discovered(&client, filter).await, want, "-S {select:?}");
-        assert_eq!(&cli_ping(&server.url(), "-S", select), want, "choir ping -S {select:?}");
+        assert_eq!(
+            &cli_ping(&server.url(), "-S", select),
+            want,
+            "choir ping -S {select:?}"
+        );
     }
 
     // go-choria's expr form, through the same evaluator.
@@ -362,7 +396,8 @@ async fn classic_compound_filters_select_exactly_the_right_daemons_and_choir_pin
     let plugin = "sysctl('kernel.x').value=1 or instance=1";
     assert_eq!(cli_ping(&server.url(), "-S", plugin), BTreeSet::new());
     assert!(
-        common::poll_until(WAIT, || dropped(&fleet, DropReason::DataPlugin) == before + 12),
+        common::poll_until(WAIT, || dropped(&fleet, DropReason::DataPlugin)
+            == before + 12),
         "data_plugin drops: {}",
         dropped(&fleet, DropReason::DataPlugin)
     );

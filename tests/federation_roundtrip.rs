@@ -54,7 +54,10 @@ async fn three_collectives_discover_rpc_and_direct_through_one_broker_node() {
             "{hops:?}"
         );
         assert_eq!(hops[2].processor(), r.reply.envelope.senderid);
-        assert!(hops[3].processor().contains("choria_reply_transformer:"), "{hops:?}");
+        assert!(
+            hops[3].processor().contains("choria_reply_transformer:"),
+            "{hops:?}"
+        );
         assert!(r.transport.headers.federation.is_none());
     }
 

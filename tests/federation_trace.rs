@@ -65,7 +65,10 @@ fn check_hops(reply: &DecodedReply, raw: &str, pair: &SeenByHop, fed: &str, coll
     );
     assert_eq!((hops[1].incoming(), hops[1].outgoing()), (fed, collective));
     assert_eq!(hops[2].processor(), "c0-emu-1");
-    assert_eq!((hops[2].incoming(), hops[2].outgoing()), (collective, collective));
+    assert_eq!(
+        (hops[2].incoming(), hops[2].outgoing()),
+        (collective, collective)
+    );
     assert!(
         hops[3].processor().contains("choria_reply_transformer"),
         "{hops:?}"
@@ -85,7 +88,11 @@ async fn a_trace_with_a_two_string_client_hop_comes_back_with_every_hop() {
 
     let (raw, reply, pair) = trace(&client, "c0-emu-1").await;
     check_hops(&reply, &raw, &pair, &fed.url(), &collective.url());
-    let malformed = metric_sum(&node, "choir_federation_dropped_total", &[("reason", "malformed")]);
+    let malformed = metric_sum(
+        &node,
+        "choir_federation_dropped_total",
+        &[("reason", "malformed")],
+    );
     assert_eq!(malformed, 0.0);
 }
 

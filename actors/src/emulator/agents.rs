@@ -27,8 +27,7 @@ use serde_json::{json, Value};
 use super::daemon_stats::DaemonStats;
 use super::DropReason;
 use crate::protocol::{
-    unix_now, Facts, RpcReply, RpcRequest, STATUS_ABORTED, STATUS_INVALID_DATA,
-    STATUS_MISSING_DATA,
+    unix_now, Facts, RpcReply, RpcRequest, STATUS_ABORTED, STATUS_INVALID_DATA, STATUS_MISSING_DATA,
 };
 
 /// Largest `generate` size accepted (stays well below NATS's 1 MiB default payload limit
@@ -248,7 +247,12 @@ fn rpcutil(request: &RpcRequest, node: &NodeInfo<'_>) -> RpcReply {
                     .split(',')
                     .map(str::trim)
                     .filter(|f| !f.is_empty())
-                    .map(|f| (f.to_owned(), node.facts.get(f).cloned().unwrap_or(Value::Null)))
+                    .map(|f| {
+                        (
+                            f.to_owned(),
+                            node.facts.get(f).cloned().unwrap_or(Value::Null),
+                        )
+                    })
                     .collect();
                 RpcReply::ok("get_facts", json!({ "values": values }))
             }

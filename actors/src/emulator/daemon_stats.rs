@@ -81,9 +81,9 @@ impl DaemonStats {
                 add(&self.replies);
             }
             Some(DropReason::Expired) => add(&self.ttl_expired),
-            Some(
-                DropReason::Filtered | DropReason::UnsupportedFilter | DropReason::DataPlugin,
-            ) => add(&self.filtered),
+            Some(DropReason::Filtered | DropReason::UnsupportedFilter | DropReason::DataPlugin) => {
+                add(&self.filtered)
+            }
             Some(DropReason::UnknownAgent | DropReason::BadPayload | DropReason::Encode) => {
                 add(&self.passed)
             }

@@ -232,4 +232,3 @@ fn hop_url(url: &Arc<str>, tls: bool) -> Arc<str> {
         _ => url.clone(),
     }
 }
-

@@ -495,15 +495,19 @@ mod tests {
             "client",
         );
         headers.push_seen_by(
-            SeenByHop::from_parts(vec!["client".into(), "nats://127.0.0.1:4222".into()])
-                .unwrap(),
+            SeenByHop::from_parts(vec!["client".into(), "nats://127.0.0.1:4222".into()]).unwrap(),
         );
         let payload = encode_request(&r, headers).unwrap();
         let text = String::from_utf8(payload.clone()).unwrap();
         assert!(text.contains(r#""seen-by":[["client","nats://127.0.0.1:4222"]]"#));
         let n = node();
         let out = n
-            .handle("mcollective.broadcast.agent.discovery", &payload, unix_now(), false)
+            .handle(
+                "mcollective.broadcast.agent.discovery",
+                &payload,
+                unix_now(),
+                false,
+            )
             .unwrap();
         let reply = String::from_utf8(out.payload).unwrap();
         assert!(

@@ -213,12 +213,17 @@ mod tests {
     fn string_facts_are_all_strings() {
         let mut spec = FleetSpec::new("emu", 3, vec![]);
         spec.facts.insert("cores".into(), json!(4));
-        spec.facts
-            .insert("os".into(), json!({"virtual": true, "ips": [1, null], "name": "x"}));
+        spec.facts.insert(
+            "os".into(),
+            json!({"virtual": true, "ips": [1, null], "name": "x"}),
+        );
         spec.string_facts = true;
         let facts = spec.facts_of(2);
         assert_eq!(facts["cores"], "4");
         assert_eq!(facts["instance"], "2");
-        assert_eq!(facts["os"], json!({"virtual": "true", "ips": ["1", ""], "name": "x"}));
+        assert_eq!(
+            facts["os"],
+            json!({"virtual": "true", "ips": ["1", ""], "name": "x"})
+        );
     }
 }

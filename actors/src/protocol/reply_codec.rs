@@ -383,7 +383,10 @@ mod tests {
         assert_eq!(back.headers.seen_by.len(), 3);
         // Without hops in the payload the decoded headers are used.
         let none = ReplyHeadersTemplate::for_request_payload(b"{}", &transport.headers).unwrap();
-        assert_eq!(none, ReplyHeadersTemplate::for_request(&transport.headers).unwrap());
+        assert_eq!(
+            none,
+            ReplyHeadersTemplate::for_request(&transport.headers).unwrap()
+        );
     }
 
     /// The worked example of research notes section 4, byte for byte.

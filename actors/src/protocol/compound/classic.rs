@@ -92,7 +92,10 @@ impl Statement {
             "=" | "==" if slashed => (FactOperator::Regex, false),
             "!=" if slashed => (FactOperator::Regex, true),
             "=" | "==" => (FactOperator::Eq, false),
-            other => (FactOperator::parse(other).unwrap_or(FactOperator::Eq), false),
+            other => (
+                FactOperator::parse(other).unwrap_or(FactOperator::Eq),
+                false,
+            ),
         };
         let regex = if op == FactOperator::Regex {
             compile_regex(value)
@@ -221,7 +224,9 @@ impl Classic {
         };
         let tree = parser.or()?;
         if parser.at != parser.tokens.len() {
-            return Err(unsupported("call stack with unbalanced operators".to_owned()));
+            return Err(unsupported(
+                "call stack with unbalanced operators".to_owned(),
+            ));
         }
         match plugin {
             Some(name) => Err(CompoundError::DataPlugin(name)),
@@ -540,13 +545,11 @@ mod tests {
         // Bounded: deep nesting and long stacks are refused, not a stack overflow.
         assert!(parse_select(&("not ".repeat(100) + "a")).is_err());
         assert!(parse_select(&("(".repeat(100) + "a" + &")".repeat(100))).is_err());
-        let long: Vec<Value> = std::iter::repeat_n(
-            [json!({"statement": "a"}), json!({"and": "and"})],
-            10_000,
-        )
-        .flatten()
-        .chain([json!({"statement": "a"})])
-        .collect();
+        let long: Vec<Value> =
+            std::iter::repeat_n([json!({"statement": "a"}), json!({"and": "and"})], 10_000)
+                .flatten()
+                .chain([json!({"statement": "a"})])
+                .collect();
         assert!(Classic::compile(&long).is_err());
     }
 
@@ -570,7 +573,10 @@ mod tests {
         assert!(eval("country=mt", "n"));
         assert!(eval("country==mt", "n"));
         assert!(!eval("country!=mt", "n"));
-        assert!(eval("instance>6 and instance<8 and instance>=7 and instance<=7", "n"));
+        assert!(eval(
+            "instance>6 and instance<8 and instance>=7 and instance<=7",
+            "n"
+        ));
         assert!(eval("os=~/^red/", "n"));
         assert!(eval("os=/^red/", "n"));
         assert!(eval("os!=/^blue/", "n"));

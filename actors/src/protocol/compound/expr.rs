@@ -130,7 +130,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>, CompoundError> {
             out.push(Token::Str(s));
         } else if c.is_ascii_digit() {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == '_')
+            while i < chars.len()
+                && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == '_')
             {
                 i += 1;
             }
@@ -323,9 +324,7 @@ impl Parser {
                 match (name.as_str(), a, b, extra) {
                     ("with", Some(a), None, None) => Expr::With(Box::new(a)),
                     ("fact", Some(a), None, None) => Expr::Fact(Box::new(a)),
-                    ("include", Some(a), Some(b), None) => {
-                        Expr::Include(Box::new(a), Box::new(b))
-                    }
+                    ("include", Some(a), Some(b), None) => Expr::Include(Box::new(a), Box::new(b)),
                     _ => return Err(unsupported(format!("function {name}()"))),
                 }
             }
@@ -404,11 +403,11 @@ impl Expr {
                 })
             }
             Expr::Not(inner) => Value::Bool(!inner.value(node)?.as_bool()?),
-            Expr::And(a, b) => {
-                Value::Bool(a.value(node)?.as_bool()? && b.value(node)?.as_bool()?)
-            }
+            Expr::And(a, b) => Value::Bool(a.value(node)?.as_bool()? && b.value(node)?.as_bool()?),
             Expr::Or(a, b) => Value::Bool(a.value(node)?.as_bool()? || b.value(node)?.as_bool()?),
-            Expr::Compare(cmp, a, b) => Value::Bool(compare(*cmp, &a.value(node)?, &b.value(node)?)?),
+            Expr::Compare(cmp, a, b) => {
+                Value::Bool(compare(*cmp, &a.value(node)?, &b.value(node)?)?)
+            }
             Expr::Matches(a, b, compiled) => {
                 let text = a.value(node)?;
                 let text = text.as_str()?;
@@ -514,16 +513,28 @@ mod tests {
 
     #[test]
     fn the_subset_evaluates() {
-        assert_eq!(eval("with('apache') and fact('country') == 'mt'"), Some(true));
+        assert_eq!(
+            eval("with('apache') and fact('country') == 'mt'"),
+            Some(true)
+        );
         assert_eq!(eval("with('country=mt') && with('rpcutil')"), Some(true));
         assert_eq!(eval("with('/^emu/')"), Some(true));
         assert_eq!(eval("with('nginx') || with('instance>=8')"), Some(false));
-        assert_eq!(eval("fact('instance') >= 7 and fact('instance') < 7.5"), Some(true));
+        assert_eq!(
+            eval("fact('instance') >= 7 and fact('instance') < 7.5"),
+            Some(true)
+        );
         assert_eq!(eval("fact('os.family') matches '^Red'"), Some(true));
-        assert_eq!(eval("'apache' in classes and 'nginx' not in classes"), Some(true));
+        assert_eq!(
+            eval("'apache' in classes and 'nginx' not in classes"),
+            Some(true)
+        );
         assert_eq!(eval("'emulated0' in agents"), Some(true));
         assert_eq!(eval("include(fact('ips'), '10.0.0.1')"), Some(true));
-        assert_eq!(eval("identity == 'web1' and identity in ['web1', 'web2']"), Some(true));
+        assert_eq!(
+            eval("identity == 'web1' and identity in ['web1', 'web2']"),
+            Some(true)
+        );
         assert_eq!(eval("identity matches '^db'"), Some(false));
         assert_eq!(eval("not (with('apache') and false)"), Some(true));
         assert_eq!(eval("!with('nginx')"), Some(true));
