@@ -442,3 +442,29 @@ async fn a_string_facts_fleet_returns_strings() {
         .collect();
     assert_eq!(senders, ["emu-1"]);
 }
+
+#[actix_rt::test]
+async fn generate_without_size_returns_the_ddl_default_of_twenty_characters() {
+    let server = NatsServer::start();
+    let _fleet = fleet(&server, 1, |_| {}).await;
+    let client = TestClient::connect(&server.url()).await;
+    // What the Ruby client sends when `size` is left out: no `size`, `process_results`.
+    let request = TestClient::request(
+        "emulated0",
+        r#"{"agent":"emulated0","action":"generate","caller":"choria=tester.mcollective","data":{"process_results":true}}"#,
+        Filter::with_agent("emulated0"),
+    );
+    let replies = client
+        .call(
+            &subject::node("mcollective", "emu-0"),
+            &request,
+            1,
+            WAIT,
+            Duration::ZERO,
+        )
+        .await;
+    assert_eq!(replies.len(), 1);
+    let reply = RpcReply::from_slice(replies[0].1.body()).unwrap();
+    assert_eq!(reply.statuscode, STATUS_OK, "{reply:?}");
+    assert_eq!(reply.data["message"].as_str().unwrap().len(), 20);
+}

@@ -12,6 +12,8 @@
 //!   subset of expr-lang in [`expr`]. As go-choria counts them, the lists select a node when
 //!   none failed and more were true than false.
 //!
+//! A filter mixing both forms selects a node when every list, of either form, is true.
+//!
 //! A filter with an `fstatement` anywhere never matches (no data plugins are emulated): it
 //! compiles to [`CompoundError::DataPlugin`]. Anything else this module does not understand
 //! (another key, a broken stack, an expression outside the subset) compiles to
