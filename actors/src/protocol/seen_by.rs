@@ -114,15 +114,19 @@ impl<'de> Deserialize<'de> for SeenByHop {
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SeenByHop, A::Error> {
-                let mut parts = Vec::with_capacity(MAX_PARTS);
+                let mut parts: [String; MAX_PARTS] = Default::default();
+                let mut len = 0;
                 while let Some(part) = seq.next_element::<String>()? {
-                    if parts.len() == MAX_PARTS {
+                    let Some(slot) = parts.get_mut(len) else {
                         return Err(A::Error::invalid_length(MAX_PARTS + 1, &self));
-                    }
-                    parts.push(part);
+                    };
+                    *slot = part;
+                    len += 1;
                 }
-                let len = parts.len();
-                SeenByHop::from_parts(parts).ok_or_else(|| A::Error::invalid_length(len, &self))
+                if len == 0 {
+                    return Err(A::Error::invalid_length(0, &self));
+                }
+                Ok(SeenByHop { parts, len })
             }
         }
 
