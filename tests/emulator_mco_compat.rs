@@ -301,14 +301,16 @@ fn expected(pick: impl Fn(usize) -> bool) -> BTreeSet<String> {
         .collect()
 }
 
-async fn discovered(client: &TestClient, filter: Filter) -> BTreeSet<String> {
+/// The daemons that answer a discovery `ping` with `filter`: waits for `expected` replies,
+/// then `LINGER` more for any extra one.
+async fn discovered(client: &TestClient, filter: Filter, expected: usize) -> BTreeSet<String> {
     let ping = TestClient::request("discovery", "ping", filter);
     client
         .call(
             &subject::broadcast_agent("mcollective", "discovery"),
             &ping,
-            12,
-            Duration::from_secs(2),
+            expected,
+            WAIT,
             LINGER,
         )
         .await
@@ -317,20 +319,17 @@ async fn discovered(client: &TestClient, filter: Filter) -> BTreeSet<String> {
         .collect()
 }
 
-fn cli_ping(url: &str, flag: &str, filter: &str) -> BTreeSet<String> {
-    let out = cli::choir(
-        &[
-            "ping",
-            "--server",
-            url,
-            "--timeout",
-            "2s",
-            "--json",
-            flag,
-            filter,
-        ],
-        Duration::from_secs(60),
-    );
+/// `choir ping <flag> <filter>`: stops once `expected` nodes answered (waits 2 s when none
+/// should).
+fn cli_ping(url: &str, flag: &str, filter: &str, expected: usize) -> BTreeSet<String> {
+    let expect = expected.to_string();
+    let mut args = vec!["ping", "--server", url, "--json", flag, filter];
+    if expected == 0 {
+        args.extend(["--timeout", "2s"]);
+    } else {
+        args.extend(["--timeout", "30s", "--expect", &expect]);
+    }
+    let out = cli::choir(&args, Duration::from_secs(60));
     let json: Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {} {}", out.stdout, out.stderr));
     json["nodes"]
@@ -376,9 +375,13 @@ async fn classic_compound_filters_select_exactly_the_right_daemons_and_choir_pin
             compound: vec![parse_select(select).unwrap()],
             ..Filter::default()
         };
-        assert_eq!(&discovered(&client, filter).await, want, "-S {select:?}");
         assert_eq!(
-            &cli_ping(&server.url(), "-S", select),
+            &discovered(&client, filter, want.len()).await,
+            want,
+            "-S {select:?}"
+        );
+        assert_eq!(
+            &cli_ping(&server.url(), "-S", select, want.len()),
             want,
             "choir ping -S {select:?}"
         );
@@ -387,14 +390,14 @@ async fn classic_compound_filters_select_exactly_the_right_daemons_and_choir_pin
     // go-choria's expr form, through the same evaluator.
     let expr = "fact('instance') > 9 or identity == 'emu-0' or with('rack=r5')";
     assert_eq!(
-        cli_ping(&server.url(), "--expr", expr),
+        cli_ping(&server.url(), "--expr", expr, 4),
         expected(|i| i == 0 || i == 5 || i >= 10)
     );
 
     // A data plugin function: no daemon matches, each one counts it.
     let before = dropped(&fleet, DropReason::DataPlugin);
     let plugin = "sysctl('kernel.x').value=1 or instance=1";
-    assert_eq!(cli_ping(&server.url(), "-S", plugin), BTreeSet::new());
+    assert_eq!(cli_ping(&server.url(), "-S", plugin, 0), BTreeSet::new());
     assert!(
         common::poll_until(WAIT, || dropped(&fleet, DropReason::DataPlugin)
             == before + 12),
