@@ -672,6 +672,28 @@ mod tests {
     }
 
     #[test]
+    fn short_hops_pass_byte_for_byte_and_long_ones_are_refused() {
+        let payload = |hops: &str| {
+            format!(
+                r#"{{"protocol":"choria:transport:1","data":"e30=","headers":{{"reply-to":"c.reply.x","seen-by":{hops},"federation":{{"req":"r","target":["c.node.a"]}}}}}}"#
+            )
+        };
+        let hops = r#"[ ["client.example.net" , "nats://f:4222"],["x"],["a","b\u0063",""]]"#;
+        let bytes = transform_request(payload(hops).as_bytes(), COLLECTIVE)
+            .unwrap()
+            .encode(&HopJson::new(&SeenByHop::new("i", "p", "o")));
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            text.contains(r#""seen-by":[ ["client.example.net" , "nats://f:4222"],["x"],["a","b\u0063",""],["i","p","o"]]"#),
+            "{text}"
+        );
+        for bad in [r#"[["a","b","c","d"]]"#, "[[]]", r#"[["a",1]]"#, r#"["a"]"#] {
+            let got = transform_request(payload(bad).as_bytes(), COLLECTIVE).unwrap_err();
+            assert_eq!(got.reason(), "malformed", "{bad}");
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         for len in 0..300 {
