@@ -198,3 +198,33 @@ impl EmulatorConfig {
         spec
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::parse;
+    use super::*;
+
+    #[test]
+    fn string_facts_reaches_the_fleet() {
+        let text = "[networks.n]\nurls = [\"nats://127.0.0.1:4222\"]\n\n[emulator]\nnetwork = \"n\"\nstring_facts = true\n";
+        let emulator = parse(Path::new("t.toml"), text).unwrap().emulator.unwrap();
+        assert!(emulator.string_facts);
+        assert!(
+            emulator
+                .spec(NetworkSettings::new("n", vec![]))
+                .string_facts
+        );
+        let default = text.replace("string_facts = true\n", "");
+        let emulator = parse(Path::new("t.toml"), &default)
+            .unwrap()
+            .emulator
+            .unwrap();
+        assert!(
+            !emulator
+                .spec(NetworkSettings::new("n", vec![]))
+                .string_facts
+        );
+    }
+}
