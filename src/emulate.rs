@@ -129,6 +129,10 @@ pub struct EmulateArgs {
     /// A configuration class of every daemon (repeatable).
     #[arg(long = "class")]
     pub classes: Vec<String>,
+    /// Send every fact as a string (numbers and booleans as their text), as MCollective
+    /// 2.12's Ruby client expects; by default facts keep their JSON types, as go-choria's.
+    #[arg(long)]
+    pub string_facts: bool,
     /// Append a Choria audit log line per RPC request to FILE.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
@@ -226,6 +230,7 @@ impl EmulateArgs {
             .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
             .collect();
         spec.classes = self.classes.clone();
+        spec.string_facts = self.string_facts;
         spec.registration = self.registration_interval.map(|interval| RegistrationSpec {
             interval,
             splay: !self.no_registration_splay,

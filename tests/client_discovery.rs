@@ -203,7 +203,9 @@ async fn federated_discovery_and_direct_rpc_through_a_broker() {
     assert_eq!(found.senders().into_iter().collect::<BTreeSet<_>>(), all);
     for r in &found.replies {
         assert_eq!(r.seen_by.len(), 4, "{:?}", r.seen_by);
-        assert!(r.seen_by[1].1.contains("choria_request_transformer"));
+        assert!(r.seen_by[1]
+            .processor()
+            .contains("choria_request_transformer"));
     }
 
     // Federated direct RPC to all 300 (two chunks of at most 200 targets, to both

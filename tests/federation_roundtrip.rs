@@ -47,14 +47,17 @@ async fn three_collectives_discover_rpc_and_direct_through_one_broker_node() {
         // The hops: client, broker (request), daemon, broker (reply).
         let hops = &r.transport.headers.seen_by;
         assert_eq!(hops.len(), 4, "{hops:?}");
-        assert_eq!(hops[0].1, support::SENDER);
+        assert_eq!(hops[0].processor(), support::SENDER);
         assert!(
-            hops[1].1.starts_with("test (choria_nats_ingest:")
-                && hops[1].1.contains("choria_request_transformer:"),
+            hops[1].processor().starts_with("test (choria_nats_ingest:")
+                && hops[1].processor().contains("choria_request_transformer:"),
             "{hops:?}"
         );
-        assert_eq!(hops[2].1, r.reply.envelope.senderid);
-        assert!(hops[3].1.contains("choria_reply_transformer:"), "{hops:?}");
+        assert_eq!(hops[2].processor(), r.reply.envelope.senderid);
+        assert!(
+            hops[3].processor().contains("choria_reply_transformer:"),
+            "{hops:?}"
+        );
         assert!(r.transport.headers.federation.is_none());
     }
 

@@ -68,7 +68,12 @@ async fn two_broker_processes_share_one_cluster_and_replies_arrive_once() {
         assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), all);
         for r in &replies {
             for hop in &r.transport.headers.seen_by {
-                if let Some(broker) = hop.1.split(' ').next().filter(|b| b.starts_with("fb-")) {
+                if let Some(broker) = hop
+                    .processor()
+                    .split(' ')
+                    .next()
+                    .filter(|b| b.starts_with("fb-"))
+                {
                     brokers_seen.insert(broker.to_owned());
                 }
             }

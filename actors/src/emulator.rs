@@ -22,8 +22,9 @@
 //! ([`RequestCache`], keyed by the payload's bytes) and each daemon only encodes its own reply
 //! (with the thread's [`ReplyEncoder`](crate::protocol::ReplyEncoder) buffers).
 //!
-//! - [`agents`]: `discovery`, `rpcutil` (ping, inventory, get_fact) and
+//! - [`agents`]: `discovery`, `rpcutil` (the actions of go-choria's rpcutil DDL) and
 //!   `emulated0..N-1#generate`.
+//! - [`daemon_stats`]: what each daemon saw, for `rpcutil#daemon_stats`.
 //! - [`registration`]: the registration request each daemon publishes on a timer.
 //! - [`audit`]: the Choria audit log, one JSON line per RPC request handled.
 //! - [`budget`]: how many open files a fleet needs, checked before anything starts.
@@ -36,6 +37,7 @@ pub mod budget;
 mod connect;
 mod counters;
 mod daemon;
+pub mod daemon_stats;
 mod failure_log;
 pub mod fleet;
 pub mod keepalive;

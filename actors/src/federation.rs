@@ -136,6 +136,11 @@ impl FederationBrokerActor {
         collective: NetworkSettings,
         metrics: FederationMetrics,
     ) -> Self {
+        let settings = BrokerSettings {
+            federation_tls: settings.federation_tls || federation.uses_tls(),
+            collective_tls: settings.collective_tls || collective.uses_tls(),
+            ..settings
+        };
         Self {
             settings: Arc::new(settings),
             federation: Arc::new(federation),

@@ -42,7 +42,9 @@
 //! - Transports alone (what a federation broker handles): [`Transport::from_slice`] and
 //!   [`Transport::to_vec`].
 //! - Subjects: [`subject`] builders and [`classify_subject`].
-//! - Filters: [`Filter`], [`Facts`], [`NodeView`], [`FilterOutcome`].
+//! - Filters: [`Filter`], [`Facts`], [`NodeView`], [`FilterOutcome`]; compound filters
+//!   (classic MCollective call stacks and go-choria `expr`) in [`compound`], and
+//!   [`parse_select`] for a `-S` string.
 //! - JSON on the hot paths, without serde: [`Scanner`], the one validating, allocation-free
 //!   reader (the client's reply decoder walks the onion's layers with it; the federation
 //!   broker validates a whole transport with it and splices the rewritten one from the
@@ -51,6 +53,7 @@
 //!
 //! Every decoder returns [`ProtocolError`] on bad input and never panics.
 
+pub mod compound;
 mod encoding;
 mod error;
 mod fact_match;
@@ -79,6 +82,7 @@ mod fuzz_tests;
 #[cfg(test)]
 mod schema_tests;
 
+pub use compound::{classic::parse_select, CompiledCompound, CompoundError};
 pub use encoding::{decode_agent_payload, decode_base64, decode_base64_into, encode_base64};
 pub use error::ProtocolError;
 pub use fact_match::FactOperator;

@@ -1,7 +1,7 @@
 //! Flags shared by `ping`, `rpc` and `measure`: connection and node filters.
 
 use choir_actors::client::ClientOptions;
-use choir_actors::protocol::{FactFilter, Filter};
+use choir_actors::protocol::{parse_select, CompiledCompound, FactFilter, Filter};
 
 use super::ClientCliError;
 
@@ -65,6 +65,15 @@ pub struct FilterArgs {
     /// bare word is a class (as `mco -W`).
     #[arg(long, short = 'W')]
     pub filter: Vec<String>,
+    /// Compound filter, sent in MCollective 2.12's classic form, e.g.
+    /// `"country=mt and not (instance=3 or /^role::db/)"`: `fact<op>value`, a class or agent
+    /// name or `/regex/`, `and`, `or`, `not`, parentheses; repeat for all of several.
+    #[arg(long = "select", short = 'S')]
+    pub select: Vec<String>,
+    /// Compound filter in go-choria's expr form, e.g.
+    /// `"with('apache') and fact('cores') >= 4"` (the subset the README lists).
+    #[arg(long)]
+    pub expr: Vec<String>,
 }
 
 /// Parses `key<op>value` into a fact filter (`=` means `==`).
@@ -100,6 +109,26 @@ impl FilterArgs {
             } else {
                 f.cf_class.push(item.clone());
             }
+        }
+        for select in &self.select {
+            let stack = parse_select(select).map_err(|message| ClientCliError::Flag {
+                flag: "--select",
+                value: select.clone(),
+                message,
+            })?;
+            f.compound.push(stack);
+        }
+        for expr in &self.expr {
+            let list = vec![serde_json::json!({ "expr": expr })];
+            // The evaluator the daemons use refuses what it cannot evaluate: say so here.
+            CompiledCompound::compile(std::slice::from_ref(&list)).map_err(|e| {
+                ClientCliError::Flag {
+                    flag: "--expr",
+                    value: expr.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            f.compound.push(list);
         }
         Ok(f)
     }
@@ -145,5 +174,32 @@ mod tests {
         assert_eq!(f.agent, ["emulated0"]);
         assert_eq!(f.cf_class, ["apache"]);
         assert_eq!(f.fact.len(), 1);
+    }
+
+    #[test]
+    fn compound_filters() {
+        let args = FilterArgs {
+            select: vec!["instance=7 or instance=9".into()],
+            expr: vec!["with('apache')".into()],
+            ..FilterArgs::default()
+        };
+        let f = args.filter().unwrap();
+        assert_eq!(
+            serde_json::to_value(&f.compound).unwrap(),
+            serde_json::json!([
+                [{"statement": "instance=7"}, {"or": "or"}, {"statement": "instance=9"}],
+                [{"expr": "with('apache')"}]
+            ])
+        );
+        let bad = FilterArgs {
+            select: vec!["a and".into()],
+            ..FilterArgs::default()
+        };
+        assert!(bad.filter().unwrap_err().to_string().contains("--select"));
+        let refused = FilterArgs {
+            expr: vec!["semver('1', '2')".into()],
+            ..FilterArgs::default()
+        };
+        assert!(refused.filter().is_err());
     }
 }

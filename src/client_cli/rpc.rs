@@ -182,14 +182,7 @@ fn to_text(result: &Collected, trace: bool) -> String {
         }
         if trace {
             for (i, hop) in r.seen_by.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "    {:>2}. {} -> [{}] -> {}",
-                    i + 1,
-                    hop.0,
-                    hop.1,
-                    hop.2
-                );
+                let _ = writeln!(out, "    {:>2}. {hop}", i + 1);
             }
         }
     }

@@ -17,6 +17,8 @@
 //! registration_subject = "choria.registration"   # default <collective>.broadcast.agent.registration
 //! audit = "emulator-audit.log"    # Choria audit log, one JSON line per RPC request
 //!
+//! string_facts = false            # send every fact as a string (for Ruby mco clients)
+//!
 //! [emulator.facts]                # every daemon's facts; "{instance}" and "{identity}" expand
 //! country = "mt"                  # instance, identity and fqdn are always added
 //! ```
@@ -90,6 +92,9 @@ pub struct EmulatorConfig {
     /// Configuration management classes of every daemon.
     #[serde(default)]
     pub classes: Vec<String>,
+    /// Send every fact as a string (MCollective 2.12's Ruby client expects strings).
+    #[serde(default)]
+    pub string_facts: bool,
     /// Publish a registration message this often; absent = no registration.
     #[serde(default, with = "humantime_serde")]
     pub registration_interval: Option<Duration>,
@@ -193,6 +198,7 @@ impl EmulatorConfig {
         spec.connect_concurrency = self.connect_concurrency;
         spec.facts = self.facts.clone();
         spec.classes = self.classes.clone();
+        spec.string_facts = self.string_facts;
         spec.registration = self.registration_interval.map(|interval| RegistrationSpec {
             interval,
             splay: self.registration_splay,
@@ -201,5 +207,35 @@ impl EmulatorConfig {
         spec.audit = self.audit.clone();
         spec.ping_interval = self.ping_interval;
         spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::parse;
+    use super::*;
+
+    #[test]
+    fn string_facts_reaches_the_fleet() {
+        let text = "[networks.n]\nurls = [\"nats://127.0.0.1:4222\"]\n\n[emulator]\nnetwork = \"n\"\nstring_facts = true\n";
+        let emulator = parse(Path::new("t.toml"), text).unwrap().emulator.unwrap();
+        assert!(emulator.string_facts);
+        assert!(
+            emulator
+                .spec(NetworkSettings::new("n", vec![]))
+                .string_facts
+        );
+        let default = text.replace("string_facts = true\n", "");
+        let emulator = parse(Path::new("t.toml"), &default)
+            .unwrap()
+            .emulator
+            .unwrap();
+        assert!(
+            !emulator
+                .spec(NetworkSettings::new("n", vec![]))
+                .string_facts
+        );
     }
 }

@@ -84,6 +84,9 @@ impl FederationConfig {
             federation_network: self.federation.clone(),
             collective_network: self.collective.clone(),
             workers: self.workers,
+            // Set from the networks' settings when the broker starts.
+            federation_tls: false,
+            collective_tls: false,
         }
     }
 }

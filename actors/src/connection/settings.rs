@@ -88,6 +88,15 @@ impl NetworkSettings {
 }
 
 impl NetworkSettings {
+    /// Whether connections to this network use TLS: a `[tls]` section or a `tls://` URL.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+            || self
+                .urls
+                .iter()
+                .any(|u| u.trim_start().to_ascii_lowercase().starts_with("tls://"))
+    }
+
     /// These settings, with dedicated connections reporting their state to `health`.
     pub fn reporting_to(mut self, health: &NetworkHealth) -> Self {
         self.health = Some(health.clone());

@@ -1,10 +1,22 @@
 //! The agents of an emulated daemon: `discovery`, `rpcutil` and `emulated0..N-1`.
 //!
 //! - `discovery`: a payload containing `ping` gets `pong` (anything else is dropped).
-//! - `rpcutil` (mcorpc): `ping` → `{"pong": <unix secs>}`; `inventory` → agents, classes,
-//!   collectives, facts; `get_fact(fact)` → `{"fact","value"}`.
+//! - `rpcutil` (mcorpc), with the outputs of go-choria's rpcutil DDL: `ping` →
+//!   `{"pong"}`; `inventory` → `{"agents","classes","collectives","data_plugins","facts",
+//!   "machines","main_collective","version","upgradable"}`; `agent_inventory` →
+//!   `{"agents": [{"agent","name","version","author","license","timeout","url",
+//!   "description"}]}`; `collective_info` → `{"main_collective","collectives"}`;
+//!   `daemon_stats` → the daemon's own counters ([`DaemonStats`]) with `agents`, `pid`,
+//!   `threads`, `times`, `starttime`, `configfile`, `version`, `events`; `get_fact(fact)` →
+//!   `{"fact","value"}` (`null` for a missing fact); `get_facts(facts)` (comma-separated) →
+//!   `{"values": {fact: value}}`; `get_config_item(item)` → `{"item","value"}` for
+//!   `identity`, `main_collective`, `collectives`, `classes` and
+//!   `plugin.choria.middleware_hosts`, statuscode 1 `Unknown key` otherwise;
+//!   `get_data(source)` → statuscode 1 `Unknown data plugin` (no data plugins are emulated).
+//!   A missing input gets statuscode 3, an input that is not a string statuscode 4.
 //! - `emulatedN` (mcorpc): `generate(size)` → `{"message": <size random alphanumeric chars>}`;
-//!   `size` missing → statuscode 3, not an integer in `0..=MAX_GENERATE` → statuscode 4.
+//!   `size` missing → 20 (the agent's DDL default), not an integer in `0..=MAX_GENERATE` →
+//!   statuscode 4.
 //!
 //! Any other action gets statuscode 2; an mcorpc payload that is not a request object gets
 //! statuscode 4.
@@ -12,14 +24,21 @@
 use rand::Rng as _;
 use serde_json::{json, Value};
 
+use super::daemon_stats::DaemonStats;
 use super::DropReason;
 use crate::protocol::{
-    unix_now, Facts, RpcReply, RpcRequest, STATUS_INVALID_DATA, STATUS_MISSING_DATA,
+    unix_now, Facts, RpcReply, RpcRequest, STATUS_ABORTED, STATUS_INVALID_DATA, STATUS_MISSING_DATA,
 };
 
 /// Largest `generate` size accepted (stays well below NATS's 1 MiB default payload limit
 /// once base64 and JSON wrapping are added).
 pub const MAX_GENERATE: u64 = 256 * 1024;
+
+/// `generate`'s `size` when the request has none (the emulated agent's DDL default).
+pub const DEFAULT_GENERATE: u64 = 20;
+
+/// Version of the emulated `emulatedN` agents (the choria-emulator agent's DDL version).
+pub const EMULATED_AGENT_VERSION: &str = "0.0.1";
 
 /// What a daemon knows about itself, as the agents see it.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +53,10 @@ pub struct NodeInfo<'a> {
     pub collectives: &'a [String],
     /// Its facts.
     pub facts: &'a Facts,
+    /// What it saw so far.
+    pub stats: &'a DaemonStats,
+    /// The server it is connected to.
+    pub server: &'a str,
 }
 
 /// What an agent made of a request.
@@ -122,7 +145,7 @@ pub fn answer(agent: &str, input: &AgentInput, node: &NodeInfo<'_>) -> Result<St
         }
     };
     if agent != "rpcutil" && request.action == "generate" {
-        if let Some(size) = request.data.get("size").and_then(Value::as_u64) {
+        if let Some(size) = generate_size(&request.data) {
             if size <= MAX_GENERATE {
                 return Ok(generated(usize::try_from(size).unwrap_or(0)));
             }
@@ -166,12 +189,22 @@ fn push_alphanumerics(out: &mut String, n: usize) {
     }
 }
 
+/// `generate`'s size: the `size` input, or the default when it is absent or `null`; `None`
+/// when it is not a non-negative integer.
+fn generate_size(data: &Value) -> Option<u64> {
+    match data.get("size") {
+        None | Some(Value::Null) => Some(DEFAULT_GENERATE),
+        Some(size) => size.as_u64(),
+    }
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn rpcutil(request: &RpcRequest, node: &NodeInfo<'_>) -> RpcReply {
-    match request.action.as_str() {
+    let action = request.action.as_str();
+    match action {
         "ping" => RpcReply::ok("ping", json!({ "pong": unix_now() })),
         "inventory" => RpcReply::ok(
             "inventory",
@@ -179,20 +212,159 @@ fn rpcutil(request: &RpcRequest, node: &NodeInfo<'_>) -> RpcReply {
                 "agents": node.agents,
                 "classes": node.classes,
                 "collectives": node.collectives,
-                "main_collective": node.collectives.first(),
-                "facts": node.facts.as_map(),
                 "data_plugins": [],
+                "facts": node.facts.as_map(),
+                // The DDL's type (go-choria's server sends a list, which its own generated
+                // client cannot read as the hash the DDL declares).
+                "machines": {},
+                "main_collective": main_collective(node),
                 "version": env!("CARGO_PKG_VERSION"),
+                "upgradable": false,
             }),
         ),
-        "get_fact" => match request.data.get("fact").and_then(Value::as_str) {
-            Some(fact) => RpcReply::ok(
+        "agent_inventory" => RpcReply::ok(
+            "agent_inventory",
+            json!({ "agents": node.agents.iter().map(|a| agent_metadata(a)).collect::<Vec<_>>() }),
+        ),
+        "collective_info" => RpcReply::ok(
+            "collective_info",
+            json!({
+                "main_collective": main_collective(node),
+                "collectives": node.collectives,
+            }),
+        ),
+        "daemon_stats" => RpcReply::ok("daemon_stats", daemon_stats(node)),
+        "get_fact" => match string_input(request, "fact") {
+            Ok(fact) => RpcReply::ok(
                 "get_fact",
                 json!({"fact": fact, "value": node.facts.get(fact)}),
             ),
-            None => missing("get_fact", "fact"),
+            Err(reply) => reply,
+        },
+        "get_facts" => match string_input(request, "facts") {
+            Ok(facts) => {
+                let values: serde_json::Map<String, Value> = facts
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                    .map(|f| {
+                        (
+                            f.to_owned(),
+                            node.facts.get(f).cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect();
+                RpcReply::ok("get_facts", json!({ "values": values }))
+            }
+            Err(reply) => reply,
+        },
+        "get_config_item" => match string_input(request, "item") {
+            Ok(item) => match config_item(item, node) {
+                Some(value) => {
+                    RpcReply::ok("get_config_item", json!({"item": item, "value": value}))
+                }
+                None => aborted("get_config_item", "Unknown key"),
+            },
+            Err(reply) => reply,
+        },
+        "get_data" => match string_input(request, "source") {
+            Ok(_) => aborted("get_data", "Unknown data plugin"),
+            Err(reply) => reply,
         },
         action => RpcReply::unknown_action("rpcutil", action),
+    }
+}
+
+fn main_collective<'a>(node: &NodeInfo<'a>) -> &'a str {
+    node.collectives.first().map_or("", String::as_str)
+}
+
+/// `daemon_stats`: the DDL's outputs, with the daemon's own counters.
+fn daemon_stats(node: &NodeInfo<'_>) -> Value {
+    let s = node.stats.snapshot();
+    json!({
+        "agents": node.agents,
+        "configfile": "",
+        "filtered": s.filtered,
+        "passed": s.passed,
+        "pid": std::process::id(),
+        "replies": s.replies,
+        "starttime": s.start_time,
+        "threads": [format!("choir {} emulated daemon {}", env!("CARGO_PKG_VERSION"), node.identity)],
+        "times": {"cstime": 0, "cutime": 0, "stime": 0, "utime": 0},
+        "total": s.total,
+        "ttlexpired": s.ttl_expired,
+        "unvalidated": s.unvalidated,
+        "validated": s.validated,
+        "version": env!("CARGO_PKG_VERSION"),
+        "events": 0,
+    })
+}
+
+/// One `agent_inventory` entry: the agent's name and its metadata.
+fn agent_metadata(agent: &str) -> Value {
+    let (version, description, timeout) = match agent {
+        "rpcutil" => (
+            env!("CARGO_PKG_VERSION"),
+            "Choria RPC Utilities (emulated by choir)",
+            2,
+        ),
+        "discovery" => (
+            env!("CARGO_PKG_VERSION"),
+            "Discovery Agent (emulated by choir)",
+            2,
+        ),
+        _ => (
+            EMULATED_AGENT_VERSION,
+            "Choria Agent emulated by choir",
+            120,
+        ),
+    };
+    json!({
+        "agent": agent,
+        "name": agent,
+        "version": version,
+        "author": "choir",
+        "license": "Apache-2.0",
+        "timeout": timeout,
+        "url": "https://choria.io",
+        "description": description,
+    })
+}
+
+/// The configuration items `get_config_item` knows.
+fn config_item(item: &str, node: &NodeInfo<'_>) -> Option<Value> {
+    Some(match item {
+        "identity" => Value::from(node.identity),
+        "main_collective" => Value::from(main_collective(node)),
+        "collectives" => Value::from(node.collectives.join(",")),
+        "classes" => Value::from(node.classes.join(",")),
+        "plugin.choria.middleware_hosts" => Value::from(node.server),
+        _ => return None,
+    })
+}
+
+/// A required string input, or the reply that refuses the request (statuscode 3 when it is
+/// missing, 4 when it is not a string).
+fn string_input<'a>(request: &'a RpcRequest, input: &str) -> Result<&'a str, RpcReply> {
+    match request.data.get(input) {
+        None | Some(Value::Null) => Err(missing(&request.action, input)),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(RpcReply {
+            action: Some(request.action.clone()),
+            statuscode: STATUS_INVALID_DATA,
+            statusmsg: format!("Invalid {input} {other}: expected a string"),
+            data: json!({}),
+        }),
+    }
+}
+
+fn aborted(action: &str, message: &str) -> RpcReply {
+    RpcReply {
+        action: Some(action.to_owned()),
+        statuscode: STATUS_ABORTED,
+        statusmsg: message.to_owned(),
+        data: json!({}),
     }
 }
 
@@ -200,10 +372,7 @@ fn emulated(agent: &str, request: &RpcRequest) -> RpcReply {
     if request.action != "generate" {
         return RpcReply::unknown_action(agent, &request.action);
     }
-    let Some(size) = request.data.get("size") else {
-        return missing("generate", "size");
-    };
-    match size.as_u64().filter(|s| *s <= MAX_GENERATE) {
+    match generate_size(&request.data).filter(|s| *s <= MAX_GENERATE) {
         Some(size) => {
             let mut message = String::new();
             push_alphanumerics(&mut message, usize::try_from(size).unwrap_or(0));
@@ -212,7 +381,10 @@ fn emulated(agent: &str, request: &RpcRequest) -> RpcReply {
         None => RpcReply {
             action: Some("generate".to_owned()),
             statuscode: STATUS_INVALID_DATA,
-            statusmsg: format!("Invalid size {size}: expected an integer from 0 to {MAX_GENERATE}"),
+            statusmsg: format!(
+                "Invalid size {}: expected an integer from 0 to {MAX_GENERATE}",
+                request.data.get("size").unwrap_or(&Value::Null)
+            ),
             data: json!({}),
         },
     }
@@ -236,14 +408,17 @@ mod tests {
         let agents: Vec<String> = ["discovery", "rpcutil", "emulated0"]
             .map(String::from)
             .to_vec();
-        let facts = Facts::from_value(json!({"country": "mt"}));
-        let collectives = vec!["mcollective".to_owned()];
+        let facts = Facts::from_value(json!({"country": "mt", "cores": 4}));
+        let collectives = vec!["mcollective".to_owned(), "collective1".to_owned()];
+        let stats = DaemonStats::default();
         f(&NodeInfo {
             identity: "emu-1",
             agents: &agents,
             classes: &[],
             collectives: &collectives,
             facts: &facts,
+            stats: &stats,
+            server: "nats://127.0.0.1:4222",
         })
     }
 
@@ -282,11 +457,13 @@ mod tests {
         let message = r.data["message"].as_str().unwrap();
         assert_eq!(message.len(), 100);
         assert!(message.chars().all(|c| c.is_ascii_alphanumeric()));
-        let missing = rpc(
-            "emulated0",
-            r#"{"agent":"emulated0","action":"generate","data":{}}"#,
-        );
-        assert_eq!(missing.statuscode, STATUS_MISSING_DATA);
+        for no_size in [r#"{}"#, r#"{"size":null}"#, r#"{"process_results":true}"#] {
+            let payload =
+                format!(r#"{{"agent":"emulated0","action":"generate","data":{no_size}}}"#);
+            let r = rpc("emulated0", &payload);
+            assert_eq!(r.statuscode, STATUS_OK, "{no_size}");
+            assert_eq!(r.data["message"].as_str().unwrap().len(), 20, "{no_size}");
+        }
         for bad in [r#""x""#, "-1", "1.5", "100000000"] {
             let payload =
                 format!(r#"{{"agent":"emulated0","action":"generate","data":{{"size":{bad}}}}}"#);

@@ -24,8 +24,10 @@ pub enum DropReason {
     WrongCollective,
     /// The filter does not select this daemon.
     Filtered,
-    /// The filter has a compound expression, which is not evaluated.
+    /// The filter has a compound filter outside what is evaluated.
     UnsupportedFilter,
+    /// The compound filter calls a data plugin (`fstatement`); none is emulated.
+    DataPlugin,
     /// The daemon does not run the request's agent.
     UnknownAgent,
     /// The agent payload made no sense for the agent (discovery without `ping`).
@@ -38,7 +40,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for registering label values up front.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         Self::Json,
         Self::Base64,
         Self::Invalid,
@@ -47,6 +49,7 @@ impl DropReason {
         Self::WrongCollective,
         Self::Filtered,
         Self::UnsupportedFilter,
+        Self::DataPlugin,
         Self::UnknownAgent,
         Self::BadPayload,
         Self::UnknownIdentity,
@@ -64,6 +67,7 @@ impl DropReason {
             Self::WrongCollective => "wrong_collective",
             Self::Filtered => "filtered",
             Self::UnsupportedFilter => "unsupported_filter",
+            Self::DataPlugin => "data_plugin",
             Self::UnknownAgent => "unknown_agent",
             Self::BadPayload => "bad_payload",
             Self::UnknownIdentity => "unknown_identity",

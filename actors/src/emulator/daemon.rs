@@ -235,6 +235,7 @@ impl StreamHandler<Message> for EmulatedNodeActor {
             let incoming = Incoming::new(&msg.subject, prepared, unix_now())?;
             node.respond(&incoming, audit, &mut scratch.encoder)
         });
+        node.record(&handled);
         match handled {
             Ok(out) => {
                 if let Some(client) = self.client.clone() {

@@ -171,12 +171,13 @@ impl Fleet {
             .get();
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let urls: Vec<Arc<str>> = urls.iter().map(|u| Arc::from(u.as_str())).collect();
+        let tls = spec.network.uses_tls();
         let node = |i: usize, url: &Arc<str>| {
             EmulatedNode::new(
                 spec.identity(i),
                 Facts::new(spec.facts_of(i)),
                 profile.clone(),
-                url.clone(),
+                hop_url(url, tls),
             )
         };
         match spec.mode {
@@ -297,5 +298,13 @@ impl Fleet {
             arbiter.stop();
         }
         info!(instances = self.spec.instances, "Emulated daemons stopped.");
+    }
+}
+
+/// The server URL a daemon names in its `seen-by` hops: `tls://` when it connects with TLS.
+fn hop_url(url: &Arc<str>, tls: bool) -> Arc<str> {
+    match url.strip_prefix("nats://") {
+        Some(rest) if tls => Arc::from(format!("tls://{rest}")),
+        _ => url.clone(),
     }
 }

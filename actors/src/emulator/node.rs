@@ -20,10 +20,12 @@ use async_nats::Subject;
 
 use super::agents::{answer, AgentInput, NodeInfo};
 use super::audit::AuditRecord;
+use super::daemon_stats::DaemonStats;
 use super::DropReason;
 use crate::protocol::{
-    classify_subject, decode_request_unchecked_ttl, unix_now, DecodedRequest, Facts, FilterOutcome,
-    NodeView, ProtocolError, ReplyEncoder, ReplyFields, ReplyHeadersTemplate, SubjectKind,
+    classify_subject, decode_request_unchecked_ttl, unix_now, CompiledCompound, CompoundError,
+    DecodedRequest, Facts, FilterOutcome, NodeView, ProtocolError, ReplyEncoder, ReplyFields,
+    ReplyHeadersTemplate, SubjectKind,
 };
 
 /// What every daemon of a fleet shares: agents, classes, collectives.
@@ -61,6 +63,8 @@ pub struct Prepared {
     pub reply_subject: Option<Subject>,
     /// The reply transport headers taken from the request.
     pub headers: ReplyHeadersTemplate,
+    /// The filter's compound part, compiled once for every daemon.
+    pub compound: Result<CompiledCompound, CompoundError>,
 }
 
 impl Prepared {
@@ -77,13 +81,16 @@ impl Prepared {
             .reply_to()
             .filter(|s| !s.is_empty())
             .map(Subject::from);
-        let headers = ReplyHeadersTemplate::for_request(&decoded.transport.headers)
-            .map_err(|_| DropReason::Encode)?;
+        let headers =
+            ReplyHeadersTemplate::for_request_payload(payload, &decoded.transport.headers)
+                .map_err(|_| DropReason::Encode)?;
+        let compound = decoded.request.envelope.filter.compile_compound();
         Ok(Self {
             decoded,
             input,
             reply_subject,
             headers,
+            compound,
         })
     }
 }
@@ -154,6 +161,7 @@ pub struct EmulatedNode {
     facts: Facts,
     profile: Arc<NodeProfile>,
     server: Arc<str>,
+    stats: Arc<DaemonStats>,
 }
 
 impl EmulatedNode {
@@ -169,7 +177,19 @@ impl EmulatedNode {
             facts,
             profile,
             server,
+            stats: Arc::default(),
         }
+    }
+
+    /// What the daemon saw so far (`rpcutil#daemon_stats`).
+    pub fn stats(&self) -> &DaemonStats {
+        &self.stats
+    }
+
+    /// Counts one message this daemon handled, with its outcome (callers call it once per
+    /// message and daemon, after [`EmulatedNode::respond`] or a refusal before it).
+    pub fn record(&self, handled: &Handled) {
+        self.stats.record(handled);
     }
 
     /// The identity.
@@ -203,8 +223,10 @@ impl EmulatedNode {
 
     /// Decodes and answers one message (see the module docs).
     pub fn handle(&self, subject: &str, payload: &[u8], now: i64, audit: bool) -> Handled {
-        let incoming = Incoming::decode(subject, payload, now)?;
-        self.respond(&incoming, audit, &mut ReplyEncoder::new())
+        let handled = Incoming::decode(subject, payload, now)
+            .and_then(|incoming| self.respond(&incoming, audit, &mut ReplyEncoder::new()));
+        self.record(&handled);
+        handled
     }
 
     /// Answers an already decoded request: collective, filter, agent, reply (encoded with
@@ -227,10 +249,11 @@ impl EmulatedNode {
             classes: &self.profile.classes,
             facts: &self.facts,
         };
-        match env.filter.matches(&view) {
+        match env.filter.matches_compiled(&prepared.compound, &view) {
             FilterOutcome::Match => {}
             FilterOutcome::NoMatch => return Err(DropReason::Filtered),
             FilterOutcome::Unsupported => return Err(DropReason::UnsupportedFilter),
+            FilterOutcome::DataPlugin => return Err(DropReason::DataPlugin),
         }
         let info = NodeInfo {
             identity: &self.identity,
@@ -238,6 +261,8 @@ impl EmulatedNode {
             classes: &self.profile.classes,
             collectives: &self.profile.collectives,
             facts: &self.facts,
+            stats: &self.stats,
+            server: &self.server,
         };
         let body = answer(&env.agent, &prepared.input, &info)?;
         let subject = prepared
@@ -345,7 +370,7 @@ mod tests {
         assert_eq!(h.reply_to, None);
         assert_eq!(h.mc_sender.as_deref(), Some("emu-7"));
         assert_eq!(h.seen_by.len(), 2);
-        assert_eq!(h.seen_by[1].1, "emu-7");
+        assert_eq!(h.seen_by[1].processor(), "emu-7");
         let fed = h.federation.as_ref().unwrap();
         assert_eq!(fed.reply_to, "mcollective.reply.x.y");
         assert!(fed.target.is_empty());
@@ -412,8 +437,24 @@ mod tests {
         f.filter.fact = vec![FactFilter::new("country", "==", "uk")];
         check(&encode(f, false), sub, DropReason::Filtered);
         let mut f = ping();
-        f.filter.compound = vec![vec![json!({"expr": "true"})]];
+        f.filter.compound = vec![vec![json!({"expr": "semver('1.0.0', '>= 1')"})]];
         check(&encode(f, false), sub, DropReason::UnsupportedFilter);
+        let mut f = ping();
+        f.filter.compound = vec![vec![json!({"fstatement": {"name": "sysctl"}})]];
+        check(&encode(f, false), sub, DropReason::DataPlugin);
+        let mut f = ping();
+        f.filter.compound = vec![vec![
+            json!({"statement": "instance=6"}),
+            json!({"or": "or"}),
+            json!({"statement": "instance=8"}),
+        ]];
+        check(&encode(f, false), sub, DropReason::Filtered);
+        let mut f = ping();
+        f.filter.compound = vec![vec![
+            json!({"not": "not"}),
+            json!({"statement": "instance=6"}),
+        ]];
+        assert!(n.handle(sub, &encode(f, false), now, false).is_ok());
         let mut f = ping();
         f.filter.identity = vec!["/^emu-7$/".into()];
         assert!(n.handle(sub, &encode(f, false), now, false).is_ok());
@@ -441,6 +482,39 @@ mod tests {
             "mcollective.broadcast.agent.puppet",
             DropReason::UnknownAgent,
         );
+    }
+
+    #[test]
+    fn a_request_with_a_two_string_hop_is_answered_and_the_hop_kept() {
+        // The Ruby mco connector's hop: identity and server, no third string.
+        let r = request("discovery", "ping", Filter::default(), None)
+            .build()
+            .unwrap();
+        let mut headers = TransportHeaders::for_request(
+            subject::reply("mcollective", "choria=test", &r.envelope.requestid),
+            "client",
+        );
+        headers.push_seen_by(
+            SeenByHop::from_parts(vec!["client".into(), "nats://127.0.0.1:4222".into()]).unwrap(),
+        );
+        let payload = encode_request(&r, headers).unwrap();
+        let text = String::from_utf8(payload.clone()).unwrap();
+        assert!(text.contains(r#""seen-by":[["client","nats://127.0.0.1:4222"]]"#));
+        let n = node();
+        let out = n
+            .handle(
+                "mcollective.broadcast.agent.discovery",
+                &payload,
+                unix_now(),
+                false,
+            )
+            .unwrap();
+        let reply = String::from_utf8(out.payload).unwrap();
+        assert!(
+            reply.contains(r#""seen-by":[["client","nats://127.0.0.1:4222"],["nats://127.0.0.1:4222","emu-7","nats://127.0.0.1:4222"]]"#),
+            "{reply}"
+        );
+        assert_eq!(n.stats().snapshot().replies, 1);
     }
 
     #[test]

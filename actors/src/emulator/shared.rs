@@ -156,7 +156,9 @@ impl StreamHandler<Message> for SharedLinkActor {
         let mut replies = Vec::new();
         with_scratch(|scratch| {
             for node in targets {
-                match node.respond(&incoming, audit, &mut scratch.encoder) {
+                let handled = node.respond(&incoming, audit, &mut scratch.encoder);
+                node.record(&handled);
+                match handled {
                     Ok(out) => replies.push(send_reply(&self.fleet, client.clone(), out)),
                     Err(reason) => metrics.drop_for(reason),
                 }

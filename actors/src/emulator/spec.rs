@@ -67,6 +67,9 @@ pub struct FleetSpec {
     pub facts: Map<String, Value>,
     /// Configuration management classes every daemon reports.
     pub classes: Vec<String>,
+    /// Every fact as a string (numbers and booleans as their text, `null` as `""`, inside
+    /// lists and objects too), for MCollective 2.12 Ruby clients, which expect strings.
+    pub string_facts: bool,
     /// Registration publishing, if any.
     pub registration: Option<RegistrationSpec>,
     /// Audit log file, if any.
@@ -95,6 +98,7 @@ impl FleetSpec {
             arbiters: None,
             facts: Map::new(),
             classes: Vec::new(),
+            string_facts: false,
             registration: None,
             audit: None,
             ping_interval: super::keepalive::DEFAULT_PING_INTERVAL,
@@ -130,6 +134,11 @@ impl FleetSpec {
         facts.insert("instance".to_owned(), Value::from(i));
         facts.insert("fqdn".to_owned(), Value::from(identity.clone()));
         facts.insert("identity".to_owned(), Value::from(identity));
+        if self.string_facts {
+            for value in facts.values_mut() {
+                stringify(value);
+            }
+        }
         facts
     }
 
@@ -150,6 +159,18 @@ pub fn collective_names(n: usize) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Turns every scalar in `value` into its text.
+fn stringify(value: &mut Value) {
+    match value {
+        Value::String(_) => {}
+        Value::Null => *value = Value::String(String::new()),
+        Value::Bool(b) => *value = Value::String(b.to_string()),
+        Value::Number(n) => *value = Value::String(n.to_string()),
+        Value::Array(items) => items.iter_mut().for_each(stringify),
+        Value::Object(map) => map.values_mut().for_each(stringify),
+    }
 }
 
 fn expand(value: &Value, i: usize, identity: &str) -> Value {
@@ -190,5 +211,23 @@ mod tests {
         assert_eq!(facts["instance"], 2);
         assert_eq!(facts["fqdn"], "emu-2");
         assert_eq!(spec.subscriptions_per_daemon(), 3 * 5);
+    }
+
+    #[test]
+    fn string_facts_are_all_strings() {
+        let mut spec = FleetSpec::new("emu", 3, vec![]);
+        spec.facts.insert("cores".into(), json!(4));
+        spec.facts.insert(
+            "os".into(),
+            json!({"virtual": true, "ips": [1, null], "name": "x"}),
+        );
+        spec.string_facts = true;
+        let facts = spec.facts_of(2);
+        assert_eq!(facts["cores"], "4");
+        assert_eq!(facts["instance"], "2");
+        assert_eq!(
+            facts["os"],
+            json!({"virtual": "true", "ips": ["1", ""], "name": "x"})
+        );
     }
 }

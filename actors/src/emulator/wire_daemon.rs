@@ -692,6 +692,7 @@ impl Responder<'_> {
             .prepare(payload)
             .and_then(|prepared| Incoming::new(subject, prepared, unix_now()))
             .and_then(|incoming| self.node.respond(&incoming, audit, self.encoder));
+        self.node.record(&handled);
         let out = match handled {
             Ok(out) => out,
             Err(reason) => return metrics.drop_for(reason),

@@ -134,10 +134,16 @@ impl PathSpec {
     }
 }
 
-/// The URL of the server a client is connected to.
-fn server_url(client: &Client) -> String {
+/// The URL of the server a client is connected to, with the scheme of the connection:
+/// `tls://` when the network is configured for TLS or the server requires it, else `nats://`.
+fn server_url(client: &Client, tls: bool) -> String {
     let info = client.server_info();
-    format!("nats://{}:{}", info.host, info.port)
+    let scheme = if tls || info.tls_required {
+        "tls"
+    } else {
+        "nats"
+    };
+    format!("{scheme}://{}:{}", info.host, info.port)
 }
 
 /// A worker's `seen-by` hop, its server URLs re-read now and then (a reconnect may move a
@@ -145,6 +151,8 @@ fn server_url(client: &Client) -> String {
 struct HopSource {
     ingest: Client,
     egest: Client,
+    /// Whether the ingest and the egest networks are configured for TLS.
+    tls: (bool, bool),
     hop: SeenByHop,
     json: HopJson,
     read_at: Instant,
@@ -157,10 +165,19 @@ impl HopSource {
             spec.settings.identity,
             spec.direction.transformer()
         );
-        let hop = SeenByHop::new(server_url(&spec.ingest), processor, server_url(&spec.egest));
+        let tls = match spec.direction {
+            Direction::Request => (spec.settings.federation_tls, spec.settings.collective_tls),
+            Direction::Reply => (spec.settings.collective_tls, spec.settings.federation_tls),
+        };
+        let hop = SeenByHop::new(
+            server_url(&spec.ingest, tls.0),
+            processor,
+            server_url(&spec.egest, tls.1),
+        );
         Self {
             json: HopJson::new(&hop),
             hop,
+            tls,
             ingest: spec.ingest.clone(),
             egest: spec.egest.clone(),
             read_at: Instant::now(),
@@ -170,10 +187,10 @@ impl HopSource {
     fn get(&mut self, now: Instant) -> &HopJson {
         if now.saturating_duration_since(self.read_at) >= SERVER_REFRESH {
             self.read_at = now;
-            let (ingest, egest) = (server_url(&self.ingest), server_url(&self.egest));
-            if self.hop.0 != ingest || self.hop.2 != egest {
-                self.hop.0 = ingest;
-                self.hop.2 = egest;
+            let ingest = server_url(&self.ingest, self.tls.0);
+            let egest = server_url(&self.egest, self.tls.1);
+            if self.hop.incoming() != ingest || self.hop.outgoing() != egest {
+                self.hop.set_servers(&ingest, &egest);
                 self.json = HopJson::new(&self.hop);
             }
         }

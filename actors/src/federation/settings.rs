@@ -18,6 +18,10 @@ pub struct BrokerSettings {
     /// Workers per path (request, reply): each is one queue subscription that ingests,
     /// transforms and egests (Choria's three stages, reported under their names).
     pub workers: NonZeroUsize,
+    /// Whether the federation network is configured for TLS (its `seen-by` URLs say `tls://`).
+    pub federation_tls: bool,
+    /// Whether the collective network is configured for TLS.
+    pub collective_tls: bool,
 }
 
 impl BrokerSettings {
@@ -29,6 +33,8 @@ impl BrokerSettings {
             federation_network: "federation".to_owned(),
             collective_network: "collective".to_owned(),
             workers: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+            federation_tls: false,
+            collective_tls: false,
         }
     }
 

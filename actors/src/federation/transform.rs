@@ -93,13 +93,15 @@ pub struct HopJson(Vec<u8>);
 impl HopJson {
     /// The JSON text of `hop`.
     pub fn new(hop: &SeenByHop) -> Self {
-        let mut out = Vec::with_capacity(hop.0.len() + hop.1.len() + hop.2.len() + 16);
+        let parts = hop.parts();
+        let mut out = Vec::with_capacity(parts.iter().map(String::len).sum::<usize>() + 16);
         out.push(b'[');
-        write_json_string(&mut out, &hop.0);
-        out.push(b',');
-        write_json_string(&mut out, &hop.1);
-        out.push(b',');
-        write_json_string(&mut out, &hop.2);
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json_string(&mut out, part);
+        }
         out.push(b']');
         Self(out)
     }
@@ -173,7 +175,7 @@ struct Federation<'a> {
 struct Headers<'a> {
     reply_to: Option<Str<'a>>,
     mc_sender: Option<Str<'a>>,
-    /// The raw `seen-by` array (triples of strings only) and its length.
+    /// The raw `seen-by` array (hops of one to three strings only) and its length.
     seen_by: Option<(&'a [u8], usize)>,
     federation: Option<Federation<'a>>,
 }
@@ -217,12 +219,14 @@ fn federation<'a>(s: &mut Scanner<'a>) -> Result<Federation<'a>, ScanError> {
     Ok(out)
 }
 
+/// A hop of one to three strings: go-choria writes three, the Ruby `mco` connector two
+/// (`["<client identity>","nats://host:port"]`). It is passed on byte for byte.
 fn hop(s: &mut Scanner<'_>) -> Result<(), ScanError> {
     let n = s.array(|s| s.string().map(drop))?;
-    if n == 3 {
+    if (1..=3).contains(&n) {
         Ok(())
     } else {
-        Err(s.expected("a seen-by hop of three strings"))
+        Err(s.expected("a seen-by hop of one to three strings"))
     }
 }
 
@@ -668,6 +672,28 @@ mod tests {
     }
 
     #[test]
+    fn short_hops_pass_byte_for_byte_and_long_ones_are_refused() {
+        let payload = |hops: &str| {
+            format!(
+                r#"{{"protocol":"choria:transport:1","data":"e30=","headers":{{"reply-to":"c.reply.x","seen-by":{hops},"federation":{{"req":"r","target":["c.node.a"]}}}}}}"#
+            )
+        };
+        let hops = r#"[ ["client.example.net" , "nats://f:4222"],["x"],["a","b\u0063",""]]"#;
+        let bytes = transform_request(payload(hops).as_bytes(), COLLECTIVE)
+            .unwrap()
+            .encode(&HopJson::new(&SeenByHop::new("i", "p", "o")));
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            text.contains(r#""seen-by":[ ["client.example.net" , "nats://f:4222"],["x"],["a","b\u0063",""],["i","p","o"]]"#),
+            "{text}"
+        );
+        for bad in [r#"[["a","b","c","d"]]"#, "[[]]", r#"[["a",1]]"#, r#"["a"]"#] {
+            let got = transform_request(payload(bad).as_bytes(), COLLECTIVE).unwrap_err();
+            assert_eq!(got.reason(), "malformed", "{bad}");
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         for len in 0..300 {
@@ -870,7 +896,8 @@ mod tests {
     }
 
     fn transport() -> impl Strategy<Value = Transport> {
-        let hop = (text(), text(), text()).prop_map(|(a, b, c)| SeenByHop(a, b, c));
+        let hop = proptest::collection::vec(text(), 1..=3)
+            .prop_map(|parts| SeenByHop::from_parts(parts).unwrap());
         let federation = (
             prop_oneof![Just(String::new()), "[0-9a-f]{32}"],
             prop_oneof![Just(String::new()), subject()],

@@ -99,14 +99,33 @@ pub(crate) fn fact_matches(facts: &Facts, filter: &FactFilter) -> bool {
     let Some(value) = facts.get(&filter.fact) else {
         return false;
     };
+    let regex = if op == FactOperator::Regex {
+        match compile_regex(&filter.value) {
+            Some(re) => Some(re),
+            None => return false,
+        }
+    } else {
+        None
+    };
+    value_matches(value, op, &filter.value, regex.as_ref())
+}
+
+/// Whether the fact `value` compares to `wanted` with `op` (see [`fact_matches`]); `regex`
+/// is `wanted` compiled, required for [`FactOperator::Regex`] (no match without it).
+pub(crate) fn value_matches(
+    value: &Value,
+    op: FactOperator,
+    wanted: &str,
+    regex: Option<&Regex>,
+) -> bool {
     let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
+        Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+        Value::Number(n) => std::borrow::Cow::Owned(n.to_string()),
         Value::Bool(b) => {
             if op == FactOperator::Regex {
-                b.to_string()
+                std::borrow::Cow::Owned(b.to_string())
             } else {
-                let wanted = parse_bool(&filter.value);
+                let wanted = parse_bool(wanted);
                 return match op {
                     FactOperator::Eq => wanted == Some(*b),
                     FactOperator::Ne => wanted.is_some_and(|w| w != *b),
@@ -117,14 +136,14 @@ pub(crate) fn fact_matches(facts: &Facts, filter: &FactFilter) -> bool {
         Value::Null | Value::Array(_) | Value::Object(_) => return false,
     };
     if op == FactOperator::Regex {
-        return compile_regex(&filter.value).is_some_and(|re| re.is_match(&text));
+        return regex.is_some_and(|re| re.is_match(&text));
     }
-    let ordering = match (parse_number(&text), parse_number(&filter.value)) {
+    let ordering = match (parse_number(&text), parse_number(wanted)) {
         (Some(a), Some(b)) => match a.partial_cmp(&b) {
             Some(o) => o,
             None => return false,
         },
-        _ => text.as_str().cmp(filter.value.as_str()),
+        _ => (*text).cmp(wanted),
     };
     match op {
         FactOperator::Eq => ordering == Ordering::Equal,

@@ -21,7 +21,9 @@ pub struct Filter {
     /// Identities (exact or `/regex/`), any of which may match.
     #[serde(default)]
     pub identity: Vec<String>,
-    /// Compound filters, `[[{"expr": "…"}]]` in go-choria; kept opaque (not evaluated here).
+    /// Compound filters: `[[{"expr": "…"}]]` in go-choria, call stacks of
+    /// `{"statement": …}`, `{"and": "and"}`, … in MCollective 2.12 (see
+    /// [`compound`](super::compound)).
     #[serde(default)]
     pub compound: Vec<Vec<serde_json::Value>>,
 }

@@ -1,5 +1,6 @@
 //! Evaluating a [`Filter`] against a node.
 
+use super::compound::{CompiledCompound, CompoundError};
 use super::fact_match::{compile_regex, fact_matches, strip_slashes};
 use super::{Facts, Filter};
 
@@ -23,10 +24,14 @@ pub enum FilterOutcome {
     Match,
     /// The node is not selected: do not act, do not reply (counted as `filtered`).
     NoMatch,
-    /// Every other constraint matched, but the filter has a non-empty `compound` expression,
-    /// which this module cannot evaluate. The node must not act or reply (it cannot know it
-    /// was selected); callers may count this separately from [`FilterOutcome::NoMatch`].
+    /// Every other constraint matched, but the `compound` filter is outside what is
+    /// evaluated ([`CompoundError::Unsupported`]). The node must not act or reply (it cannot
+    /// know it was selected); callers may count this separately from
+    /// [`FilterOutcome::NoMatch`].
     Unsupported,
+    /// Every other constraint matched, but the `compound` filter calls a data plugin
+    /// (`fstatement`), which no node here has: not selected, counted apart.
+    DataPlugin,
 }
 
 impl FilterOutcome {
@@ -44,11 +49,28 @@ impl Filter {
     /// - `agent`: **all** entries must match a known agent, exact or `/regex/`;
     /// - `cf_class`: **all** entries must match a class, exact or `/regex/`;
     /// - `fact`: **all** fact filters must match (see [`FactFilter`](super::FactFilter));
-    /// - `compound`: not evaluated; if any compound expression is present and everything else
-    ///   matched, the result is [`FilterOutcome::Unsupported`].
+    /// - `compound`: evaluated as [`CompiledCompound`] says; a compound filter that cannot be
+    ///   evaluated gives [`FilterOutcome::Unsupported`] or [`FilterOutcome::DataPlugin`] when
+    ///   everything else matched.
     ///
-    /// Invalid regular expressions never match. Nothing is cached.
+    /// Invalid regular expressions never match. The compound filter is compiled on every
+    /// call: to match many nodes, compile it once ([`Filter::compile_compound`]) and use
+    /// [`Filter::matches_compiled`].
     pub fn matches(&self, node: &NodeView<'_>) -> FilterOutcome {
+        self.matches_compiled(&self.compile_compound(), node)
+    }
+
+    /// The `compound` filter compiled (regexes included) for [`Filter::matches_compiled`].
+    pub fn compile_compound(&self) -> Result<CompiledCompound, CompoundError> {
+        CompiledCompound::compile(&self.compound)
+    }
+
+    /// [`Filter::matches`] with the compound filter already compiled from this filter.
+    pub fn matches_compiled(
+        &self,
+        compound: &Result<CompiledCompound, CompoundError>,
+        node: &NodeView<'_>,
+    ) -> FilterOutcome {
         let identity_ok = self.identity.is_empty()
             || self
                 .identity
@@ -65,11 +87,13 @@ impl Filter {
         let facts_ok = self.fact.iter().all(|f| fact_matches(node.facts, f));
 
         if !(identity_ok && agents_ok && classes_ok && facts_ok) {
-            FilterOutcome::NoMatch
-        } else if self.compound.iter().any(|c| !c.is_empty()) {
-            FilterOutcome::Unsupported
-        } else {
-            FilterOutcome::Match
+            return FilterOutcome::NoMatch;
+        }
+        match compound {
+            Ok(c) if c.is_empty() || c.matches(node) => FilterOutcome::Match,
+            Ok(_) => FilterOutcome::NoMatch,
+            Err(CompoundError::DataPlugin(_)) => FilterOutcome::DataPlugin,
+            Err(CompoundError::Unsupported(_)) => FilterOutcome::Unsupported,
         }
     }
 }
@@ -180,13 +204,19 @@ mod tests {
     }
 
     #[test]
-    fn compound_is_unsupported_unless_already_excluded() {
+    fn compound_is_evaluated_after_the_other_kinds() {
         let mut f = Filter {
             compound: vec![vec![json!({"expr": "with('apache')"})]],
             ..Filter::default()
         };
+        assert_eq!(check(&f, "web1"), FilterOutcome::Match);
+        f.compound = vec![vec![json!({"statement": "country=uk"})]];
+        assert_eq!(check(&f, "web1"), FilterOutcome::NoMatch);
+        f.compound = vec![vec![json!({"expr": "semver('1', '1')"})]];
         assert_eq!(check(&f, "web1"), FilterOutcome::Unsupported);
         assert!(!FilterOutcome::Unsupported.is_match());
+        f.compound = vec![vec![json!({"fstatement": {"name": "x"}})]];
+        assert_eq!(check(&f, "web1"), FilterOutcome::DataPlugin);
         f.identity = vec!["other".into()];
         assert_eq!(check(&f, "web1"), FilterOutcome::NoMatch);
         let empty_inner = Filter {

@@ -2,7 +2,7 @@
 
 use super::json_string::escape_into;
 use super::{
-    encode_base64, write_json_string, ProtocolError, Reply, SecureReply, Transport,
+    encode_base64, write_json_string, ProtocolError, Reply, Scanner, SecureReply, Transport,
     TransportHeaders,
 };
 use base64::engine::general_purpose::STANDARD;
@@ -78,6 +78,47 @@ impl ReplyHeadersTemplate {
             federation,
         })
     }
+
+    /// [`for_request`](Self::for_request) with the `seen-by` hops copied byte for byte from
+    /// `payload`, the request transport those `request` headers were decoded from (a hop
+    /// keeps its length, its escapes and its spacing). Falls back to re-serialising the
+    /// decoded hops if `payload` has no `headers."seen-by"` array.
+    pub fn for_request_payload(
+        payload: &[u8],
+        request: &TransportHeaders,
+    ) -> Result<Self, ProtocolError> {
+        let mut template = Self::for_request(request)?;
+        if let Some(raw) = raw_seen_by(payload) {
+            let inner = raw
+                .strip_prefix(b"[")
+                .and_then(|r| r.strip_suffix(b"]"))
+                .unwrap_or_default()
+                .trim_ascii();
+            template.seen_by = inner.to_vec();
+        }
+        Ok(template)
+    }
+}
+
+/// The raw text of a transport's `headers."seen-by"` array, if it has one.
+fn raw_seen_by(payload: &[u8]) -> Option<&[u8]> {
+    let mut s = Scanner::new(payload);
+    let mut fields = s.begin_object().ok()?;
+    while let Some(key) = s.next_key(&mut fields).ok()? {
+        if !key.is("headers") {
+            s.value().ok()?;
+            continue;
+        }
+        let mut headers = s.begin_object().ok()?;
+        while let Some(key) = s.next_key(&mut headers).ok()? {
+            let value = s.value().ok()?;
+            if key.is("seen-by") {
+                return (value.first() == Some(&b'[')).then_some(value);
+            }
+        }
+        return None;
+    }
+    None
 }
 
 /// The fields of one reply for [`ReplyEncoder::encode`] (see [`Reply`]).
@@ -314,6 +355,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn payload_template_copies_hops_byte_for_byte() {
+        let req = request();
+        let payload = r#"{"protocol":"choria:transport:1","data":"e30=","headers":{"reply-to":"r","seen-by":[ ["client.example.net", "nats://n1:4222"],["a\u0062","c",""] ]}}"#;
+        let transport = Transport::from_slice(payload.as_bytes()).unwrap();
+        assert_eq!(transport.headers.seen_by[0].parts().len(), 2);
+        let template =
+            ReplyHeadersTemplate::for_request_payload(payload.as_bytes(), &transport.headers)
+                .unwrap();
+        let fields = ReplyFields {
+            message: "pong",
+            requestid: &req.envelope.requestid,
+            senderid: "n1",
+            agent: "discovery",
+            time: 1,
+        };
+        let out = ReplyEncoder::new().encode(&fields, &template, ("s", "n1", "s"));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#""seen-by":[["client.example.net", "nats://n1:4222"],["a\u0062","c",""],["s","n1","s"]]"#),
+            "{text}"
+        );
+        let back = Transport::from_slice(text.as_bytes()).unwrap();
+        assert_eq!(back.headers.seen_by.len(), 3);
+        // Without hops in the payload the decoded headers are used.
+        let none = ReplyHeadersTemplate::for_request_payload(b"{}", &transport.headers).unwrap();
+        assert_eq!(
+            none,
+            ReplyHeadersTemplate::for_request(&transport.headers).unwrap()
+        );
     }
 
     /// The worked example of research notes section 4, byte for byte.
