@@ -16,7 +16,7 @@ use std::path::PathBuf;
 const SCHEMA_SUBDIR: &str =
     "shared/protocol-schemas/go-choria/internal/fs/schemas/choria/protocol/v1";
 
-fn schema_dir() -> Option<PathBuf> {
+pub(crate) fn schema_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("CHOIR_PROTOCOL_SCHEMAS") {
         return Some(PathBuf::from(dir)).filter(|d| d.is_dir());
     }
