@@ -175,3 +175,14 @@ fn load_key(path: &Path) -> Result<RsaKeyPair, SecurityError> {
         reason: found_instead(&sections),
     })
 }
+
+impl PartialEq for SigningIdentity {
+    /// Two identities are equal when they load the same certificate from the same key file.
+    fn eq(&self, other: &Self) -> bool {
+        self.certname == other.certname
+            && self.cert_pem == other.cert_pem
+            && self.key_path == other.key_path
+    }
+}
+
+impl Eq for SigningIdentity {}
