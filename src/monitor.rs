@@ -22,6 +22,8 @@ pub struct MonitorState {
     pub config: serde_json::Value,
     /// When the node started.
     pub started: Instant,
+    /// Request verification counters of a secure emulator (`security` in `/debug/vars`).
+    pub security: Option<choir_actors::emulator::SecurityMetrics>,
 }
 
 /// Resident set size of this process in bytes (Linux), 0 when unknown.
@@ -78,14 +80,18 @@ async fn healthz(state: web::Data<MonitorState>) -> HttpResponse {
 }
 
 async fn debug_vars(state: web::Data<MonitorState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
+    let mut vars = json!({
         "name": state.name,
         "pid": std::process::id(),
         "rss_bytes": rss_bytes(),
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
         "config": state.config,
         "networks": state.health.snapshot().into_iter().map(|(n, up)| (n, json!(up))).collect::<serde_json::Map<_, _>>(),
-    }))
+    });
+    if let (Some(security), Some(object)) = (&state.security, vars.as_object_mut()) {
+        object.insert("security".to_owned(), security.vars());
+    }
+    HttpResponse::Ok().json(vars)
 }
 
 /// Binds the monitor to `addr` and starts serving on the current actix System; returns the

@@ -151,6 +151,7 @@ impl Node {
                     name: node.name.clone(),
                     config: config.summary_json(),
                     started,
+                    security: None,
                 };
                 let handle = monitor::start(addr, state).map_err(|source| NodeError::Monitor {
                     addr: node.monitor.clone(),

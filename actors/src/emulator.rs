@@ -40,6 +40,7 @@ pub mod fleet;
 mod node;
 pub mod registration;
 mod request_cache;
+pub mod security;
 mod shared;
 pub mod spec;
 mod subscriptions;
@@ -54,6 +55,7 @@ pub use daemon::EmulatedNodeActor;
 pub use fleet::{Fleet, FleetProgress};
 pub use node::{EmulatedNode, Handled, Incoming, NodeProfile, Outgoing, Prepared};
 pub use request_cache::RequestCache;
+pub use security::{FleetSecurity, RequestSecurity, SecurityMetrics};
 pub use shared::SharedLinkActor;
 pub use spec::{ConnectionMode, FleetSpec, RegistrationSpec};
 
@@ -66,6 +68,9 @@ pub enum EmulatorError {
     /// The fleet has no server to connect to.
     #[error("no NATS server given")]
     NoServers,
+    /// The security policy of a secure emulator cannot be loaded.
+    #[error("cannot load the emulator's security policy")]
+    Security(#[from] crate::protocol::security::SecurityError),
     /// The audit log cannot be opened.
     #[error("cannot open audit log {path}: {source}")]
     Audit {

@@ -34,11 +34,14 @@ pub enum DropReason {
     UnknownIdentity,
     /// The reply could not be encoded.
     Encode,
+    /// A secure emulator refused the request (see
+    /// [`RequestSecurity`](super::security::RequestSecurity)).
+    Security,
 }
 
 impl DropReason {
     /// Every reason, for registering label values up front.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         Self::Json,
         Self::Base64,
         Self::Invalid,
@@ -51,6 +54,7 @@ impl DropReason {
         Self::BadPayload,
         Self::UnknownIdentity,
         Self::Encode,
+        Self::Security,
     ];
 
     /// The `reason` label value.
@@ -68,6 +72,7 @@ impl DropReason {
             Self::BadPayload => "bad_payload",
             Self::UnknownIdentity => "unknown_identity",
             Self::Encode => "encode",
+            Self::Security => "security",
         }
     }
 
@@ -108,6 +113,8 @@ pub struct EmulatorMetrics {
     pub audit_errors: Counter,
     /// `choir_emulator_dropped_total{reason}`: messages not answered.
     pub dropped: Family<ReasonLabel, Counter>,
+    /// Verification of secure requests (a secure emulator).
+    pub security: super::security::SecurityMetrics,
     drops: Vec<Counter>,
 }
 
@@ -195,6 +202,7 @@ impl EmulatorMetrics {
             "Messages emulated daemons did not answer, by reason",
             this.dropped.clone(),
         );
+        this.security.register(metrics);
         this
     }
 

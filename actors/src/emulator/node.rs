@@ -35,6 +35,8 @@ pub struct NodeProfile {
     pub classes: Vec<String>,
     /// Collectives, the main one first.
     pub collectives: Vec<String>,
+    /// Verification of secure requests (a secure emulator); `None` answers any request.
+    pub security: Option<super::security::FleetSecurity>,
 }
 
 /// Where a request was addressed.
@@ -61,6 +63,9 @@ pub struct Prepared {
     pub reply_subject: Option<Subject>,
     /// The reply transport headers taken from the request.
     pub headers: ReplyHeadersTemplate,
+    /// SHA-256 of the secure request (message, signature, pubcert): the key of its
+    /// verification verdict (see [`RequestSecurity`](super::security::RequestSecurity)).
+    pub secure_digest: [u8; 32],
 }
 
 impl Prepared {
@@ -79,13 +84,27 @@ impl Prepared {
             .map(Subject::from);
         let headers = ReplyHeadersTemplate::for_request(&decoded.transport.headers)
             .map_err(|_| DropReason::Encode)?;
+        let secure_digest = secure_digest(&decoded);
         Ok(Self {
             decoded,
             input,
             reply_subject,
             headers,
+            secure_digest,
         })
     }
+}
+
+/// SHA-256 over the secure request's message, signature and pubcert, each length-prefixed.
+fn secure_digest(decoded: &DecodedRequest) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let secure = &decoded.secure;
+    let mut hasher = Sha256::new();
+    for part in [&secure.message, &secure.signature, &secure.pubcert] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().into()
 }
 
 /// A request checked for one message, ready for any number of daemons to answer.
@@ -213,6 +232,9 @@ impl EmulatedNode {
         let prepared = &*incoming.prepared;
         let request = &prepared.decoded.request;
         let env = &request.envelope;
+        if let Some(security) = &self.profile.security {
+            security.0.check(prepared)?;
+        }
         if let Target::Node(identity) = &incoming.target {
             if *identity != self.identity {
                 return Err(DropReason::UnknownIdentity);
@@ -283,6 +305,7 @@ mod tests {
                 .to_vec(),
             classes: vec!["emulated".into()],
             collectives: vec!["mcollective".into(), "collective1".into()],
+            security: None,
         });
         EmulatedNode::new(
             "emu-7".into(),

@@ -71,6 +71,9 @@ pub struct FleetSpec {
     pub registration: Option<RegistrationSpec>,
     /// Audit log file, if any.
     pub audit: Option<PathBuf>,
+    /// Verify every request against this policy and answer only trusted ones (a secure
+    /// emulator); `None` answers insecure and signed requests alike.
+    pub secure: Option<crate::protocol::security::SecurityPolicy>,
 }
 
 impl FleetSpec {
@@ -94,6 +97,7 @@ impl FleetSpec {
             classes: Vec::new(),
             registration: None,
             audit: None,
+            secure: None,
         }
     }
 
