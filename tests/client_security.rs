@@ -303,3 +303,67 @@ async fn ping_logs_in_with_user_and_password_flags() {
     assert!(!out.status.success());
     fleet.stop();
 }
+
+#[actix_rt::test]
+async fn ping_logs_in_with_a_creds_file_and_with_an_nkey() {
+    // A server in operator mode that only takes the user of a .creds file.
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, creds) = common::creds::operator_setup(dir.path());
+    let server = NatsServer::start_with(free_port(), &["-c", conf.to_str().unwrap()]);
+    let mut spec = FleetSpec::new("creds", N, vec![server.url()]);
+    spec.arbiters = std::num::NonZeroUsize::new(1);
+    spec.network.auth = Auth::CredentialsFile(creds.clone());
+    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
+    assert!(fleet.wait_started(WAIT, |_| {}).await);
+    let base = vec![
+        "ping".to_owned(),
+        "-s".into(),
+        server.url(),
+        "--expect".into(),
+        N.to_string(),
+        "-t".into(),
+        "20s".into(),
+    ];
+    let mut args = base.clone();
+    args.extend(["--credentials".into(), path(&creds)]);
+    let out = run(args);
+    assert!(out.status.success(), "ping failed: {}", out.stderr);
+    assert!(out.stdout.contains("creds-0"), "{}", out.stdout);
+    let out = run(base);
+    assert!(!out.status.success(), "an anonymous client got in");
+    fleet.stop();
+
+    // A server with an nkey user: --nkey names the seed file.
+    let user = nkeys::KeyPair::new_user();
+    let conf = dir.path().join("nkey.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let seed = dir.path().join("user.nk");
+    std::fs::write(&seed, user.seed().unwrap()).unwrap();
+    let server = NatsServer::start_with(free_port(), &["-c", conf.to_str().unwrap()]);
+    let mut spec = FleetSpec::new("nkey", N, vec![server.url()]);
+    spec.arbiters = std::num::NonZeroUsize::new(1);
+    spec.network.auth = Auth::NkeySeed(user.seed().unwrap());
+    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
+    assert!(fleet.wait_started(WAIT, |_| {}).await);
+    let out = run(vec![
+        "ping".into(),
+        "-s".into(),
+        server.url(),
+        "--nkey".into(),
+        path(&seed),
+        "--expect".into(),
+        N.to_string(),
+        "-t".into(),
+        "20s".into(),
+    ]);
+    assert!(out.status.success(), "ping failed: {}", out.stderr);
+    assert!(out.stdout.contains("nkey-0"), "{}", out.stdout);
+    fleet.stop();
+}
