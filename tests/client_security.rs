@@ -1,8 +1,8 @@
-//! The client commands (`choir ping`, `choir rpc`) on a secured Choria network: a TLS-only
+//! The client commands (`choir ping`, `choir rpc`, `choir measure`) on a secured Choria network: a TLS-only
 //! nats-server that verifies client certificates (`tls { verify: true }`), requests signed
 //! with the client certificate (checked here with choir's verifier), the same settings read
-//! from a Choria client config (`--config client.cfg`), NATS user/password flags, and bad
-//! certificate/key input named in the error.
+//! from a Choria client config (`--config client.cfg`), NATS user/password, `.creds` and
+//! nkey flags, and bad certificate/key input named in the error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "client/cli.rs"]
@@ -129,7 +129,7 @@ fn assert_signed(secured: &Secured, message: &async_nats::Message) {
 }
 
 #[actix_rt::test]
-async fn ping_and_rpc_work_against_a_tls_only_server_with_client_certificates() {
+async fn ping_rpc_and_measure_work_against_a_tls_only_server_with_client_certificates() {
     let secured = secured();
     let fleet = secured.fleet("tls").await;
     let mut spy = secured.spy("mcollective.broadcast.agent.>").await;
@@ -156,6 +156,22 @@ async fn ping_and_rpc_work_against_a_tls_only_server_with_client_certificates() 
     for i in 0..N {
         assert!(out.stdout.contains(&format!("tls-{i}")), "{}", out.stdout);
     }
+
+    // choir measure 2 N: two signed RPCs, every reply counted, none failed.
+    let report = secured.dir.path().join("report");
+    let mut args = vec!["measure".to_owned(), "2".into(), N.to_string()];
+    args.extend(secured.flags());
+    args.extend(["--out".into(), path(&report)]);
+    let out = run(args);
+    assert!(out.status.success(), "measure failed: {}", out.stderr);
+    let all_row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("all "))
+        .expect("summary row");
+    let cells: Vec<&str> = all_row.split_whitespace().collect();
+    assert_eq!(cells[1], (2 * N).to_string(), "{all_row}");
+    assert_eq!(&cells[2..4], ["0", "0"], "{all_row}");
     fleet.stop();
 }
 
