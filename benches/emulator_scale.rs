@@ -6,10 +6,21 @@
 //!     cargo bench --bench emulator_scale            # all sizes
 //!     EMULATOR_SCALE_SIZES=1000,2000 cargo bench --bench emulator_scale
 //!
+//! Then, in the same run, a broadcast RPC round (`rpcutil#ping` to every daemon) in secure
+//! mode (signed requests, every daemon verifying) against insecure mode, with the daemons in
+//! this process: median round time of each, their ratio, and how many verifications one
+//! secure round cost (one per distinct request, whatever the number of daemons).
+//!
+//!     EMULATOR_SCALE_SECURE=2000 EMULATOR_SCALE_ROUNDS=10 cargo bench --bench emulator_scale
+//!     EMULATOR_SCALE_SIZES= EMULATOR_SCALE_SECURE=2000 ...   # only the secure comparison
+//!     EMULATOR_SCALE_SECURE=0 ...                            # skip it (default 10000)
+//!
 //! Every process it starts is stopped by its own pid; every wait has a timeout.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../actors/src/protocol/security/test_pki.rs"]
+mod pki;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -128,10 +139,113 @@ fn measure(instances: usize, baseline: u64) -> anyhow::Result<Row> {
     })
 }
 
+/// Median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One mode of the secure comparison: median round time (ms) and verifications per round.
+async fn rpc_rounds(
+    server: &NatsServer,
+    instances: usize,
+    rounds: usize,
+    policy: Option<choir::actors::protocol::security::SecurityPolicy>,
+    signer: Option<choir::actors::protocol::security::SigningIdentity>,
+) -> anyhow::Result<(f64, f64)> {
+    use choir::actors::client::{Addressing, ChoriaClient, ClientOptions, Expectation, RpcCall};
+    use choir::actors::emulator::{EmulatorMetrics, Fleet, FleetSpec};
+    let mut spec = FleetSpec::new("bench", instances, vec![server.url()]);
+    spec.secure = policy;
+    let metrics = EmulatorMetrics::unregistered();
+    let fleet = Fleet::start(spec, metrics.clone())?;
+    anyhow::ensure!(
+        fleet.wait_started(Duration::from_secs(180), |_| {}).await,
+        "{instances} daemons did not start within 180 s"
+    );
+    let mut options = ClientOptions::new("mcollective", server.url());
+    if let Some(signer) = signer {
+        options = options.signed_by(signer);
+    }
+    let client = ChoriaClient::connect(&[server.url()], options, 1 << 18).await?;
+    let call = RpcCall {
+        agent: "rpcutil".into(),
+        action: "ping".into(),
+        data: serde_json::json!({}),
+        filter: Default::default(),
+        addressing: Addressing::Broadcast,
+        expectation: Expectation::Count(instances),
+        timeout: Duration::from_secs(60),
+        keep_bodies: false,
+    };
+    // One warm-up round, then the measured ones.
+    client.rpc(&call).await?;
+    let verified_before = metrics.security.verified.get();
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let began = Instant::now();
+        let result = client.rpc(&call).await?;
+        times.push(began.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(
+            result.replies.len() == instances,
+            "a round got {} of {instances} replies",
+            result.replies.len()
+        );
+    }
+    let verified = (metrics.security.verified.get() - verified_before) as f64 / rounds as f64;
+    fleet.stop();
+    Ok((median(&mut times), verified))
+}
+
+/// Secure against insecure broadcast RPC rounds to `instances` daemons.
+fn secure_comparison(instances: usize, rounds: usize) -> anyhow::Result<serde_json::Value> {
+    use choir::actors::protocol::security::{SecurityPolicy, SigningIdentity};
+    let dir = tempfile::tempdir()?;
+    let ca = pki::TestCa::new(dir.path(), "ca");
+    let client = ca.issue(&pki::CertSpec::client("bench.mcollective"));
+    let signer = SigningIdentity::load(&client.cert, &client.key)?;
+    let server = NatsServer::start();
+    let (insecure, secure) = actix_rt::System::new().block_on(async {
+        let insecure = rpc_rounds(&server, instances, rounds, None, None).await?;
+        let secure = rpc_rounds(
+            &server,
+            instances,
+            rounds,
+            Some(SecurityPolicy::with_defaults(&ca.cert)),
+            Some(signer),
+        )
+        .await?;
+        anyhow::Ok((insecure, secure))
+    })?;
+    let ratio = secure.0 / insecure.0.max(1e-9);
+    println!(
+        "broadcast rpcutil#ping to {instances} daemons, median of {rounds} rounds: \
+         insecure {:.1} ms, secure {:.1} ms, secure/insecure {ratio:.2}x, \
+         verifications per secure round {:.1}",
+        insecure.0, secure.0, secure.1
+    );
+    Ok(serde_json::json!({
+        "instances": instances,
+        "rounds": rounds,
+        "insecure_median_ms": insecure.0,
+        "secure_median_ms": secure.0,
+        "ratio": ratio,
+        "verifications_per_round": secure.1,
+    }))
+}
+
 fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
     }
+    let env_number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(default)
+    };
+    let secure_instances = env_number("EMULATOR_SCALE_SECURE", 10_000);
+    let secure_rounds = env_number("EMULATOR_SCALE_ROUNDS", 10).max(1);
     let sizes: Vec<usize> = std::env::var("EMULATOR_SCALE_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
@@ -176,8 +290,14 @@ fn main() -> anyhow::Result<()> {
             last.instances
         );
     }
+    let secure = if secure_instances > 0 {
+        Some(secure_comparison(secure_instances, secure_rounds)?)
+    } else {
+        None
+    };
     let json = serde_json::json!({
         "bench": "emulator_scale",
+        "secure": secure,
         "agents": 1,
         "collectives": 1,
         "baseline_rss_mib": baseline as f64 / MIB,

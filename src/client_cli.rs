@@ -3,7 +3,10 @@
 //!
 //! Shared flags: `--server` (repeatable, default `nats://127.0.0.1:4222`), `--collective`
 //! (default `mcollective`), `--federation <cluster>[,...]` (publish through federation
-//! brokers), `--identity`, `--agent`, `--fact`, `--class` and `--filter` (node filters).
+//! brokers), `--identity`, `--agent`, `--fact`, `--class` and `--filter` (node filters), and
+//! security: `--config client.cfg` (a Choria client config), `--tls`, `--ca`, `--cert`,
+//! `--key` (which also sign requests), `--credentials`, `--nkey`, `--user`/`--password`,
+//! `--token`, `--insecure`.
 
 mod args;
 mod measure;
@@ -42,6 +45,21 @@ pub enum ClientCliError {
     /// Output could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// The --config file is wrong.
+    #[error(transparent)]
+    Config(#[from] choir_actors::client::choria_config::ChoriaConfigError),
+    /// A security flag is wrong.
+    #[error(transparent)]
+    SecurityFlag(#[from] crate::security_args::SecurityFlagError),
+    /// The certificate or key of a flag could not be loaded.
+    #[error("{flag}")]
+    Security {
+        /// The flags.
+        flag: &'static str,
+        /// Why.
+        #[source]
+        source: choir_actors::protocol::security::SecurityError,
+    },
     /// No node answered discovery.
     #[error("no nodes discovered")]
     NoNodes,
@@ -52,8 +70,8 @@ const SUBSCRIPTION_CAPACITY: usize = 1 << 18;
 
 /// Connects a client as `args` say.
 async fn connect(args: &ConnectArgs) -> Result<ChoriaClient, ClientCliError> {
-    let options = args.options();
-    Ok(ChoriaClient::connect(&args.servers, options, SUBSCRIPTION_CAPACITY).await?)
+    let (settings, options) = args.resolve()?;
+    Ok(ChoriaClient::connect_with(&settings, options, SUBSCRIPTION_CAPACITY).await?)
 }
 
 /// Runs `future` on a fresh actix System and returns its result.

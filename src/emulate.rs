@@ -14,10 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use choir_actors::connection::{Auth, TlsSettings};
+use choir_actors::connection::TlsSettings;
 use choir_actors::emulator::{budget, ConnectionMode, Fleet, FleetSpec, RegistrationSpec};
 use choir_actors::emulator::{EmulatorError, EmulatorMetrics};
 use choir_actors::metrics::Metrics;
+use choir_actors::protocol::security::{NamePatterns, SecurityPolicy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
@@ -96,8 +97,42 @@ pub struct EmulateArgs {
     #[arg(long, requires = "cert")]
     pub key: Option<PathBuf>,
     /// NATS credentials file.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["nkey", "user", "token"])]
     pub credentials: Option<PathBuf>,
+    /// File holding a NATS user nkey seed (SU…).
+    #[arg(long, conflicts_with_all = ["user", "token"])]
+    pub nkey: Option<PathBuf>,
+    /// NATS user name, with --password.
+    #[arg(long, requires = "password", conflicts_with = "token")]
+    pub user: Option<String>,
+    /// NATS password, with --user (or the CHOIR_NATS_PASSWORD environment variable).
+    #[arg(
+        long,
+        env = "CHOIR_NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
+    pub password: Option<String>,
+    /// NATS bearer token (or the CHOIR_NATS_TOKEN environment variable).
+    #[arg(long, env = "CHOIR_NATS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Verify every request as a Choria server does (certificate chains to --security-ca,
+    /// valid now, callerid matches it, certname allowed, signature valid) and answer only
+    /// trusted ones; insecure requests are refused.
+    #[arg(long)]
+    pub secure: bool,
+    /// CA (PEM) client certificates must chain to with --secure (default: --ca).
+    #[arg(long, requires = "secure")]
+    pub security_ca: Option<PathBuf>,
+    /// Certnames allowed to make requests with --secure: comma-separated regular
+    /// expressions, optionally /between slashes/ (plugin.choria.security.certname_whitelist;
+    /// default \.mcollective$,\.choria$).
+    #[arg(long, requires = "secure")]
+    pub certname_allowlist: Option<String>,
+    /// Certnames that may act as any caller with --secure
+    /// (plugin.choria.security.privileged_users; default \.privileged.mcollective$).
+    #[arg(long, requires = "secure")]
+    pub privileged_users: Option<String>,
     /// Serve /debug/vars and /metrics on 127.0.0.1:<port>; 0 turns it off.
     #[arg(short = 'p', long, default_value_t = 8080)]
     pub http_port: u16,
@@ -202,9 +237,20 @@ impl EmulateArgs {
         let name = self.name.clone().unwrap_or_else(hostname);
         let mut spec = FleetSpec::new(name, self.instances, urls);
         spec.network.connection_name = "choir-emulator".to_owned();
-        if let Some(path) = &self.credentials {
-            spec.network.auth = Auth::CredentialsFile(path.clone());
-        }
+        let security = crate::security_args::SecurityArgs {
+            credentials: self.credentials.clone(),
+            nkey: self.nkey.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+            ..Default::default()
+        };
+        spec.network.auth = security.auth().map_err(|e| EmulateError::Flag {
+            flag: e.flag,
+            value: e.value,
+            message: e.message,
+        })?;
+        spec.secure = self.security_policy()?;
         if self.tls {
             if !self.verify {
                 warn!("--tls without --verify: choir always verifies server certificates.");
@@ -239,6 +285,47 @@ impl EmulateArgs {
         spec.audit = self.audit.clone();
         spec.ping_interval = self.ping_interval;
         Ok(spec)
+    }
+}
+
+impl EmulateArgs {
+    /// The verification policy of --secure: --security-ca (or --ca) and the name patterns.
+    fn security_policy(&self) -> Result<Option<SecurityPolicy>, EmulateError> {
+        if !self.secure {
+            return Ok(None);
+        }
+        let ca = self
+            .security_ca
+            .clone()
+            .or_else(|| self.ca.clone())
+            .ok_or_else(|| EmulateError::Flag {
+                flag: "--secure",
+                value: String::new(),
+                message: "needs --security-ca or --ca: the CA client certificates chain to"
+                    .to_owned(),
+            })?;
+        let patterns = |flag: &'static str, list: &Option<String>, default: NamePatterns| {
+            list.as_deref().map_or(Ok(default), |list| {
+                NamePatterns::parse(flag, list).map_err(|e| EmulateError::Flag {
+                    flag,
+                    value: list.to_owned(),
+                    message: e.to_string(),
+                })
+            })
+        };
+        Ok(Some(SecurityPolicy {
+            ca,
+            allowlist: patterns(
+                "--certname-allowlist",
+                &self.certname_allowlist,
+                NamePatterns::default_allowlist(),
+            )?,
+            privileged: patterns(
+                "--privileged-users",
+                &self.privileged_users,
+                NamePatterns::default_privileged(),
+            )?,
+        }))
     }
 }
 
@@ -307,6 +394,7 @@ pub fn debug_config(spec: &FleetSpec) -> serde_json::Value {
         "tlsVerify": u8::from(spec.network.tls.is_some()),
         "connections": spec.mode.as_str(),
         "servers": spec.network.urls,
+        "secure": u8::from(spec.secure.is_some()),
     })
 }
 
@@ -374,6 +462,7 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
                 config: debug_config(&spec),
                 started: Instant::now(),
                 components: components.clone(),
+                security: spec.secure.is_some().then(|| counters.security.clone()),
             };
             let handle = monitor::start(addr, state).map_err(|source| EmulateError::Monitor {
                 port: args.http_port,
@@ -504,5 +593,49 @@ mod tests {
         let cli = Cli::parse_from(["x", "-i", "1", "--server", "nats://"]);
         let err = cli.args.spec().unwrap_err().to_string();
         assert!(err.starts_with("--server"), "{err}");
+    }
+
+    #[test]
+    fn secure_flags_make_a_policy() {
+        let cli = Cli::parse_from(["x", "-i", "1", "--secure"]);
+        let err = cli.args.spec().unwrap_err().to_string();
+        assert!(err.starts_with("--secure"), "{err}");
+        let cli = Cli::parse_from([
+            "x",
+            "-i",
+            "1",
+            "--secure",
+            "--ca",
+            "ca.pem",
+            "--certname-allowlist",
+            "/^ops\\./,admin.choria",
+            "--user",
+            "u",
+            "--password",
+            "p",
+        ]);
+        let spec = cli.args.spec().unwrap();
+        let policy = spec.secure.clone().unwrap();
+        assert_eq!(policy.ca, PathBuf::from("ca.pem"));
+        assert!(policy.allowlist.matches("ops.example"));
+        assert!(!policy.allowlist.matches("rip.mcollective"));
+        assert!(policy.privileged.matches("x.privileged.mcollective"));
+        assert!(matches!(
+            spec.network.auth,
+            choir_actors::connection::Auth::UserPassword { .. }
+        ));
+        assert_eq!(debug_config(&spec)["secure"], 1);
+        let cli = Cli::parse_from([
+            "x",
+            "-i",
+            "1",
+            "--secure",
+            "--ca",
+            "c",
+            "--privileged-users",
+            "/(/",
+        ]);
+        let err = cli.args.spec().unwrap_err().to_string();
+        assert!(err.starts_with("--privileged-users"), "{err}");
     }
 }

@@ -34,6 +34,7 @@ pub mod monitor;
 pub mod node;
 pub mod playbook;
 pub mod replication;
+pub mod security_args;
 pub mod telemetry;
 
 pub use choir_actors as actors;

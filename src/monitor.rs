@@ -31,6 +31,8 @@ pub struct MonitorState {
     pub started: Instant,
     /// The replicators, adapters, brokers and emulator that run.
     pub components: Components,
+    /// Request verification counters of a secure emulator (`security` in `/debug/vars`).
+    pub security: Option<choir_actors::emulator::SecurityMetrics>,
 }
 
 /// Resident set size of this process in bytes (Linux), 0 when unknown.
@@ -87,7 +89,7 @@ async fn healthz(state: web::Data<MonitorState>) -> HttpResponse {
 }
 
 async fn debug_vars(state: web::Data<MonitorState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
+    let mut vars = json!({
         "name": state.name,
         "pid": std::process::id(),
         "rss_bytes": rss_bytes(),
@@ -95,7 +97,11 @@ async fn debug_vars(state: web::Data<MonitorState>) -> HttpResponse {
         "config": state.config,
         "networks": state.health.snapshot().into_iter().map(|(n, up)| (n, json!(up))).collect::<serde_json::Map<_, _>>(),
         "components": state.components.snapshot(),
-    }))
+    });
+    if let (Some(security), Some(object)) = (&state.security, vars.as_object_mut()) {
+        object.insert("security".to_owned(), security.vars());
+    }
+    HttpResponse::Ok().json(vars)
 }
 
 /// Test builds only: makes the watched actor named by the path (e.g.

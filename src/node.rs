@@ -173,6 +173,7 @@ impl Node {
                     config: config.summary_json(),
                     started,
                     components,
+                    security: None,
                 };
                 let handle = monitor::start_with_watchdog(addr, state, watchdog.clone()).map_err(
                     |source| NodeError::Monitor {

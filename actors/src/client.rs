@@ -25,8 +25,10 @@
 //! Every wait is bounded: a request ends at its timeout even when nothing answers.
 
 pub mod chart;
+pub mod choria_config;
 mod collector;
 mod connect;
+mod connect_secure;
 mod decode;
 pub mod measure;
 mod options;
@@ -39,6 +41,7 @@ pub mod waiting;
 
 pub use collector::{Collected, RecordOutcome, ReplyCollector, ReplyRecord};
 pub use connect::connect;
+pub use connect_secure::connect_with;
 pub use decode::{decode_reply_view, statuscode, DecodedView, ReplyDecoder, ReplyView};
 pub use measure::{run_suite, MeasurePlan, SuiteEvent, SuiteReport, TestResult};
 pub use options::{ClientOptions, Expectation};
@@ -89,6 +92,18 @@ pub enum ClientError {
     /// RPC data is not a JSON object.
     #[error("rpc data must be a JSON object, got {0}")]
     BadData(String),
+    /// A request could not be signed.
+    #[error("cannot sign the request")]
+    Sign(#[from] crate::protocol::security::SecurityError),
+    /// A credentials file for the connection could not be read.
+    #[error("cannot read credentials file {path}")]
+    Credentials {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Discovery found fewer nodes than required.
     #[error("discovered {found} nodes, expected {expected}")]
     TooFewNodes {

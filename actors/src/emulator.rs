@@ -44,6 +44,7 @@ pub mod keepalive;
 mod node;
 pub mod registration;
 mod request_cache;
+pub mod security;
 mod servers;
 mod shared;
 pub mod spec;
@@ -59,6 +60,7 @@ pub use daemon::EmulatedNodeActor;
 pub use fleet::{Fleet, FleetProgress, FleetStatus};
 pub use node::{EmulatedNode, Handled, Incoming, NodeProfile, Outgoing, Prepared};
 pub use request_cache::RequestCache;
+pub use security::{FleetSecurity, RequestSecurity, SecurityMetrics};
 pub use shared::SharedLinkActor;
 pub use spec::{ConnectionMode, FleetSpec, RegistrationSpec};
 
@@ -71,6 +73,9 @@ pub enum EmulatorError {
     /// The fleet has no server to connect to.
     #[error("no NATS server given")]
     NoServers,
+    /// The security policy of a secure emulator cannot be loaded.
+    #[error("cannot load the emulator's security policy")]
+    Security(#[from] crate::protocol::security::SecurityError),
     /// The audit log cannot be opened.
     #[error("cannot open audit log {path}: {source}")]
     Audit {

@@ -17,6 +17,7 @@
 
 pub mod actor;
 pub mod client;
+mod client_security;
 pub mod input;
 pub mod lock;
 pub mod nodes;

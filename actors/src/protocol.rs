@@ -72,6 +72,7 @@ mod rpc_reply;
 mod rpc_request;
 mod secure_reply;
 mod secure_request;
+pub mod security;
 mod seen_by;
 pub mod subject;
 mod transport;
@@ -80,7 +81,7 @@ mod ttl;
 #[cfg(test)]
 mod fuzz_tests;
 #[cfg(test)]
-mod schema_tests;
+pub(crate) mod schema_tests;
 
 pub use compound::{classic::parse_select, CompiledCompound, CompoundError};
 pub use encoding::{decode_agent_payload, decode_base64, decode_base64_into, encode_base64};

@@ -1,38 +1,65 @@
 //! Flags shared by `ping`, `rpc` and `measure`: connection and node filters.
 
+use std::path::PathBuf;
+
+use choir_actors::client::choria_config::ChoriaConfig;
 use choir_actors::client::ClientOptions;
+use choir_actors::connection::{Auth, NetworkSettings, TlsSettings};
+use choir_actors::protocol::security::SigningIdentity;
 use choir_actors::protocol::{parse_select, CompiledCompound, FactFilter, Filter};
+
+use crate::security_args::SecurityArgs;
 
 use super::ClientCliError;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
-    /// NATS server URL; repeat (or comma-separate) for a pool.
-    #[arg(
-        long = "server",
-        short = 's',
-        value_delimiter = ',',
-        default_value = "nats://127.0.0.1:4222"
-    )]
+    /// NATS server URL; repeat (or comma-separate) for a pool (default: the --config's
+    /// plugin.choria.middleware_hosts, else nats://127.0.0.1:4222).
+    #[arg(long = "server", short = 's', value_delimiter = ',')]
     pub servers: Vec<String>,
-    /// The collective requests go to.
-    #[arg(long, default_value = "mcollective")]
-    pub collective: String,
+    /// The collective requests go to (default: the --config's main_collective, else
+    /// mcollective).
+    #[arg(long)]
+    pub collective: Option<String>,
     /// Publish through the federation brokers of these clusters
     /// (`choria.federation.<cluster>.federation`); comma-separated or repeated.
     #[arg(long, value_delimiter = ',')]
     pub federation: Vec<String>,
-    /// The caller id (default `choria=<user>.mcollective`).
+    /// The caller id (default `choria=<certname>` when signing, else
+    /// `choria=<user>.mcollective`).
     #[arg(long)]
     pub callerid: Option<String>,
+    /// A Choria client config (client.cfg) to take servers, identity, collective,
+    /// certificates and NATS credentials from; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Send unsigned (insecure) requests even with a certificate and key.
+    #[arg(long)]
+    pub insecure: bool,
+    /// TLS and NATS credentials.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
+/// The server used when neither --server nor --config names one.
+const DEFAULT_SERVER: &str = "nats://127.0.0.1:4222";
+
 impl ConnectArgs {
-    /// The client options these flags describe.
+    /// The client options these flags describe, without a config file or signing (tests and
+    /// tools; [`ConnectArgs::resolve`] is what the commands use).
     pub fn options(&self) -> ClientOptions {
-        let server = self.servers.first().cloned().unwrap_or_default();
-        let mut options = ClientOptions::new(self.collective.clone(), server);
+        let server = self
+            .servers
+            .first()
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let collective = self
+            .collective
+            .clone()
+            .unwrap_or_else(|| "mcollective".to_owned());
+        let mut options = ClientOptions::new(collective, server);
         options.federation = self
             .federation
             .iter()
@@ -43,6 +70,82 @@ impl ConnectArgs {
             options.callerid = callerid.clone();
         }
         options
+    }
+
+    /// The connection settings and client options of these flags and the --config file
+    /// they name (flags win): servers, TLS and credentials, collective, identity, and the
+    /// signing identity (secure mode) unless --insecure.
+    pub fn resolve(&self) -> Result<(NetworkSettings, ClientOptions), ClientCliError> {
+        let config = self.config.as_deref().map(ChoriaConfig::load).transpose()?;
+        let mut urls: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if urls.is_empty() {
+            urls = config
+                .as_ref()
+                .map(ChoriaConfig::middleware_urls)
+                .unwrap_or_default();
+        }
+        if urls.is_empty() {
+            urls.push(DEFAULT_SERVER.to_owned());
+        }
+        let mut settings = NetworkSettings::new("client", urls.clone());
+        settings.connection_name = "choir-client".to_owned();
+        let mut signer = None;
+        if let Some(config) = &config {
+            if let Some(path) = config.nats_credentials() {
+                settings.auth = Auth::CredentialsFile(path);
+            } else if let Some((user, password)) = config.nats_user() {
+                settings.auth = Auth::UserPassword { user, password };
+            }
+            if let Some(files) = config.security_files()? {
+                settings.tls = Some(TlsSettings {
+                    ca: files.ca,
+                    cert: Some(files.certificate),
+                    key: Some(files.key),
+                });
+                if !self.insecure && self.security.cert.is_none() {
+                    signer = config.signing_identity()?;
+                }
+            }
+        }
+        self.security.apply(&mut settings)?;
+        if let (Some(cert), Some(key), false) =
+            (&self.security.cert, &self.security.key, self.insecure)
+        {
+            signer = Some(SigningIdentity::load(cert, key).map_err(|source| {
+                ClientCliError::Security {
+                    flag: "--cert/--key",
+                    source,
+                }
+            })?);
+        }
+        let mut options = ClientOptions::new(
+            self.collective
+                .clone()
+                .or_else(|| config.as_ref().and_then(ChoriaConfig::main_collective))
+                .unwrap_or_else(|| "mcollective".to_owned()),
+            urls[0].clone(),
+        );
+        if let Some(identity) = config.as_ref().and_then(ChoriaConfig::identity) {
+            options.senderid = identity.to_owned();
+        }
+        options.federation = self
+            .federation
+            .iter()
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| c.trim().to_owned())
+            .collect();
+        if let Some(signer) = signer {
+            options = options.signed_by(signer);
+        }
+        if let Some(callerid) = &self.callerid {
+            options.callerid = callerid.clone();
+        }
+        Ok((settings, options))
     }
 }
 

@@ -16,6 +16,10 @@
 //! registration_splay = true       # random first delay up to the interval
 //! registration_subject = "choria.registration"   # default <collective>.broadcast.agent.registration
 //! audit = "emulator-audit.log"    # Choria audit log, one JSON line per RPC request
+//! secure = false                  # true: verify every request, answer only trusted ones
+//! security_ca = "ca.pem"          # the CA client certificates chain to (default: tls.ca)
+//! certname_whitelist = ['\.mcollective$', '\.choria$']   # Choria's defaults
+//! privileged_users = ['\.privileged.mcollective$']
 //!
 //! string_facts = false            # send every fact as a string (for Ruby mco clients)
 //!
@@ -29,6 +33,7 @@ use std::time::Duration;
 
 use choir_actors::connection::NetworkSettings;
 use choir_actors::emulator::{budget, ConnectionMode, FleetSpec, RegistrationSpec};
+use choir_actors::protocol::security::{NamePatterns, SecurityPolicy, Verifier};
 use choir_actors::protocol::{classify_subject, SubjectKind};
 use serde::Deserialize;
 
@@ -108,6 +113,15 @@ pub struct EmulatorConfig {
     /// Time between two keep-alive pings of a daemon (2 unanswered: it reconnects).
     #[serde(default = "defaults::emulator_ping_interval", with = "humantime_serde")]
     pub ping_interval: Duration,
+    /// Verify every request as a Choria server does and answer only trusted ones.
+    #[serde(default)]
+    pub secure: bool,
+    /// The CA client certificates must chain to (default: the network's `tls.ca`).
+    pub security_ca: Option<PathBuf>,
+    /// `plugin.choria.security.certname_whitelist` (default `\.mcollective$`, `\.choria$`).
+    pub certname_whitelist: Option<Vec<String>>,
+    /// `plugin.choria.security.privileged_users` (default `\.privileged.mcollective$`).
+    pub privileged_users: Option<Vec<String>>,
 }
 
 /// The soft limit this process can raise its open files to (the hard limit).
@@ -174,6 +188,10 @@ impl EmulatorConfig {
                 );
             }
         }
+        if let Err((key, value, message)) = self.security_policy(network_ca(config, &self.network))
+        {
+            problems.value(key, value, message);
+        }
         if let Some(path) = &self.audit {
             let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
             if parent.is_some_and(|p| !p.is_dir()) {
@@ -206,16 +224,144 @@ impl EmulatorConfig {
         });
         spec.audit = self.audit.clone();
         spec.ping_interval = self.ping_interval;
+        // Validation has refused a policy that does not load.
+        let ca = spec.network.tls.as_ref().and_then(|t| t.ca.clone());
+        spec.secure = self.security_policy(ca).ok().flatten();
         spec
     }
+
+    /// The verification policy of `secure = true`: `security_ca` (else `network_ca`) and the
+    /// name patterns; an error names the key, its value and what is wrong.
+    fn security_policy(
+        &self,
+        network_ca: Option<PathBuf>,
+    ) -> Result<Option<SecurityPolicy>, (&'static str, String, String)> {
+        if !self.secure {
+            return Ok(None);
+        }
+        let ca = self.security_ca.clone().or(network_ca).ok_or((
+            "emulator.secure",
+            "true".to_owned(),
+            "needs security_ca or a tls.ca on its network".to_owned(),
+        ))?;
+        let patterns = |key: &'static str, list: &Option<Vec<String>>, default: NamePatterns| {
+            list.as_ref().map_or(Ok(default), |list| {
+                NamePatterns::from_entries(key, list.iter().map(String::as_str))
+                    .map_err(|e| (key, list.join(","), e.to_string()))
+            })
+        };
+        let policy = SecurityPolicy {
+            allowlist: patterns(
+                "emulator.certname_whitelist",
+                &self.certname_whitelist,
+                NamePatterns::default_allowlist(),
+            )?,
+            privileged: patterns(
+                "emulator.privileged_users",
+                &self.privileged_users,
+                NamePatterns::default_privileged(),
+            )?,
+            ca,
+        };
+        Verifier::new(&policy).map_err(|e| {
+            let mut message = e.to_string();
+            if let Some(source) = std::error::Error::source(&e) {
+                message = format!("{message}: {source}");
+            }
+            (
+                "emulator.security_ca",
+                policy.ca.display().to_string(),
+                message,
+            )
+        })?;
+        Ok(Some(policy))
+    }
+}
+
+/// The `tls.ca` of network `name`, if any.
+fn network_ca(config: &Config, name: &str) -> Option<PathBuf> {
+    config
+        .networks
+        .get(name)
+        .and_then(|n| n.tls.as_ref())
+        .and_then(|t| t.ca.clone())
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use std::path::Path;
 
-    use super::super::parse;
+    use super::super::{parse, ConfigError};
     use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(Path::new("t.toml"), text) {
+            Ok(_) => vec![],
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn secure_emulator_keys_are_checked_and_make_a_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=ca", "-keyout"])
+            .arg(dir.path().join("ca.key"))
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let body = |extra: &str| {
+            format!(
+                "[networks.r]\nurls = [\"nats://127.0.0.1:4222\"]\n[emulator]\nnetwork = \"r\"\ninstances = 2\n{extra}\n"
+            )
+        };
+        let ok = body(&format!(
+            "secure = true\nsecurity_ca = {:?}\ncertname_whitelist = ['^ops\\.']\n",
+            ca.display().to_string()
+        ));
+        let config = parse(Path::new("t.toml"), &ok).unwrap();
+        let section = config.emulator.as_ref().unwrap();
+        let spec = section.spec(choir_actors::connection::NetworkSettings::new("r", vec![]));
+        let policy = spec.secure.unwrap();
+        assert!(policy.allowlist.matches("ops.example"));
+        assert!(!policy.allowlist.matches("rip.mcollective"));
+
+        let found = problems(&body("secure = true\n"));
+        assert!(
+            found.iter().any(|p| p.contains("emulator.secure")),
+            "{found:?}"
+        );
+        let found = problems(&body(&format!(
+            "secure = true\nsecurity_ca = {:?}\nprivileged_users = ['(']\n",
+            ca.display().to_string()
+        )));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("emulator.privileged_users")),
+            "{found:?}"
+        );
+        let found = problems(&body(
+            "secure = true\nsecurity_ca = \"/nonexistent/ca.pem\"\n",
+        ));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("emulator.security_ca") && p.contains("/nonexistent/ca.pem")),
+            "{found:?}"
+        );
+    }
 
     #[test]
     fn string_facts_reaches_the_fleet() {

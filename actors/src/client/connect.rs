@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions};
+use async_nats::Client;
+
+use crate::connection::NetworkSettings;
 
 use super::ClientError;
 
@@ -15,18 +17,7 @@ pub async fn connect(
     subscription_capacity: usize,
     timeout: Duration,
 ) -> Result<Client, ClientError> {
-    if urls.is_empty() {
-        return Err(ClientError::NoServers);
-    }
-    let joined = urls.join(",");
-    ConnectOptions::new()
-        .name("choir-client")
-        .connection_timeout(timeout)
-        .subscription_capacity(subscription_capacity.max(1))
-        .connect(urls)
-        .await
-        .map_err(|e| ClientError::Connect {
-            urls: joined.clone(),
-            message: e.to_string(),
-        })
+    let mut settings = NetworkSettings::new("client", urls.to_vec());
+    settings.connect_timeout = timeout;
+    super::connect_with(&settings, subscription_capacity).await
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::protocol::security::SigningIdentity;
+
 /// Who the client is and how it publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -19,6 +21,9 @@ pub struct ClientOptions {
     pub server_url: String,
     /// Request `ttl` in seconds (at least 30).
     pub ttl: i64,
+    /// Signs every request (secure mode, `callerid` = `choria=<certname>`); `None` sends
+    /// insecure requests.
+    pub signer: Option<SigningIdentity>,
 }
 
 impl ClientOptions {
@@ -40,7 +45,17 @@ impl ClientOptions {
             federation: Vec::new(),
             server_url: server_url.into(),
             ttl: crate::protocol::DEFAULT_TTL,
+            signer: None,
         }
+    }
+}
+
+impl ClientOptions {
+    /// These options signing every request with `signer`, whose caller id they take.
+    pub fn signed_by(mut self, signer: SigningIdentity) -> Self {
+        self.callerid = signer.callerid();
+        self.signer = Some(signer);
+        self
     }
 }
 

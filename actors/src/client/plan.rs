@@ -11,9 +11,10 @@
 
 use bytes::Bytes;
 
+use super::ClientError;
 use super::ClientOptions;
 use crate::protocol::{
-    encode_request, subject, FederationHeader, ProtocolError, Request, SeenByHop, TransportHeaders,
+    subject, FederationHeader, Request, SecureRequest, SeenByHop, Transport, TransportHeaders,
 };
 
 /// Targets per federated request (what Go and Ruby Choria clients use).
@@ -48,12 +49,13 @@ pub struct PublishPlan {
 
 impl PublishPlan {
     /// Plans `request` for `addressing` with `options` (collective of the subjects,
-    /// federation clusters, sender).
+    /// federation clusters, sender, signer). A signed request is signed once: every
+    /// publication carries the same secure request, only the transport headers differ.
     pub fn new(
         request: &Request,
         options: &ClientOptions,
         addressing: &Addressing,
-    ) -> Result<Self, ProtocolError> {
+    ) -> Result<Self, ClientError> {
         let env = &request.envelope;
         let reply_to = subject::reply(&env.collective, &env.callerid, &env.requestid);
         let mut headers = TransportHeaders::for_request(reply_to.clone(), &options.senderid);
@@ -69,9 +71,17 @@ impl PublishPlan {
                 .map(|n| subject::node(&env.collective, n))
                 .collect(),
         };
+        let secure = match &options.signer {
+            Some(signer) => signer.sign_request(request)?,
+            None => SecureRequest::insecure(request.to_json()?),
+        }
+        .to_vec()?;
+        let encode = |headers: TransportHeaders| -> Result<Bytes, ClientError> {
+            Ok(Bytes::from(Transport::new(&secure, headers).to_vec()?))
+        };
         let mut publications = Vec::new();
         if options.federation.is_empty() {
-            let payload = Bytes::from(encode_request(request, headers)?);
+            let payload = encode(headers)?;
             publications.extend(targets.into_iter().map(|subject| Publication {
                 subject,
                 payload: payload.clone(),
@@ -84,7 +94,7 @@ impl PublishPlan {
                     reply_to: reply_to.clone(),
                     target: chunk.to_vec(),
                 });
-                let payload = Bytes::from(encode_request(request, h)?);
+                let payload = encode(h)?;
                 publications.extend(options.federation.iter().map(|cluster| Publication {
                     subject: subject::federation_requests(cluster),
                     payload: payload.clone(),

@@ -75,6 +75,16 @@ impl ChoriaClient {
         Ok(Self::new(nats, options))
     }
 
+    /// Connects as `settings` say (servers, credentials, TLS; see [`super::connect_with`]).
+    pub async fn connect_with(
+        settings: &crate::connection::NetworkSettings,
+        options: ClientOptions,
+        subscription_capacity: usize,
+    ) -> Result<Self, ClientError> {
+        let nats = super::connect_with(settings, subscription_capacity).await?;
+        Ok(Self::new(nats, options))
+    }
+
     /// The options.
     pub fn options(&self) -> &ClientOptions {
         &self.options

@@ -36,11 +36,14 @@ pub enum DropReason {
     UnknownIdentity,
     /// The reply could not be encoded.
     Encode,
+    /// A secure emulator refused the request (see
+    /// [`RequestSecurity`](super::security::RequestSecurity)).
+    Security,
 }
 
 impl DropReason {
     /// Every reason, for registering label values up front.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         Self::Json,
         Self::Base64,
         Self::Invalid,
@@ -54,6 +57,7 @@ impl DropReason {
         Self::BadPayload,
         Self::UnknownIdentity,
         Self::Encode,
+        Self::Security,
     ];
 
     /// The `reason` label value.
@@ -72,6 +76,7 @@ impl DropReason {
             Self::BadPayload => "bad_payload",
             Self::UnknownIdentity => "unknown_identity",
             Self::Encode => "encode",
+            Self::Security => "security",
         }
     }
 
@@ -121,6 +126,8 @@ pub struct EmulatorMetrics {
     pub audit_errors: Counter,
     /// `choir_emulator_dropped_total{reason}`: messages not answered.
     pub dropped: Family<ReasonLabel, Counter>,
+    /// Verification of secure requests (a secure emulator).
+    pub security: super::security::SecurityMetrics,
     drops: Vec<Counter>,
 }
 
@@ -228,6 +235,7 @@ impl EmulatorMetrics {
             "Messages emulated daemons did not answer, by reason",
             this.dropped.clone(),
         );
+        this.security.register(metrics);
         this
     }
 

@@ -20,9 +20,10 @@ use super::servers::ServerPool;
 use super::wire_daemon::{plain_address, WireDaemon};
 use super::{
     AuditLog, ConnectionMode, EmulatedNode, EmulatedNodeActor, EmulatorError, EmulatorMetrics,
-    FleetSpec, NodeProfile, SharedLinkActor,
+    FleetSecurity, FleetSpec, NodeProfile, RequestSecurity, SharedLinkActor,
 };
 use crate::connection::NetworkSettings;
+use crate::protocol::security::Verifier;
 use crate::protocol::Facts;
 
 /// Registration as the actors use it: the subject resolved.
@@ -146,10 +147,22 @@ impl Fleet {
                     .unwrap_or_else(|| default_subject(&collectives[0])),
             })
         });
+        let security = spec
+            .secure
+            .as_ref()
+            .map(|policy| {
+                let verifier = Verifier::new(policy)?;
+                Ok::<_, EmulatorError>(FleetSecurity(Arc::new(RequestSecurity::new(
+                    verifier,
+                    metrics.security.clone(),
+                ))))
+            })
+            .transpose()?;
         let profile = Arc::new(NodeProfile {
             agents: spec.agent_names(),
             classes: spec.classes.clone(),
             collectives,
+            security,
         });
         let shared = Arc::new(FleetShared {
             settings: spec.network.clone(),

@@ -37,6 +37,8 @@ pub struct NodeProfile {
     pub classes: Vec<String>,
     /// Collectives, the main one first.
     pub collectives: Vec<String>,
+    /// Verification of secure requests (a secure emulator); `None` answers any request.
+    pub security: Option<super::security::FleetSecurity>,
 }
 
 /// Where a request was addressed.
@@ -65,6 +67,9 @@ pub struct Prepared {
     pub headers: ReplyHeadersTemplate,
     /// The filter's compound part, compiled once for every daemon.
     pub compound: Result<CompiledCompound, CompoundError>,
+    /// SHA-256 of the secure request (message, signature, pubcert): the key of its
+    /// verification verdict (see [`RequestSecurity`](super::security::RequestSecurity)).
+    pub secure_digest: [u8; 32],
 }
 
 impl Prepared {
@@ -85,14 +90,28 @@ impl Prepared {
             ReplyHeadersTemplate::for_request_payload(payload, &decoded.transport.headers)
                 .map_err(|_| DropReason::Encode)?;
         let compound = decoded.request.envelope.filter.compile_compound();
+        let secure_digest = secure_digest(&decoded);
         Ok(Self {
             decoded,
             input,
             reply_subject,
             headers,
             compound,
+            secure_digest,
         })
     }
+}
+
+/// SHA-256 over the secure request's message, signature and pubcert, each length-prefixed.
+fn secure_digest(decoded: &DecodedRequest) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let secure = &decoded.secure;
+    let mut hasher = Sha256::new();
+    for part in [&secure.message, &secure.signature, &secure.pubcert] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().into()
 }
 
 /// A request checked for one message, ready for any number of daemons to answer.
@@ -235,6 +254,9 @@ impl EmulatedNode {
         let prepared = &*incoming.prepared;
         let request = &prepared.decoded.request;
         let env = &request.envelope;
+        if let Some(security) = &self.profile.security {
+            security.0.check(prepared)?;
+        }
         if let Target::Node(identity) = &incoming.target {
             if *identity != self.identity {
                 return Err(DropReason::UnknownIdentity);
@@ -308,6 +330,7 @@ mod tests {
                 .to_vec(),
             classes: vec!["emulated".into()],
             collectives: vec!["mcollective".into(), "collective1".into()],
+            security: None,
         });
         EmulatedNode::new(
             "emu-7".into(),

@@ -94,6 +94,7 @@ mod tests {
                 agents: vec!["discovery".into()],
                 classes: vec![],
                 collectives: vec!["mcollective".into()],
+                security: None,
             }),
             Arc::from("nats://x"),
         );

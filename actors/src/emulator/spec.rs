@@ -77,6 +77,9 @@ pub struct FleetSpec {
     /// Time between two keep-alive `PING`s of a wire daemon; after
     /// [`MAX_PINGS_OUT`](super::keepalive::MAX_PINGS_OUT) unanswered ones it reconnects.
     pub ping_interval: Duration,
+    /// Verify every request against this policy and answer only trusted ones (a secure
+    /// emulator); `None` answers insecure and signed requests alike.
+    pub secure: Option<crate::protocol::security::SecurityPolicy>,
 }
 
 impl FleetSpec {
@@ -102,6 +105,7 @@ impl FleetSpec {
             registration: None,
             audit: None,
             ping_interval: super::keepalive::DEFAULT_PING_INTERVAL,
+            secure: None,
         }
     }
 

@@ -9,6 +9,8 @@ use tokio::sync::OnceCell;
 
 use super::spec::ClientSpec;
 use crate::client::{ChoriaClient, ClientOptions};
+use crate::connection::{Auth, NetworkSettings, TlsSettings};
+use crate::protocol::security::SigningIdentity;
 
 /// The server used when neither `[client]` nor `--server` names one.
 pub const DEFAULT_SERVER: &str = "nats://127.0.0.1:4222";
@@ -30,6 +32,14 @@ pub struct ClientSettings {
     pub federation: Vec<String>,
     /// How long discovery waits for nodes unless a node set says otherwise.
     pub discovery_timeout: Duration,
+    /// NATS credentials.
+    pub auth: Auth,
+    /// TLS, when configured.
+    pub tls: Option<TlsSettings>,
+    /// Signs every request (secure mode); `None` sends insecure requests.
+    pub signer: Option<SigningIdentity>,
+    /// `senderid` (from the Choria config's `identity`), else the host name.
+    pub senderid: Option<String>,
 }
 
 impl Default for ClientSettings {
@@ -39,6 +49,10 @@ impl Default for ClientSettings {
             collective: DEFAULT_COLLECTIVE.to_string(),
             federation: Vec::new(),
             discovery_timeout: DEFAULT_DISCOVERY_TIMEOUT,
+            auth: Auth::None,
+            tls: None,
+            signer: None,
+            senderid: None,
         }
     }
 }
@@ -80,7 +94,22 @@ impl ClientSettings {
         let server = self.servers.first().cloned().unwrap_or_default();
         let mut options = ClientOptions::new(self.collective.clone(), server);
         options.federation = self.federation.clone();
+        if let Some(senderid) = &self.senderid {
+            options.senderid = senderid.clone();
+        }
+        if let Some(signer) = &self.signer {
+            options = options.signed_by(signer.clone());
+        }
         options
+    }
+
+    /// The connection settings: servers, credentials and TLS.
+    pub fn network(&self) -> NetworkSettings {
+        let mut network = NetworkSettings::new("client", self.servers.clone());
+        network.connection_name = "choir-playbook".to_owned();
+        network.auth = self.auth.clone();
+        network.tls = self.tls.clone();
+        network
     }
 }
 
@@ -125,8 +154,8 @@ impl PlaybookClient {
                     collective = %self.settings.collective,
                     "Playbook client connecting."
                 );
-                ChoriaClient::connect(
-                    &self.settings.servers,
+                ChoriaClient::connect_with(
+                    &self.settings.network(),
                     self.settings.options(),
                     SUBSCRIPTION_CAPACITY,
                 )
@@ -149,6 +178,7 @@ mod tests {
             collective: Some("c1".into()),
             federation: vec!["x".into()],
             timeout: Some(Duration::from_secs(5)),
+            ..ClientSpec::default()
         };
         let mut settings = ClientSettings::from_spec(Some(&spec));
         assert_eq!(settings.servers, ["nats://a:4222"]);

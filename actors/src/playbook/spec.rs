@@ -61,6 +61,43 @@ pub struct ClientSpec {
     /// How long discovery waits for nodes (default 2s).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// A Choria client config (`client.cfg`) to take servers, identity, collective,
+    /// certificates and NATS credentials from; the keys here override it.
+    #[serde(default)]
+    pub config: Option<std::path::PathBuf>,
+    /// A NATS `.creds` file.
+    #[serde(default)]
+    pub credentials: Option<std::path::PathBuf>,
+    /// NATS user name, with `password`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// NATS password, with `user`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// NATS bearer token.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// NATS user nkey seed (`SU…`).
+    #[serde(default)]
+    pub nkey_seed: Option<String>,
+    /// TLS; `cert` and `key` also sign every request (secure mode).
+    #[serde(default)]
+    pub tls: Option<ClientTlsSpec>,
+    /// Send unsigned (insecure) requests even with a certificate and key.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// `[client.tls]`, as `[networks.<name>.tls]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsSpec {
+    /// CA bundle (PEM) that verifies the servers.
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM), with `key`; also signs requests.
+    pub cert: Option<std::path::PathBuf>,
+    /// Private key (PEM, PKCS#8 or PKCS#1) of `cert`.
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// `[metadata]`.

@@ -482,7 +482,11 @@ fn validate_client(spec: Option<&ClientSpec>, problems: &mut Problems) -> Client
             problems.value("client.timeout", "0s", "must be more than 0s");
         }
     }
-    ClientSettings::from_spec(spec)
+    let mut settings = ClientSettings::from_spec(spec);
+    if let Some(spec) = spec {
+        super::client_security::apply(spec, &mut settings, problems);
+    }
+    settings
 }
 
 fn validate_stores(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<String, StoreConfig> {

@@ -17,7 +17,7 @@ const SCHEMA_SUBDIR: &str =
     "shared/protocol-schemas/go-choria/internal/fs/schemas/choria/protocol/v1";
 
 /// The schema directory; panics (fails the test) when it is missing.
-fn schema_dir() -> PathBuf {
+pub(crate) fn schema_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CHOIR_PROTOCOL_SCHEMAS") {
         let dir = PathBuf::from(dir);
         assert!(
