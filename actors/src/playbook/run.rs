@@ -92,8 +92,8 @@ impl Runner {
                 () = &mut cancel => Err("interrupted".to_string()),
             }
         };
-        self.report.locks = keeper.tokens();
         keeper.release_all().await;
+        self.report.locks = keeper.records();
         self.report.success = outcome.is_ok();
         self.report.error = outcome.err();
         self.report.inputs.fixed = self.fixed.clone();

@@ -1,7 +1,8 @@
 //! JetStream KV: values in a data bucket, locks in a separate lock bucket whose `max_age` is
 //! the lock TTL (history 1, file storage).
 //!
-//! Acquire is `create` (fails while someone holds the key; polled until the timeout); renew
+//! Acquire is `create` (fails with "already exists" while someone holds the key: polled until
+//! the timeout; any other error fails at once with the server's error); renew
 //! is `update` with the held revision (each write resets the age); release is a
 //! revision-checked purge, which can never remove a lock someone else took after ours
 //! expired. A crashed holder's key simply ages out after the TTL.
@@ -194,16 +195,22 @@ impl DataStore for NatsKvStore {
             let owner = Bytes::from(owner_record(&uuid_v4()));
             let deadline = Instant::now() + timeout;
             loop {
-                // Any create error is contention (or a transient failure): retry until the
-                // deadline.
-                if let Ok(revision) = self.locks.create(key, owner.clone()).await {
-                    return Ok(LockToken {
-                        store: self.name.clone(),
-                        key: key.to_string(),
-                        fence: revision,
-                        handle: String::from_utf8_lossy(&owner).into_owned(),
-                        ttl,
-                    });
+                // Only "the key exists" means someone holds it: wait and try again. Anything
+                // else (permissions, a bucket that refuses the value, no JetStream) will not
+                // get better by waiting: fail now with the server's error.
+                match self.locks.create(key, owner.clone()).await {
+                    Ok(revision) => {
+                        return Ok(LockToken {
+                            store: self.name.clone(),
+                            key: key.to_string(),
+                            fence: revision,
+                            handle: String::from_utf8_lossy(&owner).into_owned(),
+                            lease: 0,
+                            ttl,
+                        })
+                    }
+                    Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                    Err(error) => return Err(self.error(format!("lock {key}: {error}"))),
                 }
                 if Instant::now() >= deadline {
                     let holder = match self.locks.get(key).await {
