@@ -76,6 +76,9 @@ impl LockKeeper {
             return Err(StoreError::LockUnsupported(store.kind()));
         }
         let requested_at = precise_timestamp(SystemTime::now());
+        // Logged after `requested_at` is taken: whoever sees this line knows the request time
+        // is earlier.
+        tracing::info!(store_type = store.kind(), %key, timeout = %humantime::format_duration(timeout), "Waiting for lock.");
         let token = store.lock(key, timeout, ttl).await?;
         self.records.push(LockRecord {
             token: token.clone(),
