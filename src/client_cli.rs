@@ -40,7 +40,7 @@ pub enum ClientCliError {
     #[error(transparent)]
     Report(#[from] choir_actors::client::report::ReportError),
     /// Output could not be written.
-    #[error("cannot write output: {0}")]
+    #[error("cannot write output")]
     Output(#[from] std::io::Error),
     /// No node answered discovery.
     #[error("no nodes discovered")]

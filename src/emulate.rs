@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::monitor::{self, rss_bytes, MonitorState};
+use choir_actors::error_chain::Chain;
 
 /// Errors of `choir emulate` and of starting the `[emulator]` fleet.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +41,7 @@ pub enum EmulateError {
         message: String,
     },
     /// The monitor cannot listen.
-    #[error("--http-port {port}: cannot listen: {source}")]
+    #[error("--http-port {port}: cannot listen")]
     Monitor {
         /// The port.
         port: u16,
@@ -374,7 +375,7 @@ pub fn start(
         Ok(Some(fleet)) => fleet.into_arbiters(),
         Ok(None) => Vec::new(),
         Err(error) => {
-            tracing::error!(%error, "Cannot start the [emulator] fleet.");
+            tracing::error!(error = %Chain(&error), "Cannot start the [emulator] fleet.");
             Vec::new()
         }
     }

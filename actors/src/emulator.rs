@@ -67,7 +67,7 @@ pub enum EmulatorError {
     #[error("no NATS server given")]
     NoServers,
     /// The audit log cannot be opened.
-    #[error("cannot open audit log {path}: {source}")]
+    #[error("cannot open audit log {path}")]
     Audit {
         /// The file.
         path: String,
@@ -75,7 +75,7 @@ pub enum EmulatorError {
         source: std::io::Error,
     },
     /// A connect attempt failed (retried by the daemon).
-    #[error("connect to {url} failed: {source}")]
+    #[error("connect to {url} failed")]
     Connect {
         /// The server.
         url: String,
@@ -83,7 +83,7 @@ pub enum EmulatorError {
         source: async_nats::ConnectError,
     },
     /// The credentials file cannot be read.
-    #[error("cannot read credentials file {path}: {source}")]
+    #[error("cannot read credentials file {path}")]
     Credentials {
         /// The file.
         path: String,

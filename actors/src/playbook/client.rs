@@ -9,6 +9,7 @@ use tokio::sync::OnceCell;
 
 use super::spec::ClientSpec;
 use crate::client::{ChoriaClient, ClientOptions};
+use crate::error_chain::Chain;
 
 /// The server used when neither `[client]` nor `--server` names one.
 pub const DEFAULT_SERVER: &str = "nats://127.0.0.1:4222";
@@ -131,7 +132,7 @@ impl PlaybookClient {
                     SUBSCRIPTION_CAPACITY,
                 )
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| Chain(&e).to_string())
             })
             .await
     }
