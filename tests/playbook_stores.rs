@@ -1,5 +1,5 @@
 //! Playbook data stores against real servers, below the runner: a nats_kv lock fails at once
-//! with the server's error when the bucket refuses it; a late nats_kv release never removes
+//! with the server's error when the bucket refuses it or the user may not write it; a late nats_kv release never removes
 //! someone else's lock; etcd fencing tokens strictly increase across successive holders, even
 //! when they talk to different members; two file store instances writing the same file at
 //! the same time lose no update.
@@ -72,6 +72,44 @@ fn a_nats_kv_lock_the_bucket_refuses_fails_at_once_with_the_servers_error() {
         match result {
             Err(StoreError::Backend { message, .. }) => assert!(
                 message.contains("message size exceeds maximum allowed"),
+                "{message}"
+            ),
+            other => panic!("expected the server's error, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn a_nats_kv_lock_a_user_may_not_write_fails_at_once_with_the_servers_error() {
+    // Connections without credentials are the user `limited`, who may publish anywhere but to
+    // the lock bucket's subjects.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("server.conf");
+    std::fs::write(
+        &conf,
+        r#"no_auth_user: limited
+authorization {
+  users = [
+    { user: limited, password: limited, permissions: { publish: { allow: [">"], deny: ["$KV.LOCKS.>"] } } }
+  ]
+}
+"#,
+    )
+    .unwrap();
+    let server = NatsServer::start_with(common::nats::free_port(), &["-c", conf.to_str().unwrap()]);
+    let ttl = Duration::from_secs(20);
+    let config = nats_config(&server, ttl);
+    runtime().block_on(async {
+        let store = store::open(&config).await.unwrap();
+        let result = tokio::time::timeout(
+            Duration::from_secs(60),
+            store.lock("k", Duration::from_secs(120), ttl),
+        )
+        .await
+        .expect("the lock kept retrying an error that waiting cannot fix");
+        match result {
+            Err(StoreError::Backend { message, .. }) => assert!(
+                message.contains("Permissions Violation for Publish to \"$KV.LOCKS.k\""),
                 "{message}"
             ),
             other => panic!("expected the server's error, got {other:?}"),
