@@ -134,8 +134,9 @@ pub async fn run(spec: &TaskSpec, ctx: &Context) -> TaskOutcome {
     };
     let Some((stdout, stderr, status)) = finished else {
         group.kill();
-        // Reaps the (killed) child; bounded because SIGKILL cannot be ignored.
-        let _ = child.wait().await;
+        // Kills the child itself too (should the group kill have failed) and reaps it;
+        // bounded because SIGKILL cannot be ignored.
+        let _ = child.kill().await;
         return TaskOutcome::fail(format!(
             "{:?} timed out after {}; its process group was killed",
             args[0],
