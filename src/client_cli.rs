@@ -43,7 +43,7 @@ pub enum ClientCliError {
     #[error(transparent)]
     Report(#[from] choir_actors::client::report::ReportError),
     /// Output could not be written.
-    #[error("cannot write output: {0}")]
+    #[error("cannot write output")]
     Output(#[from] std::io::Error),
     /// The --config file is wrong.
     #[error(transparent)]

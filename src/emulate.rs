@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::monitor::{self, rss_bytes, Components, MonitorState};
+use choir_actors::error_chain::Chain;
 
 /// Errors of `choir emulate` and of starting the `[emulator]` fleet.
 #[derive(Debug, thiserror::Error)]
@@ -504,7 +505,7 @@ pub fn start(
         }
         Ok(None) => Vec::new(),
         Err(error) => {
-            tracing::error!(%error, "Cannot start the [emulator] fleet.");
+            tracing::error!(error = %Chain(&error), "Cannot start the [emulator] fleet.");
             Vec::new()
         }
     }

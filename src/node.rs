@@ -35,7 +35,7 @@ pub enum NodeError {
     #[error(transparent)]
     Embedded(#[from] EmbeddedError),
     /// The monitor cannot bind its address.
-    #[error("node.monitor = {addr:?}: cannot listen: {source}")]
+    #[error("node.monitor = {addr:?}: cannot listen")]
     Monitor {
         /// The address.
         addr: String,
@@ -43,7 +43,7 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// The state directory cannot be created.
-    #[error("node.state_dir = {path:?}: cannot create: {source}")]
+    #[error("node.state_dir = {path:?}: cannot create")]
     StateDir {
         /// The directory.
         path: String,

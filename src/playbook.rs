@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use choir_actors::error_chain::Chain;
 use choir_actors::playbook::client::ClientOverrides;
 use choir_actors::playbook::spec::InputType;
 use choir_actors::playbook::{self, Playbook, PlaybookRunActor, RunPlaybook, Runner};
@@ -167,7 +168,7 @@ pub fn main(command: PlaybookCommand) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("{error}");
+                eprintln!("{}", Chain(&error));
                 ExitCode::FAILURE
             }
         },
@@ -177,7 +178,7 @@ pub fn main(command: PlaybookCommand) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("{error}");
+                eprintln!("{}", Chain(&error));
                 ExitCode::FAILURE
             }
         },
@@ -189,7 +190,7 @@ fn run(file: &Path, args: &[String]) -> ExitCode {
     let pb = match playbook::load(file) {
         Ok(pb) => pb,
         Err(error) => {
-            eprintln!("{error}");
+            eprintln!("{}", Chain(&error));
             return ExitCode::FAILURE;
         }
     };

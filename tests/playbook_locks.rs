@@ -1,6 +1,8 @@
-//! Playbook locks against real servers: two runs of the same lock take turns; a shorter
-//! timeout fails with a clear error; a run killed with SIGKILL frees its lock after the TTL;
-//! Ctrl-C releases at once; a lock on a file store is refused with the capability error.
+//! Playbook locks against real servers: two runs of the same lock take turns (the second one
+//! asked while the first held it, got it only after the first let go, with a higher fencing
+//! token); a shorter timeout fails with a clear error; a run killed with SIGKILL frees its lock
+//! after the TTL; Ctrl-C releases at once; a lock on a file store is refused with the
+//! capability error.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +19,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+/// How long a run stays inside its critical section: `GATE` waits (bounded) until the test
+/// creates `go` in the run's work dir; anything else is a `sleep` duration.
+const GATE: &str = "gate";
+
 /// A playbook whose critical section proves exclusion: `mkdir held` fails if another run is
 /// inside, and the log shows start/end pairs.
 fn locked_playbook(
@@ -27,6 +33,13 @@ fn locked_playbook(
     ttl: &str,
     hold: &str,
 ) -> PathBuf {
+    let hold = if hold == GATE {
+        "type = \"shell\"\ntimeout = \"60s\"\n\
+         command = [\"sh\", \"-c\", \"while [ ! -e $1/go ]; do sleep 0.02; done\", \"_\", \"{{ inputs.dir }}\"]"
+            .to_string()
+    } else {
+        format!("type = \"sleep\"\nduration = \"{hold}\"")
+    };
     let body = format!(
         r#"locks = ["pb"]
 
@@ -60,8 +73,7 @@ type = "shell"
 command = ["sh", "-c", "echo start $1 >> $2/log", "_", "{{{{ inputs.id }}}}", "{{{{ inputs.dir }}}}"]
 
 [[tasks]]
-type = "sleep"
-duration = "{hold}"
+{hold}
 
 [[tasks]]
 type = "shell"
@@ -154,19 +166,68 @@ fn log_lines(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `locks[0]` of a report: (requested_at, acquired_at, released_at, fence).
+fn lock_record(report: &Value) -> (String, String, String, u64) {
+    let lock = &report["locks"][0];
+    let text = |k: &str| {
+        lock[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k}: {lock}"))
+            .to_string()
+    };
+    (
+        text("requested_at"),
+        text("acquired_at"),
+        text("released_at"),
+        lock["fence"].as_u64().unwrap(),
+    )
+}
+
+/// Asserts that `second` asked for the lock while `first` held it, got it only once `first`
+/// let go, and with a higher fencing token. Times are RFC 3339 UTC with microseconds, fixed
+/// width: they compare as text.
+fn assert_took_turns(first: &Value, second: &Value) {
+    let (_, a_acquired, a_released, a_fence) = lock_record(first);
+    let (b_requested, b_acquired, b_released, b_fence) = lock_record(second);
+    assert!(a_acquired <= a_released && b_acquired <= b_released);
+    assert!(
+        b_requested < a_released,
+        "the second run did not wait: it asked at {b_requested}, the first released at {a_released}"
+    );
+    assert!(
+        a_released <= b_acquired,
+        "held twice: the first released at {a_released}, the second acquired at {b_acquired}"
+    );
+    assert!(
+        a_fence < b_fence,
+        "fencing tokens not increasing: {a_fence} then {b_fence}"
+    );
+}
+
 fn take_turns(store: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let file = locked_playbook(dir.path(), "turns", store, "60s", "5s", "1s");
+    let file = locked_playbook(dir.path(), "turns", store, "60s", "5s", GATE);
     let mut a = Run::start(&file, "a", dir.path());
+    assert!(
+        poll_until(Duration::from_secs(20), || dir.path().join("held").exists()),
+        "{}",
+        a.output()
+    );
     let mut b = Run::start(&file, "b", dir.path());
+    // b is waiting for the lock a holds; only then may a leave its critical section.
+    assert!(
+        poll_until(Duration::from_secs(20), || b
+            .output()
+            .contains("Waiting for lock.")),
+        "{}",
+        b.output()
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
     assert_eq!(a.wait(Duration::from_secs(60)), 0, "a:\n{}", a.output());
     assert_eq!(b.wait(Duration::from_secs(60)), 0, "b:\n{}", b.output());
     let log = log_lines(dir.path());
-    assert_eq!(log.len(), 4, "{log:?}");
-    // Never interleaved: each start is followed by its own end.
-    assert_eq!(log[0].replace("start", "end"), log[1], "{log:?}");
-    assert_eq!(log[2].replace("start", "end"), log[3], "{log:?}");
-    assert_ne!(log[0], log[2]);
+    assert_eq!(log, ["start a", "end a", "start b", "end b"]);
+    assert_took_turns(&a.report(), &b.report());
 }
 
 #[test]
@@ -185,14 +246,7 @@ fn two_runs_of_the_same_etcd_lock_take_turns() {
 fn two_runs_of_the_same_memory_lock_in_one_process_take_turns() {
     use choir_actors::playbook::{self, Runner};
     let dir = tempfile::tempdir().unwrap();
-    let file = locked_playbook(
-        dir.path(),
-        "memory",
-        "type = \"memory\"",
-        "60s",
-        "5s",
-        "200ms",
-    );
+    let file = locked_playbook(dir.path(), "memory", "type = \"memory\"", "60s", "5s", GATE);
     let pb = playbook::load(&file).unwrap();
     let inputs = |id: &str| {
         [
@@ -207,15 +261,39 @@ fn two_runs_of_the_same_memory_lock_in_one_process_take_turns() {
         .build()
         .unwrap();
     let (a, b) = runtime.block_on(async {
+        // One thread: each run reaches its lock request on its first poll, so whichever
+        // waits has asked before the holder's `held` dir exists; only then is `go` created.
         let a = Runner::new(pb.clone(), inputs("a")).run(std::future::pending());
         let b = Runner::new(pb.clone(), inputs("b")).run(std::future::pending());
-        tokio::time::timeout(Duration::from_secs(30), futures::future::join(a, b))
-            .await
-            .unwrap()
+        let gate = async {
+            assert!(
+                common::eventually(Duration::from_secs(20), || async {
+                    dir.path().join("held").exists()
+                })
+                .await
+            );
+            std::fs::write(dir.path().join("go"), "").unwrap();
+        };
+        let (a, b, ()) =
+            tokio::time::timeout(Duration::from_secs(30), futures::future::join3(a, b, gate))
+                .await
+                .unwrap();
+        (a, b)
     });
     assert!(a.success && b.success, "{a:?}\n{b:?}");
     let log = log_lines(dir.path());
+    assert_eq!(log.len(), 4, "{log:?}");
     assert_eq!(log[0].replace("start", "end"), log[1], "{log:?}");
+    assert_eq!(log[2].replace("start", "end"), log[3], "{log:?}");
+    let (a, b) = (
+        serde_json::to_value(&a).unwrap(),
+        serde_json::to_value(&b).unwrap(),
+    );
+    if log[0] == "start a" {
+        assert_took_turns(&a, &b);
+    } else {
+        assert_took_turns(&b, &a);
+    }
 }
 
 #[test]
@@ -228,7 +306,7 @@ fn a_shorter_lock_timeout_fails_with_a_clear_error() {
         &nats_store(&server),
         "60s",
         "5s",
-        "3s",
+        GATE,
     );
     let waiter = locked_playbook(
         dir.path(),
@@ -253,6 +331,7 @@ fn a_shorter_lock_timeout_fails_with_a_clear_error() {
     );
     assert!(b.output().contains(&error), "{}", b.output());
     assert_eq!(b.report()["tasks"], serde_json::json!([]), "nothing ran");
+    std::fs::write(dir.path().join("go"), "").unwrap();
     assert_eq!(a.wait(Duration::from_secs(30)), 0, "{}", a.output());
 }
 
@@ -384,21 +463,22 @@ fn a_lock_held_longer_than_its_ttl_is_renewed() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let other = tempfile::tempdir().unwrap();
-    // Held for 3s with a 1s ttl: only renewal (every 750ms) keeps the waiter out.
+    // A 3s ttl renewed every 2.25s (0.75s of slack), held until the waiter gave up: the
+    // waiter tries for 8s, more than two ttls, so only renewal keeps it out.
     let holder = locked_playbook(
         dir.path(),
         "holder",
         &nats_store(&server),
         "10s",
-        "1s",
         "3s",
+        GATE,
     );
     let waiter = locked_playbook(
         dir.path(),
         "waiter",
         &nats_store(&server),
-        "1500ms",
-        "1s",
+        "8s",
+        "3s",
         "10ms",
     );
     let mut a = Run::start(&holder, "a", dir.path());
@@ -413,11 +493,13 @@ fn a_lock_held_longer_than_its_ttl_is_renewed() {
         b.report()["error"]
             .as_str()
             .unwrap()
-            .starts_with("timed out after 1s 500ms"),
+            .starts_with("timed out after 8s"),
         "{}",
         b.output()
     );
+    std::fs::write(dir.path().join("go"), "").unwrap();
     assert_eq!(a.wait(Duration::from_secs(30)), 0, "{}", a.output());
+    assert_eq!(a.report()["success"], true);
 }
 
 #[test]

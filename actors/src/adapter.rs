@@ -63,6 +63,7 @@ use async_nats::Client;
 use tracing::{info, warn};
 
 use crate::connection::{backoff, GetClient, NetworkActor};
+use crate::error_chain::Chain;
 use crate::supervision::ActorSlot;
 
 pub use metrics::{AdapterMetrics, WorkerMetrics};
@@ -82,7 +83,7 @@ const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
     /// The stream is missing and `create_stream = false`, or cannot be looked up.
-    #[error("stream {stream}: {source}")]
+    #[error("stream {stream}")]
     Stream {
         /// The stream.
         stream: String,
@@ -90,7 +91,7 @@ pub enum AdapterError {
         source: GetStreamError,
     },
     /// The stream could not be created.
-    #[error("cannot create stream {stream}: {source}")]
+    #[error("cannot create stream {stream}")]
     CreateStream {
         /// The stream.
         stream: String,
@@ -98,7 +99,7 @@ pub enum AdapterError {
         source: CreateStreamError,
     },
     /// The subscription failed.
-    #[error("cannot subscribe {subject}: {source}")]
+    #[error("cannot subscribe {subject}")]
     Subscribe {
         /// The subject.
         subject: String,
@@ -106,7 +107,7 @@ pub enum AdapterError {
         source: async_nats::SubscribeError,
     },
     /// The subscription could not be confirmed by a flush.
-    #[error("cannot flush the subscription: {0}")]
+    #[error("cannot flush the subscription")]
     Flush(#[from] async_nats::client::FlushError),
 }
 
@@ -154,7 +155,7 @@ async fn client_of(slot: &ActorSlot<NetworkActor>, network: &str, adapter: &str)
         match tokio::time::timeout(CLIENT_WAIT, slot.get().send(GetClient)).await {
             Ok(Ok(Ok(client))) => return client,
             Ok(Ok(Err(error))) => {
-                warn!(adapter, network, %error, "Network not available yet; retrying.")
+                warn!(adapter, network, error = %Chain(&error), "Network not available yet; retrying.")
             }
             Ok(Err(error)) => {
                 warn!(adapter, network, %error, "Network actor unreachable; retrying.")
@@ -302,7 +303,7 @@ impl Actor for AdapterActor {
                     act.setup_failures = act.setup_failures.saturating_add(1);
                     warn!(
                         adapter = %act.settings.name, worker = act.worker,
-                        failures = act.setup_failures, %error,
+                        failures = act.setup_failures, error = %Chain(&error),
                         "Adapter worker setup failed; retrying."
                     );
                 }

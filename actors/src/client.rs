@@ -68,7 +68,7 @@ pub enum ClientError {
         message: String,
     },
     /// A request could not be built or encoded.
-    #[error("cannot build the request: {0}")]
+    #[error("cannot build the request")]
     Protocol(#[from] ProtocolError),
     /// The reply subscription failed.
     #[error("cannot subscribe {subject}: {message}")]

@@ -16,6 +16,7 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error_chain::Chain;
 use actix::prelude::*;
 use async_nats::{Client, ConnectOptions, Event};
 use tokio::sync::watch;
@@ -34,7 +35,7 @@ pub enum NetworkError {
     #[error("network {0} is shutting down")]
     Closed(String),
     /// A credentials file could not be read.
-    #[error("network {network}: cannot read credentials file {path}: {source}")]
+    #[error("network {network}: cannot read credentials file {path}")]
     Credentials {
         /// The network.
         network: String,
@@ -44,7 +45,7 @@ pub enum NetworkError {
         source: std::io::Error,
     },
     /// A connect attempt failed.
-    #[error("network {network}: connect to {urls} failed: {source}")]
+    #[error("network {network}: connect to {urls} failed")]
     Connect {
         /// The network.
         network: String,
@@ -209,9 +210,9 @@ impl NetworkActor {
                     metrics.connect_failures.get_or_create(&label).inc();
                     let delay = backoff(attempt, settings.initial_backoff, settings.max_backoff);
                     if attempt < settings.quiet_attempts {
-                        debug!(network = %settings.name, attempt, retry_in = ?delay, %error, "Cannot connect to NATS yet; retrying.");
+                        debug!(network = %settings.name, attempt, retry_in = ?delay, error = %Chain(&error), "Cannot connect to NATS yet; retrying.");
                     } else {
-                        warn!(network = %settings.name, attempt, retry_in = ?delay, %error, "Cannot connect to NATS yet; retrying.");
+                        warn!(network = %settings.name, attempt, retry_in = ?delay, error = %Chain(&error), "Cannot connect to NATS yet; retrying.");
                     }
                     actix_rt::time::sleep(delay).await;
                     attempt = attempt.saturating_add(1);

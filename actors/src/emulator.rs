@@ -77,7 +77,7 @@ pub enum EmulatorError {
     #[error("cannot load the emulator's security policy")]
     Security(#[from] crate::protocol::security::SecurityError),
     /// The audit log cannot be opened.
-    #[error("cannot open audit log {path}: {source}")]
+    #[error("cannot open audit log {path}")]
     Audit {
         /// The file.
         path: String,
@@ -85,7 +85,7 @@ pub enum EmulatorError {
         source: std::io::Error,
     },
     /// A connect attempt failed (retried by the daemon).
-    #[error("connect to {url} failed: {source}")]
+    #[error("connect to {url} failed")]
     Connect {
         /// The server.
         url: String,
@@ -93,7 +93,7 @@ pub enum EmulatorError {
         source: async_nats::ConnectError,
     },
     /// The credentials file cannot be read.
-    #[error("cannot read credentials file {path}: {source}")]
+    #[error("cannot read credentials file {path}")]
     Credentials {
         /// The file.
         path: String,

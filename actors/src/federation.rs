@@ -55,6 +55,7 @@ use tracing::{info, warn};
 use crate::connection::dedicated::{connect_with_retry, Owner};
 
 use crate::connection::{backoff, drain_and_close, NetworkSettings};
+use crate::error_chain::Chain;
 
 pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, WorkerMetrics};
 pub use pipeline::{Direction, PathSpec};
@@ -65,7 +66,7 @@ pub use transform::{transform_reply, transform_request, HopJson, Rejection, Rewr
 #[derive(Debug, thiserror::Error)]
 pub enum FederationError {
     /// A subscription failed.
-    #[error("cannot subscribe {subject}: {source}")]
+    #[error("cannot subscribe {subject}")]
     Subscribe {
         /// The subject.
         subject: String,
@@ -73,7 +74,7 @@ pub enum FederationError {
         source: async_nats::SubscribeError,
     },
     /// The subscriptions could not be confirmed by a flush.
-    #[error("cannot flush the subscriptions: {0}")]
+    #[error("cannot flush the subscriptions")]
     Flush(#[from] async_nats::client::FlushError),
 }
 
@@ -274,7 +275,7 @@ impl Actor for FederationBrokerActor {
                     act.ran = false;
                     act.failures = act.failures.saturating_add(1);
                     warn!(
-                        cluster = %act.settings.cluster, failures = act.failures, %error,
+                        cluster = %act.settings.cluster, failures = act.failures, error = %Chain(&error),
                         "Federation broker setup failed; retrying."
                     );
                 }

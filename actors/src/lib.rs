@@ -27,6 +27,9 @@
 //!   nats_kv, etcd, file, environment), locks with TTL renewal, tasks, `PlaybookRunActor`, report.
 //! - [`client`]: the measuring client: discovery, RPC, federation-aware publishing, reply
 //!   collection (`RequestActor` per request), measure suites and their reports and chart.
+//! - [`atomic_file`]: files replaced atomically (temporary file, fsync, rename, directory
+//!   fsync), shared by the replicator's sampling state and the playbook file store.
+//! - [`error_chain`]: [`error_chain::Chain`] prints an error with each of its causes once.
 //! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
 //! - [`problems`]: every problem of a config or playbook file, each with its key and value.
 //!
@@ -35,9 +38,11 @@
 //! messages.
 
 pub mod adapter;
+pub mod atomic_file;
 pub mod client;
 pub mod connection;
 pub mod emulator;
+pub mod error_chain;
 pub mod federation;
 pub mod metrics;
 pub mod playbook;

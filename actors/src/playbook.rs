@@ -40,7 +40,7 @@ pub use validate::{load, parse, Playbook, Problem};
 #[derive(Debug, thiserror::Error)]
 pub enum PlaybookError {
     /// The file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Read {
         /// The file.
         path: PathBuf,

@@ -1,4 +1,5 @@
-//! A real etcd (v3) on free loopback client and peer ports, data in a temp dir, killed on drop.
+//! A real etcd (v3) on free loopback client and peer ports, data in a temp dir, killed on drop;
+//! one member or a cluster of several.
 //! Needs the `etcd` binary (Debian: `apt-get install etcd-server`; .ci/run installs it).
 
 use std::net::SocketAddr;
@@ -35,14 +36,43 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd and waits until `/health` says it is healthy.
     pub fn start() -> Self {
+        Self::cluster(1).pop().unwrap()
+    }
+
+    /// Starts a cluster of `members` members (each its own client port and data dir) and
+    /// waits until every member says it is healthy.
+    pub fn cluster(members: usize) -> Vec<Self> {
+        let ports: Vec<(u16, u16)> = (0..members).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cluster: Vec<Self> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(port, peer))| Self::spawn(&format!("m{i}"), port, peer, &initial))
+            .collect();
+        for etcd in &cluster {
+            let addr = etcd.addr();
+            assert!(
+                poll_until(Duration::from_secs(30), || {
+                    matches!(http_get(addr, "/health"), Some((200, body)) if body.contains("true"))
+                }),
+                "etcd did not become healthy on {addr}"
+            );
+        }
+        cluster
+    }
+
+    fn spawn(name: &str, port: u16, peer: u16, initial_cluster: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let peer = free_port();
         let client_url = format!("http://127.0.0.1:{port}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let child = Command::new(binary())
             .arg("--name")
-            .arg("test")
+            .arg(name)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args([
@@ -57,25 +87,17 @@ impl Etcd {
                 "--initial-advertise-peer-urls",
                 &peer_url,
             ])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
+            .args(["--initial-cluster", initial_cluster])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let etcd = Self {
+        Self {
             port,
             dir,
             child: Some(child),
-        };
-        let addr = etcd.addr();
-        assert!(
-            poll_until(Duration::from_secs(20), || {
-                matches!(http_get(addr, "/health"), Some((200, body)) if body.contains("true"))
-            }),
-            "etcd did not become healthy on {addr}"
-        );
-        etcd
+        }
     }
 
     /// The client address.

@@ -12,6 +12,7 @@ use tracing::{debug, error, warn};
 use super::metrics::WorkerMetrics;
 use super::publish::{publish_with_retry, Delivery, RetryPolicy};
 use super::transform::Transformer;
+use crate::error_chain::Chain;
 use crate::protocol::unix_now;
 
 /// Who the pump works for (for logs).
@@ -63,7 +64,7 @@ pub async fn pump(
                         debug!(
                             adapter = %who.adapter, worker = who.worker,
                             subject = %message.subject, reason = rejection.reason(),
-                            error = %rejection, "Dropped a message the adapter cannot decode."
+                            error = %Chain(&rejection), "Dropped a message the adapter cannot decode."
                         );
                     }
                 }

@@ -14,10 +14,10 @@ use crate::protocol::{decode_request, decode_request_unchecked_ttl, ProtocolErro
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     /// Not a valid Choria v1 request.
-    #[error("not a choria request: {0}")]
+    #[error("not a choria request")]
     Decode(#[from] ProtocolError),
     /// The output could not be serialised.
-    #[error("cannot encode the output: {0}")]
+    #[error("cannot encode the output")]
     Encode(#[from] serde_json::Error),
 }
 

@@ -23,7 +23,7 @@ pub const REQUESTS_HEADER: &str = "test,description,payload_bytes,expected,disco
 
 /// A report file that cannot be written.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {source}")]
+#[error("cannot write {path}")]
 pub struct ReportError {
     /// The file.
     pub path: PathBuf,

@@ -17,6 +17,7 @@ use async_nats::{Client, ConnectOptions, Event};
 use tracing::{debug, info, warn};
 
 use super::{backoff, NetworkError, NetworkSettings, NetworkStatus};
+use crate::error_chain::Chain;
 
 /// Who owns a dedicated connection, for its connection name and its log lines.
 #[derive(Clone, Debug)]
@@ -111,13 +112,13 @@ pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Cl
                 if attempt < settings.quiet_attempts {
                     debug!(
                         owner = owner.kind, name = %owner.name, network = %settings.name, attempt,
-                        retry_in = ?delay, %error,
+                        retry_in = ?delay, error = %Chain(&error),
                         "Dedicated NATS connection cannot connect yet; retrying."
                     );
                 } else {
                     warn!(
                         owner = owner.kind, name = %owner.name, network = %settings.name, attempt,
-                        retry_in = ?delay, %error,
+                        retry_in = ?delay, error = %Chain(&error),
                         "Dedicated NATS connection cannot connect yet; retrying."
                     );
                 }

@@ -25,6 +25,7 @@ use super::request_cache::with_scratch;
 use super::subscriptions::Subscriptions;
 use super::{registration, EmulatedNode, Incoming, Outgoing};
 use crate::connection::backoff;
+use crate::error_chain::Chain;
 use crate::protocol::unix_now;
 
 /// One emulated daemon (dedicated connection).
@@ -188,7 +189,7 @@ pub(super) async fn connect_and_subscribe(
                 .await;
         let result = match connected {
             Ok(client) => subscribe(client, &subjects).await,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Chain(&e).to_string()),
         };
         drop(permit);
         match result {

@@ -35,13 +35,13 @@ pub enum WireError {
     #[error("server error: {0}")]
     Server(String),
     /// The server's `INFO` cannot be read.
-    #[error("cannot read server info: {0}")]
+    #[error("cannot read server info")]
     Info(#[from] serde_json::Error),
     /// A subject is empty or contains whitespace.
     #[error("invalid subject {0:?}")]
     Subject(String),
     /// The socket failed.
-    #[error("i/o: {0}")]
+    #[error("i/o")]
     Io(#[from] std::io::Error),
     /// The server closed the connection.
     #[error("connection closed by the server")]

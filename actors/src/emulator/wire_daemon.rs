@@ -33,6 +33,7 @@ use super::request_cache::{with_scratch, ThreadScratch};
 use super::wire::{self, ConnectInfo, ServerInfo, ServerOp, WireError};
 use super::{registration, EmulatedNode, EmulatorMetrics, Incoming};
 use crate::connection::{backoff, Auth, NetworkSettings};
+use crate::error_chain::Chain;
 use crate::protocol::unix_now;
 
 /// Bytes read from the socket at once (into the thread's buffer).
@@ -117,7 +118,7 @@ impl WireDaemon {
                     }
                     let delay =
                         backoff(attempt, Duration::from_millis(200), Duration::from_secs(5));
-                    debug!(%address, %error, retry_in = ?delay, "Emulator cannot connect yet.");
+                    debug!(%address, error = %Chain(&error), retry_in = ?delay, "Emulator cannot connect yet.");
                     tokio::time::sleep(delay).await;
                     attempt = attempt.saturating_add(1);
                 }
@@ -140,7 +141,7 @@ impl WireDaemon {
                 }
                 _ => {}
             }
-            debug!(identity = node.identity(), %error, "Emulated daemon lost its connection.");
+            debug!(identity = node.identity(), error = %Chain(&error), "Emulated daemon lost its connection.");
             let mut attempts = 1usize;
             session = loop {
                 tokio::time::sleep(reconnect_backoff(attempts)).await;
@@ -151,7 +152,7 @@ impl WireDaemon {
                     Ok(session) => break session,
                     Err(error) => {
                         connect_failed(&fleet, &address, &error, &mut waiting);
-                        debug!(%address, %error, "Emulated daemon cannot reconnect yet.");
+                        debug!(%address, error = %Chain(&error), "Emulated daemon cannot reconnect yet.");
                         attempts = attempts.saturating_add(1);
                         server = fleet.servers.next(server);
                     }

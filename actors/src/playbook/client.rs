@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 use super::spec::ClientSpec;
 use crate::client::{ChoriaClient, ClientOptions};
 use crate::connection::{Auth, NetworkSettings, TlsSettings};
+use crate::error_chain::Chain;
 use crate::protocol::security::SigningIdentity;
 
 /// The server used when neither `[client]` nor `--server` names one.
@@ -160,7 +161,7 @@ impl PlaybookClient {
                     SUBSCRIPTION_CAPACITY,
                 )
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| Chain(&e).to_string())
             })
             .await
     }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::store::LockToken;
+use super::lock::LockRecord;
 use super::template::strftime_utc;
 
 /// Report format version.
@@ -29,8 +29,8 @@ pub struct Report {
     pub inputs: ReportInputs,
     /// Resolved node sets.
     pub nodes: BTreeMap<String, Vec<String>>,
-    /// Locks taken (store, key, fencing token).
-    pub locks: Vec<LockToken>,
+    /// Locks taken (store, key, fencing token, when asked for, taken and given back).
+    pub locks: Vec<LockRecord>,
     /// Every try of every task, in order.
     pub tasks: Vec<TaskTry>,
     /// Times and counts.
@@ -117,6 +117,16 @@ pub struct Metrics {
 /// `at` as RFC 3339 UTC (seconds).
 pub fn timestamp(at: SystemTime) -> String {
     strftime_utc("%Y-%m-%dT%H:%M:%SZ", at)
+}
+
+/// `at` as RFC 3339 UTC with microseconds (fixed width, so these sort as text).
+pub fn precise_timestamp(at: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
+    format!(
+        "{}.{:06}Z",
+        strftime_utc("%Y-%m-%dT%H:%M:%S", at.into()),
+        at.microsecond()
+    )
 }
 
 impl Report {

@@ -92,8 +92,8 @@ impl Runner {
                 () = &mut cancel => Err("interrupted".to_string()),
             }
         };
-        self.report.locks = keeper.tokens();
         keeper.release_all().await;
+        self.report.locks = keeper.records();
         self.report.success = outcome.is_ok();
         self.report.error = outcome.err();
         self.report.inputs.fixed = self.fixed.clone();
@@ -187,7 +187,6 @@ impl Runner {
         for (store_name, key) in &pb.locks {
             let config = &pb.stores[store_name];
             let store = self.store(store_name)?;
-            tracing::info!(store = %store_name, %key, timeout = %humantime::format_duration(config.timeout), "Waiting for lock.");
             keeper
                 .acquire(store, key, config.timeout, config.ttl)
                 .await

@@ -4,7 +4,8 @@
 //! - [`memory`]: in-process (shared by every run in the process), in-process locks.
 //! - [`nats_kv`]: JetStream KV: a data bucket and a separate lock bucket (`max_age` = ttl).
 //! - [`etcd`]: etcd v3 through its JSON gateway: leases with keepalive and the Lock API.
-//! - [`file`]: one JSON object in a file; no locks.
+//! - [`file`]: one JSON object in a file, replaced atomically under an OS file lock; no locks
+//!   for playbooks.
 //! - [`environment`]: read-only environment variables; no locks.
 
 pub mod environment;
@@ -68,11 +69,15 @@ pub struct LockToken {
     pub store: String,
     /// Lock key.
     pub key: String,
-    /// Fencing token: the KV revision (nats_kv), the lease id (etcd), a counter (memory).
+    /// Fencing token, strictly increasing across successive holders of a key: the KV
+    /// revision (nats_kv), the lock key's create revision (etcd), a counter (memory).
     pub fence: u64,
-    /// Backend handle (etcd: the lock key it returned).
+    /// Backend handle (etcd: the lock key it returned; nats_kv: the owner record).
     #[serde(skip)]
     pub handle: String,
+    /// The etcd lease that keeps the lock (0 elsewhere).
+    #[serde(skip)]
+    pub lease: u64,
     /// The TTL the lock was taken with.
     #[serde(skip)]
     pub ttl: Duration,

@@ -2,15 +2,16 @@
 //!
 //! Expressions: `inputs.X` (or `input.X`, with an optional `.path` into a map), `metadata.X`,
 //! `nodes.X`, `previous_task.{success,description,message,msg,data,runtime}`, `uuid`,
-//! `elapsed_time` (seconds), `date(FMT)` and `utc_date(FMT)` (strftime subset, UTC). A string
+//! `elapsed_time` (seconds), `date(FMT)` and `utc_date(FMT)` (strftime, UTC: [`DATE_SPECIFIERS`]). A string
 //! that is exactly one expression keeps the value's type (a node set stays a list); inside a
 //! larger string lists join with ", ", maps become JSON.
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::fmt::Write as _;
+use std::time::{Instant, SystemTime};
 
-use rand::RngCore as _;
 use serde_json::Value;
+use time::{Month, OffsetDateTime, Weekday};
 
 /// A template that could not be parsed or rendered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -293,31 +294,17 @@ pub fn expressions(text: &str) -> Result<Vec<Expr>, TemplateError> {
 
 /// A random (v4) UUID, lowercase hyphenated.
 pub fn uuid_v4() -> String {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
-/// Formats `at` in UTC with a strftime subset: `%Y %m %d %H %M %S %s %F %T %%`.
+/// The strftime specifiers [`strftime_utc`] knows.
+pub const DATE_SPECIFIERS: &str =
+    "%Y %C %y %m %d %e %H %I %M %S %p %s %j %a %A %b %h %B %u %w %F %T %D %R %z %Z %n %t %%";
+
+/// Formats `at` in UTC with strftime specifiers (see [`DATE_SPECIFIERS`]; names in English,
+/// `%z` is always `+0000`). An unknown specifier is kept as written.
 pub fn strftime_utc(format: &str, at: SystemTime) -> String {
-    let secs = at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let at = OffsetDateTime::from(at);
     let mut out = String::new();
     let mut chars = format.chars();
     while let Some(c) = chars.next() {
@@ -325,45 +312,89 @@ pub fn strftime_utc(format: &str, at: SystemTime) -> String {
             out.push(c);
             continue;
         }
-        match chars.next() {
-            Some('Y') => out.push_str(&format!("{year:04}")),
-            Some('m') => out.push_str(&format!("{month:02}")),
-            Some('d') => out.push_str(&format!("{day:02}")),
-            Some('H') => out.push_str(&format!("{h:02}")),
-            Some('M') => out.push_str(&format!("{m:02}")),
-            Some('S') => out.push_str(&format!("{s:02}")),
-            Some('s') => out.push_str(&secs.to_string()),
-            Some('F') => out.push_str(&format!("{year:04}-{month:02}-{day:02}")),
-            Some('T') => out.push_str(&format!("{h:02}:{m:02}:{s:02}")),
-            Some('%') => out.push('%'),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
-        }
+        let Some(spec) = chars.next() else {
+            out.push('%');
+            break;
+        };
+        // Writing to a String cannot fail.
+        let _ = write_specifier(&mut out, spec, at);
     }
     out
 }
 
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+fn write_specifier(out: &mut String, spec: char, at: OffsetDateTime) -> std::fmt::Result {
+    let (year, month, day) = (at.year(), u8::from(at.month()), at.day());
+    let (h, m, s) = (at.hour(), at.minute(), at.second());
+    let hour12 = match h % 12 {
+        0 => 12,
+        other => other,
+    };
+    match spec {
+        'Y' => write!(out, "{year:04}"),
+        'C' => write!(out, "{:02}", year.div_euclid(100)),
+        'y' => write!(out, "{:02}", year.rem_euclid(100)),
+        'm' => write!(out, "{month:02}"),
+        'd' => write!(out, "{day:02}"),
+        'e' => write!(out, "{day:2}"),
+        'H' => write!(out, "{h:02}"),
+        'I' => write!(out, "{hour12:02}"),
+        'M' => write!(out, "{m:02}"),
+        'S' => write!(out, "{s:02}"),
+        'p' => out.write_str(if h < 12 { "AM" } else { "PM" }),
+        's' => write!(out, "{}", at.unix_timestamp()),
+        'j' => write!(out, "{:03}", at.ordinal()),
+        'a' => out.write_str(&weekday_name(at.weekday())[..3]),
+        'A' => out.write_str(weekday_name(at.weekday())),
+        'b' | 'h' => out.write_str(&month_name(at.month())[..3]),
+        'B' => out.write_str(month_name(at.month())),
+        'u' => write!(out, "{}", at.weekday().number_from_monday()),
+        'w' => write!(out, "{}", at.weekday().number_days_from_sunday()),
+        'F' => write!(out, "{year:04}-{month:02}-{day:02}"),
+        'T' => write!(out, "{h:02}:{m:02}:{s:02}"),
+        'D' => write!(out, "{month:02}/{day:02}/{:02}", year.rem_euclid(100)),
+        'R' => write!(out, "{h:02}:{m:02}"),
+        'z' => out.write_str("+0000"),
+        'Z' => out.write_str("UTC"),
+        'n' => out.write_str("\n"),
+        't' => out.write_str("\t"),
+        '%' => out.write_str("%"),
+        other => write!(out, "%{other}"),
+    }
+}
+
+fn weekday_name(day: Weekday) -> &'static str {
+    match day {
+        Weekday::Monday => "Monday",
+        Weekday::Tuesday => "Tuesday",
+        Weekday::Wednesday => "Wednesday",
+        Weekday::Thursday => "Thursday",
+        Weekday::Friday => "Friday",
+        Weekday::Saturday => "Saturday",
+        Weekday::Sunday => "Sunday",
+    }
+}
+
+fn month_name(month: Month) -> &'static str {
+    match month {
+        Month::January => "January",
+        Month::February => "February",
+        Month::March => "March",
+        Month::April => "April",
+        Month::May => "May",
+        Month::June => "June",
+        Month::July => "July",
+        Month::August => "August",
+        Month::September => "September",
+        Month::October => "October",
+        Month::November => "November",
+        Month::December => "December",
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn ctx() -> Context {
         let mut ctx = Context::new();
@@ -435,5 +466,24 @@ mod tests {
         let id = uuid_v4();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+    }
+
+    #[test]
+    fn date_names_day_of_year_and_offset() {
+        // 2023-11-14 was a Tuesday, day 318 of the year.
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(strftime_utc("%a %b %j %z", at), "Tue Nov 318 +0000");
+        assert_eq!(
+            strftime_utc("%A %B %e %I%p %y %C %u %w %Z %D %R", at),
+            "Tuesday November 14 10PM 23 20 2 2 UTC 11/14/23 22:13"
+        );
+        // 1 January: day 001, a Sunday, midnight is 12AM.
+        let new_year = UNIX_EPOCH + Duration::from_secs(1_672_531_200);
+        assert_eq!(
+            strftime_utc("%F %a %j %I%p %h", new_year),
+            "2023-01-01 Sun 001 12AM Jan"
+        );
+        assert_eq!(strftime_utc("%q 100%", at), "%q 100%");
     }
 }

@@ -8,7 +8,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// A layer was not valid JSON or did not have the expected shape.
-    #[error("invalid {layer} json: {source}")]
+    #[error("invalid {layer} json")]
     Json {
         /// Which layer failed (`transport`, `secure request`, …).
         layer: &'static str,
@@ -25,7 +25,7 @@ pub enum ProtocolError {
         found: String,
     },
     /// The transport `data` was not valid base64.
-    #[error("invalid base64 data: {0}")]
+    #[error("invalid base64 data")]
     Base64(#[from] base64::DecodeError),
     /// A request id was not 32 hex characters.
     #[error("invalid request id {0:?}, expected 32 hex characters")]

@@ -1,13 +1,15 @@
 //! Request ids: 32 lowercase hex characters (a UUIDv4 without dashes in Go and Ruby).
 
-use rand::RngCore as _;
 use std::fmt::Write as _;
 
-/// Generates a new request id: 32 lowercase hex characters from 16 random bytes.
+/// Generates a new request id: a random UUID (version 4, RFC 4122 variant) as 32 lowercase
+/// hex characters without dashes.
 pub fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    lower_hex(&bytes)
+    let mut buffer = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v4()
+        .simple()
+        .encode_lower(&mut buffer)
+        .to_string()
 }
 
 /// Whether `id` is a valid request id: exactly 32 ASCII hex digits.
@@ -42,6 +44,17 @@ mod tests {
         );
         assert!(is_valid_request_id(&id));
         assert_ne!(id, new_request_id());
+    }
+
+    #[test]
+    fn request_ids_are_version_4_with_the_rfc_4122_variant() {
+        for _ in 0..64 {
+            let id = new_request_id();
+            // The version nibble: the 13th hex digit.
+            assert_eq!(&id[12..13], "4", "{id}");
+            // The variant: the top two bits of the 17th hex digit are 10 (8, 9, a or b).
+            assert!(matches!(&id[16..17], "8" | "9" | "a" | "b"), "{id}");
+        }
     }
 
     #[test]

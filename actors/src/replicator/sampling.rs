@@ -58,8 +58,8 @@
 //! is not a liveness signal, and an advisory storm would not help) and counted in `evictions`;
 //! size `max_senders` above the fleet size so this never happens in steady state.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -648,39 +648,12 @@ impl SamplingTracker {
     }
 }
 
-/// Writes `bytes` to `path` atomically: to `<path>.tmp` first, fsynced, renamed over `path`,
-/// then the directory is synced (on Unix) so the rename survives a power loss. Blocking.
+/// Writes `bytes` to `path` atomically (see [`crate::atomic_file::write`]). Blocking.
 pub fn write_state_file(path: &Path, bytes: &[u8]) -> Result<(), SamplingError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let write_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| SamplingError::Write { path, source }
-    };
-
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(write_error(dir))?;
-    }
-    let written = File::create(&tmp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .map_err(write_error(&tmp));
-    if let Err(err) = written {
-        // Best effort: a stale temporary file is overwritten by the next save anyway.
-        fs::remove_file(&tmp).ok();
-        return Err(err);
-    }
-    fs::rename(&tmp, path).map_err(write_error(path))?;
-    #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(write_error(dir))?;
-    }
-    Ok(())
+    crate::atomic_file::write(path, bytes).map_err(|error| SamplingError::Write {
+        path: error.path,
+        source: error.source,
+    })
 }
 
 /// `time` as Unix milliseconds (0 before the epoch, saturating far in the future).

@@ -22,6 +22,7 @@ use super::setup_patience::{Report, SetupPatience};
 use super::stats::ReplicatorStats;
 use super::worker::{ReplicaWorkerActor, WorkerKind, WorkerShared};
 use crate::connection::{backoff, GetClient, NetworkActor, NetworkSettings};
+use crate::error_chain::Chain;
 use crate::supervision::ActorSlot;
 
 /// Capacity of the advisory queue; advisories beyond it are counted as dropped.
@@ -71,7 +72,7 @@ impl TopicReplicatorActor {
                     t
                 }
                 Err(e) => {
-                    warn!(replicator = %settings.name, error = %e, file = %sampling.state_file.display(), "Cannot load the sampling tracker; starting empty.");
+                    warn!(replicator = %settings.name, error = %Chain(&e), file = %sampling.state_file.display(), "Cannot load the sampling tracker; starting empty.");
                     SamplingTracker::new(sampling.config.clone()).unwrap_or_else(|_| {
                         // validated config: cannot fail; fall back to a one-second age
                         #[allow(clippy::expect_used)]
@@ -209,7 +210,7 @@ impl TopicReplicatorActor {
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    warn!(replicator = %name, error = %e, "Cannot persist the sampling tracker.")
+                    warn!(replicator = %name, error = %Chain(&e), "Cannot persist the sampling tracker.")
                 }
                 Err(e) => {
                     warn!(replicator = %name, error = %e, "Persisting the sampling tracker failed.")

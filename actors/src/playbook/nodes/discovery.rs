@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::client::Discovery;
+use crate::error_chain::Chain;
 use crate::playbook::client::PlaybookClient;
 use crate::playbook::spec::NodeSetSpec;
 use crate::protocol::{FactFilter, Filter};
@@ -50,7 +51,7 @@ pub async fn discover(
             keep_bodies: false,
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Chain(&e).to_string())?;
     Ok((found.senders(), timeout))
 }
 

@@ -3,7 +3,8 @@
 //!
 //! A lock is a lease of `ttl` plus `Lock(name, lease)`, which blocks until the lock is ours;
 //! renewal is a lease keepalive every 0.75 × ttl (a TTL of 0 back means the lease is gone:
-//! the lock is lost); release is `Unlock` and a lease revoke. A crashed holder's lease
+//! the lock is lost); release is `Unlock` and a lease revoke. The fencing token is the lock
+//! key's create revision. A crashed holder's lease
 //! expires after the TTL and etcd deletes its lock key. Talking HTTP/JSON keeps the build free
 //! of tonic/prost and protoc.
 
@@ -90,6 +91,15 @@ impl EtcdStore {
                 CallError::Timeout => self.error(format!("{path}: timed out")),
                 CallError::Other(m) => self.error(m),
             })
+    }
+
+    /// The create revision of `key` (base64, as the Lock API returns it).
+    async fn create_revision(&self, key: &str) -> Result<u64, StoreError> {
+        let reply = self.request("/v3/kv/range", json!({ "key": key })).await?;
+        reply
+            .pointer("/kvs/0/create_revision")
+            .and_then(int)
+            .ok_or_else(|| self.error(format!("lock key {key}: no create_revision in {reply}")))
     }
 
     async fn revoke(&self, lease: u64) {
@@ -182,13 +192,32 @@ impl DataStore for EtcdStore {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_string();
-                    Ok(LockToken {
-                        store: self.name.clone(),
-                        key: key.to_string(),
-                        fence: lease,
-                        handle,
-                        ttl,
-                    })
+                    // The fence is the lock key's create revision: etcd's revision counter is
+                    // one for the whole cluster, and a waiter only gets the lock after every
+                    // key created before its own is gone, so successive holders' fences
+                    // strictly increase (lease ids do not: each member makes its own).
+                    match self.create_revision(&handle).await {
+                        Ok(fence) => Ok(LockToken {
+                            store: self.name.clone(),
+                            key: key.to_string(),
+                            fence,
+                            handle,
+                            lease,
+                            ttl,
+                        }),
+                        Err(error) => {
+                            let token = LockToken {
+                                store: self.name.clone(),
+                                key: key.to_string(),
+                                fence: 0,
+                                handle,
+                                lease,
+                                ttl,
+                            };
+                            self.release(&token).await.ok();
+                            Err(error)
+                        }
+                    }
                 }
                 Err(error) => {
                     self.revoke(lease).await;
@@ -216,13 +245,13 @@ impl DataStore for EtcdStore {
             let reply = self
                 .request(
                     "/v3/lease/keepalive",
-                    json!({ "ID": token.fence.to_string() }),
+                    json!({ "ID": token.lease.to_string() }),
                 )
                 .await
                 .map_err(|e| lost(e.to_string()))?;
             match reply.pointer("/result/TTL").and_then(int) {
                 Some(ttl) if ttl > 0 => Ok(token.clone()),
-                _ => Err(lost(format!("lease {} expired", token.fence))),
+                _ => Err(lost(format!("lease {} expired", token.lease))),
             }
         })
     }
@@ -234,7 +263,7 @@ impl DataStore for EtcdStore {
                     .request("/v3/lock/unlock", json!({ "key": token.handle }))
                     .await;
             }
-            self.revoke(token.fence).await;
+            self.revoke(token.lease).await;
             Ok(())
         })
     }

@@ -1,19 +1,24 @@
-//! A JSON file holding one object; every write rewrites the file (write + rename) under a
-//! process-wide lock. No distributed locks.
+//! A JSON file holding one object. Every write or delete is a read-modify-write under an OS
+//! file lock (an exclusive `flock` on `<file>.lock`, which is never renamed), so several
+//! processes (or store instances) writing the same file never lose each other's updates; the
+//! new content replaces the file atomically ([`crate::atomic_file`]: temporary file, fsync,
+//! rename, directory fsync), so a reader never needs the lock. No playbook locks.
 
+use std::fs::OpenOptions;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use super::{DataStore, StoreError};
+use crate::atomic_file;
+use crate::error_chain::Chain;
 
 /// A file store.
 pub struct FileStore {
     name: String,
     path: PathBuf,
-    write_lock: Mutex<()>,
 }
 
 impl FileStore {
@@ -22,7 +27,6 @@ impl FileStore {
         let store = Self {
             name: name.to_string(),
             path: path.to_path_buf(),
-            write_lock: Mutex::new(()),
         };
         if !path.exists() {
             if !create {
@@ -31,10 +35,17 @@ impl FileStore {
                     path.display()
                 )));
             }
-            store.save(&Map::new())?;
+            modify(path, |_| {}).map_err(|m| store.error(m))?;
         }
-        store.load()?;
+        load(path).map_err(|m| store.error(m))?;
         Ok(store)
+    }
+
+    /// The lock file next to `path`: `<path>.lock`.
+    pub fn lock_path(path: &Path) -> PathBuf {
+        let mut lock = path.as_os_str().to_owned();
+        lock.push(".lock");
+        PathBuf::from(lock)
     }
 
     fn error(&self, message: String) -> StoreError {
@@ -45,33 +56,54 @@ impl FileStore {
         }
     }
 
-    fn load(&self) -> Result<Map<String, Value>, StoreError> {
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| self.error(format!("{}: {e}", self.path.display())))?;
-        if text.trim().is_empty() {
-            return Ok(Map::new());
-        }
-        match serde_json::from_str(&text) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(self.error(format!("{}: not a JSON object", self.path.display()))),
-            Err(e) => Err(self.error(format!("{}: {e}", self.path.display()))),
-        }
+    /// Runs `change` on the file's object under the file lock, on a blocking thread.
+    fn change<'a>(
+        &'a self,
+        change: impl FnOnce(&mut Map<String, Value>) + Send + 'static,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || modify(&path, change))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+                .map_err(|m| self.error(m))
+        })
     }
+}
 
-    fn save(&self, map: &Map<String, Value>) -> Result<(), StoreError> {
-        let tmp = self.path.with_extension("tmp");
-        let text = serde_json::to_string_pretty(map).map_err(|e| self.error(e.to_string()))?;
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| self.error(format!("{}: {e}", self.path.display())))
+/// The object in `path` (a missing or blank file is empty).
+fn load(path: &Path) -> Result<Map<String, Value>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    if text.trim().is_empty() {
+        return Ok(Map::new());
     }
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(format!("{}: not a JSON object", path.display())),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
 
-    fn modify(&self, f: impl FnOnce(&mut Map<String, Value>)) -> Result<(), StoreError> {
-        let _guard = self.write_lock.lock();
-        let mut map = self.load()?;
-        f(&mut map);
-        self.save(&map)
-    }
+/// Read-modify-write of `path` under an exclusive lock on `<path>.lock`. Blocking.
+fn modify(path: &Path, change: impl FnOnce(&mut Map<String, Value>)) -> Result<(), String> {
+    let lock_path = FileStore::lock_path(path);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("{}: cannot lock: {e}", lock_path.display()))?;
+    let mut map = load(path)?;
+    change(&mut map);
+    let text = serde_json::to_string_pretty(&map).map_err(|e| e.to_string())?;
+    atomic_file::write(path, text.as_bytes()).map_err(|e| Chain(&e).to_string())
+    // `lock` is closed here, which releases the lock.
 }
 
 impl DataStore for FileStore {
@@ -80,26 +112,28 @@ impl DataStore for FileStore {
     }
 
     fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
-        let result = self.load().map(|map| {
-            map.get(key).map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
+        let result = load(&self.path)
+            .map(|map| {
+                map.get(key).map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
             })
-        });
+            .map_err(|m| self.error(m));
         Box::pin(async move { result })
     }
 
     fn write<'a>(&'a self, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.modify(|map| {
-            map.insert(key.to_string(), Value::from(value));
-        });
-        Box::pin(async move { result })
+        let (key, value) = (key.to_string(), value.to_string());
+        self.change(move |map| {
+            map.insert(key, Value::from(value));
+        })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.modify(|map| {
-            map.remove(key);
-        });
-        Box::pin(async move { result })
+        let key = key.to_string();
+        self.change(move |map| {
+            map.remove(&key);
+        })
     }
 }

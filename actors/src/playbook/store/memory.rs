@@ -97,6 +97,7 @@ impl DataStore for MemoryStore {
                         key: key.to_string(),
                         fence,
                         handle: String::new(),
+                        lease: 0,
                         ttl,
                     });
                 }

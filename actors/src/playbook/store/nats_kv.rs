@@ -1,16 +1,19 @@
 //! JetStream KV: values in a data bucket, locks in a separate lock bucket whose `max_age` is
 //! the lock TTL (history 1, file storage).
 //!
-//! Acquire is `create` (fails while someone holds the key; polled until the timeout); renew
+//! Acquire is `create` (fails with "already exists" while someone holds the key: polled until
+//! the timeout; any other error fails at once with the server's error); renew
 //! is `update` with the held revision (each write resets the age); release is a
 //! revision-checked purge, which can never remove a lock someone else took after ours
 //! expired. A crashed holder's key simply ages out after the TTL.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 
 use super::{owner_record, DataStore, LockToken, StoreConfig, StoreError, StoreKind, LOCK_POLL};
 use crate::playbook::template::uuid_v4;
@@ -20,6 +23,9 @@ pub struct NatsKvStore {
     name: String,
     data: kv::Store,
     locks: kv::Store,
+    /// The last `-ERR` the server sent on this connection (a permissions violation is only
+    /// reported that way; the request itself just goes unanswered).
+    server_error: Arc<Mutex<Option<String>>>,
 }
 
 impl NatsKvStore {
@@ -40,8 +46,16 @@ impl NatsKvStore {
             .map(|s| s.parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| err(format!("invalid server url: {e}")))?;
+        let server_error = Arc::new(Mutex::new(None));
+        let last_error = server_error.clone();
         let client = async_nats::ConnectOptions::new()
             .name(format!("choir playbook store {}", config.name))
+            .event_callback(move |event| {
+                if let async_nats::Event::ServerError(error) = event {
+                    *last_error.lock() = Some(error.to_string());
+                }
+                async {}
+            })
             .connection_timeout(Duration::from_secs(5))
             .connect(addrs)
             .await
@@ -89,6 +103,7 @@ impl NatsKvStore {
             name: config.name.clone(),
             data,
             locks,
+            server_error,
         })
     }
 
@@ -194,16 +209,31 @@ impl DataStore for NatsKvStore {
             let owner = Bytes::from(owner_record(&uuid_v4()));
             let deadline = Instant::now() + timeout;
             loop {
-                // Any create error is contention (or a transient failure): retry until the
-                // deadline.
-                if let Ok(revision) = self.locks.create(key, owner.clone()).await {
-                    return Ok(LockToken {
-                        store: self.name.clone(),
-                        key: key.to_string(),
-                        fence: revision,
-                        handle: String::from_utf8_lossy(&owner).into_owned(),
-                        ttl,
-                    });
+                // Only "the key exists" means someone holds it: wait and try again. Anything
+                // else (permissions, a bucket that refuses the value, no JetStream) will not
+                // get better by waiting: fail now with the server's error.
+                *self.server_error.lock() = None;
+                match self.locks.create(key, owner.clone()).await {
+                    Ok(revision) => {
+                        return Ok(LockToken {
+                            store: self.name.clone(),
+                            key: key.to_string(),
+                            fence: revision,
+                            handle: String::from_utf8_lossy(&owner).into_owned(),
+                            lease: 0,
+                            ttl,
+                        })
+                    }
+                    Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                    Err(error) => {
+                        let said = self
+                            .server_error
+                            .lock()
+                            .take()
+                            .map(|e| format!(" (the server said: {e})"))
+                            .unwrap_or_default();
+                        return Err(self.error(format!("lock {key}: {error}{said}")));
+                    }
                 }
                 if Instant::now() >= deadline {
                     let holder = match self.locks.get(key).await {

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use self::assert::Assertion;
 use super::TaskOutcome;
 use crate::client::{Addressing, Collected, Expectation, RpcCall};
+use crate::error_chain::Chain;
 use crate::playbook::client::PlaybookClient;
 use crate::playbook::input::toml_to_json;
 use crate::playbook::spec::TaskSpec;
@@ -229,7 +230,7 @@ pub async fn run(spec: &TaskSpec, ctx: &Context, client: &PlaybookClient) -> Tas
         };
         let collected = match connected.rpc(&rpc).await {
             Ok(collected) => collected,
-            Err(error) => return TaskOutcome::fail(format!("{name}: {error}")),
+            Err(error) => return TaskOutcome::fail(format!("{name}: {}", Chain(&error))),
         };
         called += batch.len();
         tally.add(collected, call.assertion.as_ref());
