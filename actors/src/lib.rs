@@ -39,6 +39,8 @@ pub mod client;
 pub mod connection;
 pub mod emulator;
 pub mod federation;
+#[cfg(test)]
+mod fuzzing;
 pub mod metrics;
 pub mod playbook;
 pub mod problems;

@@ -27,6 +27,8 @@ pub mod store;
 pub mod task;
 pub mod template;
 pub mod validate;
+#[cfg(test)]
+mod validate_fuzz_tests;
 
 use std::path::PathBuf;
 
