@@ -167,7 +167,12 @@ struct Watch {
 fn watch_once(watch: &Mutex<Watch>, node: &Mutex<Node>, started: Instant) {
     let (pid, incarnation, monitor, log) = {
         let n = node.lock();
-        (n.pid(), n.incarnations.len(), n.monitor, n.log_path().to_owned())
+        (
+            n.pid(),
+            n.incarnations.len(),
+            n.monitor,
+            n.log_path().to_owned(),
+        )
     };
     let Some(pid) = pid else { return };
     if let Some(kib) = rss_kib(pid) {
@@ -208,7 +213,10 @@ fn main() {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
     );
-    let workdir = tempfile::Builder::new().prefix("choir-soak-").tempdir().unwrap();
+    let workdir = tempfile::Builder::new()
+        .prefix("choir-soak-")
+        .tempdir()
+        .unwrap();
     let dir = workdir.path().to_owned();
     eprintln!(
         "soak: {} with faults, {rate} registrations/s, {instances} emulated daemons, seed {seed}, in {}",
@@ -290,7 +298,9 @@ fn main() {
                 runs.clone(),
                 counter.clone(),
             );
-            std::thread::spawn(move || load::playbook_loop(name, playbook, dir, stop, runs, counter))
+            std::thread::spawn(move || {
+                load::playbook_loop(name, playbook, dir, stop, runs, counter)
+            })
         })
         .collect();
 
@@ -306,14 +316,21 @@ fn main() {
             break;
         }
         if !node.lock().running() {
-            choir_exits.push(format!("choir exited on its own at {:.0}s", started.elapsed().as_secs_f64()));
+            choir_exits.push(format!(
+                "choir exited on its own at {:.0}s",
+                started.elapsed().as_secs_f64()
+            ));
             node.lock().restart();
         }
         if plan.is_empty() {
             plan = faults::cycle(&mut rng, SERVERS.len());
         }
         let kind = plan.pop().unwrap();
-        eprintln!("[{:>4.0}s] {}", started.elapsed().as_secs_f64(), kind.name(&SERVERS));
+        eprintln!(
+            "[{:>4.0}s] {}",
+            started.elapsed().as_secs_f64(),
+            kind.name(&SERVERS)
+        );
         match kind {
             Kind::KillChoir => {
                 node.lock().kill();
@@ -361,7 +378,10 @@ fn main() {
         choir_exits.push("choir exited on its own during the load".into());
         node.lock().restart();
     }
-    eprintln!("load stopped after {:.0}s; waiting for the node to catch up ...", load_time.as_secs_f64());
+    eprintln!(
+        "load stopped after {:.0}s; waiting for the node to catch up ...",
+        load_time.as_secs_f64()
+    );
     let catch_up = Instant::now();
     let mut replication = verify::Replication::default();
     let mut source_len = 0;
@@ -394,24 +414,41 @@ fn main() {
     let watch = watch.lock();
     let locks = verify::locks(&runs.lock(), &sections);
     let playbook_log = dir.join("playbook.log");
-    let server_logs: Vec<_> = SERVERS.iter().map(|n| dir.join(n).join("server.log")).collect();
+    let server_logs: Vec<_> = SERVERS
+        .iter()
+        .map(|n| dir.join(n).join("server.log"))
+        .collect();
     let mut extra: Vec<&Path> = vec![&playbook_log];
     extra.extend(server_logs.iter().map(|p| p.as_path()));
     let logs = verify::logs(node.log_path(), &node.incarnations, &watch.pages, &extra);
+    let server_log_paths: Vec<&Path> = server_logs.iter().map(|p| p.as_path()).collect();
+    let violations = verify::protocol_violations(&server_log_paths);
     let peak_rss_mb = watch.peak_rss_kib as f64 / 1024.0;
 
     let mut failures = Vec::new();
     if replication.lost > 0 {
-        failures.push(format!("{} source messages never reached the target (e.g. seqs {:?})", replication.lost, replication.lost_examples));
+        failures.push(format!(
+            "{} source messages never reached the target (e.g. seqs {:?})",
+            replication.lost, replication.lost_examples
+        ));
     }
     if replication.duplicated > 0 {
-        failures.push(format!("{} source messages copied more than once", replication.duplicated));
+        failures.push(format!(
+            "{} source messages copied more than once",
+            replication.duplicated
+        ));
     }
     if replication.phantom > 0 {
-        failures.push(format!("{} target messages without a source message", replication.phantom));
+        failures.push(format!(
+            "{} target messages without a source message",
+            replication.phantom
+        ));
     }
     if replication.source_duplicates > 0 {
-        failures.push(format!("{} requests stored twice in the source stream", replication.source_duplicates));
+        failures.push(format!(
+            "{} requests stored twice in the source stream",
+            replication.source_duplicates
+        ));
     }
     if replication.checked == 0 {
         failures.push("no message was checked".into());
@@ -423,17 +460,31 @@ fn main() {
         failures.push("no playbook run ever held the lock".into());
     }
     if peak_rss_mb > max_rss_mb as f64 {
-        failures.push(format!("choir's RSS peaked at {peak_rss_mb:.0} MiB (bound {max_rss_mb} MiB)"));
+        failures.push(format!(
+            "choir's RSS peaked at {peak_rss_mb:.0} MiB (bound {max_rss_mb} MiB)"
+        ));
     }
     if logs.panics > 0 {
         failures.push(format!("{} panics: {:?}", logs.panics, logs.panic_examples));
     }
     if !logs.error_without_metric.is_empty() {
-        failures.push(format!("ERROR lines without a matching metric: {:?}", logs.error_without_metric));
+        failures.push(format!(
+            "ERROR lines without a matching metric: {:?}",
+            logs.error_without_metric
+        ));
+    }
+    if !violations.is_empty() {
+        failures.push(format!(
+            "{} connections of choir closed by a server for a protocol violation, e.g. {:?}",
+            violations.len(),
+            violations.first()
+        ));
     }
     failures.extend(choir_exits.iter().cloned());
     if !clean_exit {
-        failures.push(format!("choir did not exit cleanly on SIGTERM at the end: {exit:?}"));
+        failures.push(format!(
+            "choir did not exit cleanly on SIGTERM at the end: {exit:?}"
+        ));
     }
 
     // The table.
@@ -453,25 +504,62 @@ fn main() {
     println!("{:<36} {:>10}", "check", "value");
     for (name, value) in [
         ("registrations published", replication.published.to_string()),
-        ("  stored in the source stream", replication.ingested.to_string()),
+        (
+            "  stored in the source stream",
+            replication.ingested.to_string(),
+        ),
         ("source stream messages", source_len.to_string()),
         ("target stream messages", target_len.to_string()),
-        ("messages checked (must be copied)", replication.checked.to_string()),
+        (
+            "messages checked (must be copied)",
+            replication.checked.to_string(),
+        ),
         ("  lost", replication.lost.to_string()),
         ("  duplicated", replication.duplicated.to_string()),
         ("  phantom", replication.phantom.to_string()),
-        ("sampled away (emulated senders)", replication.sampled_away.to_string()),
-        ("source duplicates", replication.source_duplicates.to_string()),
-        ("playbook runs (succeeded)", format!("{} ({})", locks.runs, locks.succeeded)),
+        (
+            "sampled away (emulated senders)",
+            replication.sampled_away.to_string(),
+        ),
+        (
+            "source duplicates",
+            replication.source_duplicates.to_string(),
+        ),
+        (
+            "playbook runs (succeeded)",
+            format!("{} ({})", locks.runs, locks.succeeded),
+        ),
         ("  lock holders checked", locks.held.to_string()),
-        ("  tokens not increasing", locks.token_not_increasing.to_string()),
-        ("  overlapping sections", format!("{} ({} unexplained)", locks.overlapping, locks.overlapping_unexplained)),
-        ("federated pings (full rounds)", format!("{} ({})", pings.rounds, pings.full_rounds)),
+        (
+            "  tokens not increasing",
+            locks.token_not_increasing.to_string(),
+        ),
+        (
+            "  overlapping sections",
+            format!(
+                "{} ({} unexplained)",
+                locks.overlapping, locks.overlapping_unexplained
+            ),
+        ),
+        (
+            "federated pings (full rounds)",
+            format!("{} ({})", pings.rounds, pings.full_rounds),
+        ),
         ("choir incarnations", node.incarnations.len().to_string()),
         ("peak RSS of choir (MiB)", format!("{peak_rss_mb:.1}")),
-        ("log lines / WARN / ERROR", format!("{} / {} / {}", logs.lines, logs.warn, logs.error)),
+        (
+            "log lines / WARN / ERROR",
+            format!("{} / {} / {}", logs.lines, logs.warn, logs.error),
+        ),
         ("panics", logs.panics.to_string()),
-        ("ERROR lines without metric", logs.error_without_metric.values().sum::<u64>().to_string()),
+        (
+            "connections closed for violations",
+            violations.len().to_string(),
+        ),
+        (
+            "ERROR lines without metric",
+            logs.error_without_metric.values().sum::<u64>().to_string(),
+        ),
     ] {
         println!("{name:<36} {value:>10}");
     }
@@ -499,9 +587,12 @@ fn main() {
         "peak_rss_mib": peak_rss_mb,
         "rss_samples": watch.rss_samples,
         "logs": logs,
+        "protocol_violations": violations,
         "failures": failures,
     });
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("soak.json");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("soak.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nwrote {}", out.display());
     if std::env::var("SOAK_KEEP").is_ok_and(|v| v == "1") {

@@ -133,7 +133,10 @@ pub fn garbage_payloads(rng: &mut Rng) -> Vec<Vec<u8>> {
     .unwrap();
     out.push(encode_request(&request, TransportHeaders::default()).unwrap());
     // Federated requests that try to bridge, or to publish to an overlong subject.
-    for target in ["secret.subject".to_owned(), format!("mcollective.node.{}", "n".repeat(5000))] {
+    for target in [
+        "secret.subject".to_owned(),
+        format!("mcollective.node.{}", "n".repeat(5000)),
+    ] {
         let mut headers = TransportHeaders::for_request("mcollective.reply.x.y", "garbage");
         headers.federation = Some(FederationHeader {
             req: request.envelope.requestid.clone(),
@@ -164,18 +167,31 @@ pub async fn send_garbage(
     let mut sent = 0;
     for payload in &payloads {
         for s in &region_subjects {
-            if region.publish(s.clone(), payload.clone().into()).await.is_ok() {
+            if region
+                .publish(s.clone(), payload.clone().into())
+                .await
+                .is_ok()
+            {
                 sent += 1;
             }
         }
         let fed = subject::federation_requests(CLUSTER);
-        if federation.publish(fed, payload.clone().into()).await.is_ok() {
+        if federation
+            .publish(fed, payload.clone().into())
+            .await
+            .is_ok()
+        {
             sent += 1;
         }
     }
-    // Into the source stream itself: what the replicator reads (no sender: always copied).
+    // Into the source stream itself: what the replicator reads (no sender: always copied),
+    // and one document whose sender would make an overlong advisory subject.
     let js = jetstream::new(region.clone());
-    for (i, payload) in payloads.iter().enumerate().take(8) {
+    let long_sender = serde_json::json!({"sender": "s".repeat(5000), "data": "{}"})
+        .to_string()
+        .into_bytes();
+    let stream_payloads = payloads.iter().take(8).chain(std::iter::once(&long_sender));
+    for (i, payload) in stream_payloads.enumerate() {
         let ack = js
             .publish(format!("registration.garbage.{i}"), payload.clone().into())
             .await;
@@ -204,7 +220,9 @@ pub async fn set_target_full(central: &async_nats::Client, stream: &str, full: b
             let info = s.info().await.ok()?.clone();
             let mut config = info.config;
             config.max_messages = if full {
-                i64::try_from(info.state.messages).unwrap_or(i64::MAX).max(1)
+                i64::try_from(info.state.messages)
+                    .unwrap_or(i64::MAX)
+                    .max(1)
             } else {
                 -1
             };

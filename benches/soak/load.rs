@@ -33,16 +33,15 @@ pub fn registration(sender: &str) -> (String, Vec<u8>) {
     .build()
     .unwrap();
     let id = request.envelope.requestid.clone();
-    (id, encode_request(&request, TransportHeaders::default()).unwrap())
+    (
+        id,
+        encode_request(&request, TransportHeaders::default()).unwrap(),
+    )
 }
 
 /// Publishes registration requests at `rate` per second until `stop`; returns the request ids
 /// it published (a publish the client refused is not counted).
-pub async fn publish_registrations(
-    url: String,
-    rate: u64,
-    stop: Arc<AtomicBool>,
-) -> Vec<String> {
+pub async fn publish_registrations(url: String, rate: u64, stop: Arc<AtomicBool>) -> Vec<String> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(url)
@@ -57,11 +56,7 @@ pub async fn publish_registrations(
         tick.tick().await;
         let (id, payload) = registration(&format!("{SENDER_PREFIX}{n}"));
         n += 1;
-        if client
-            .publish(REGISTRATION, payload.into())
-            .await
-            .is_ok()
-        {
+        if client.publish(REGISTRATION, payload.into()).await.is_ok() {
             ids.push(id);
         }
     }

@@ -111,7 +111,14 @@ impl Server {
     /// SIGSTOP (`true`) or SIGCONT (`false`).
     pub fn pause(&self, stop: bool) {
         if let Some(child) = &self.child {
-            signal(child, if stop { Signal::SIGSTOP } else { Signal::SIGCONT });
+            signal(
+                child,
+                if stop {
+                    Signal::SIGSTOP
+                } else {
+                    Signal::SIGCONT
+                },
+            );
         }
     }
 }
@@ -176,7 +183,8 @@ impl Node {
         self.child = Some(child);
         let monitor = self.monitor;
         assert!(
-            wait_for(Duration::from_secs(30), || http_get(monitor, "/healthz").is_some()),
+            wait_for(Duration::from_secs(30), || http_get(monitor, "/healthz")
+                .is_some()),
             "choir's monitor did not come up; see {}",
             self.log.display()
         );

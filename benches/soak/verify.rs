@@ -22,7 +22,11 @@ pub struct Stored {
 }
 
 /// Reads the whole stream `name` in order (bounded by `limit`).
-pub async fn read_stream(client: &async_nats::Client, name: &str, limit: Duration) -> Option<Vec<Stored>> {
+pub async fn read_stream(
+    client: &async_nats::Client,
+    name: &str,
+    limit: Duration,
+) -> Option<Vec<Stored>> {
     let js = jetstream::new(client.clone());
     let read = async {
         let mut stream = js.get_stream(name).await.ok()?;
@@ -104,7 +108,10 @@ pub fn replication(published: &[String], source: &[Stored], target: &[Stored]) -
             *ids.entry(id).or_default() += 1;
         }
     }
-    r.ingested = published.iter().filter(|id| ids.contains_key(id.as_str())).count() as u64;
+    r.ingested = published
+        .iter()
+        .filter(|id| ids.contains_key(id.as_str()))
+        .count() as u64;
     r.source_duplicates = ids.values().filter(|n| **n > 1).map(|n| n - 1).sum();
     let mut copies: HashMap<u64, u64> = HashMap::new();
     for m in target {
@@ -117,7 +124,10 @@ pub fn replication(published: &[String], source: &[Stored], target: &[Stored]) -
     r.phantom += copies.keys().filter(|s| !seqs.contains(s)).count() as u64;
     r.duplicated = copies.values().filter(|n| **n > 1).count() as u64;
     for m in source {
-        let must = m.sender.as_deref().is_none_or(|s| s.starts_with(SENDER_PREFIX));
+        let must = m
+            .sender
+            .as_deref()
+            .is_none_or(|s| s.starts_with(SENDER_PREFIX));
         let copied = copies.get(&m.seq).copied().unwrap_or(0);
         if must {
             r.checked += 1;
@@ -188,12 +198,21 @@ pub fn locks(runs: &[RunRecord], sections: &Path) -> Locks {
             .and_then(|l| l["fence"].as_u64());
         let Some(token) = token else {
             if out.examples.len() < 10 {
-                out.examples.push(format!("{}: critical section without a fencing token in its report", run.tag));
+                out.examples.push(format!(
+                    "{}: critical section without a fencing token in its report",
+                    run.tag
+                ));
             }
             out.token_not_increasing += 1;
             continue;
         };
-        held.push((start, end.unwrap_or(u128::MAX), token, run.tag.clone(), run.success));
+        held.push((
+            start,
+            end.unwrap_or(u128::MAX),
+            token,
+            run.tag.clone(),
+            run.success,
+        ));
     }
     held.sort();
     out.held = held.len() as u64;
@@ -202,7 +221,10 @@ pub fn locks(runs: &[RunRecord], sections: &Path) -> Locks {
         if b.2 <= a.2 {
             out.token_not_increasing += 1;
             if out.examples.len() < 10 {
-                out.examples.push(format!("{} (token {}) then {} (token {})", a.3, a.2, b.3, b.2));
+                out.examples.push(format!(
+                    "{} (token {}) then {} (token {})",
+                    a.3, a.2, b.3, b.2
+                ));
             }
         }
         if a.1 > b.0 {
@@ -210,7 +232,10 @@ pub fn locks(runs: &[RunRecord], sections: &Path) -> Locks {
             if a.4 {
                 out.overlapping_unexplained += 1;
                 if out.examples.len() < 10 {
-                    out.examples.push(format!("{} overlaps {} and did not lose its lock", a.3, b.3));
+                    out.examples.push(format!(
+                        "{} overlaps {} and did not lose its lock",
+                        a.3, b.3
+                    ));
                 }
             }
         }
@@ -220,9 +245,21 @@ pub fn locks(runs: &[RunRecord], sections: &Path) -> Locks {
 
 /// The ERROR lines choir may log and the counter that must count each.
 const ERROR_METRICS: &[(&str, &str, Option<(&str, &str)>)] = &[
-    ("Publish failed for good; message dropped.", "choir_adapter_dropped_total", Some(("reason", "publish"))),
-    ("Target rejected a message for good", "choir_replicator_dead_lettered_total", None),
-    ("Actor mailbox closed (it panicked)", "choir_actor_respawns_total", None),
+    (
+        "Publish failed for good; message dropped.",
+        "choir_adapter_dropped_total",
+        Some(("reason", "publish")),
+    ),
+    (
+        "Target rejected a message for good",
+        "choir_replicator_dead_lettered_total",
+        None,
+    ),
+    (
+        "Actor mailbox closed (it panicked)",
+        "choir_actor_respawns_total",
+        None,
+    ),
 ];
 
 /// What the log check found.
@@ -241,14 +278,22 @@ pub struct Logs {
 
 /// Reads choir's JSON log, incarnation by incarnation, against the last metrics page each
 /// incarnation served (`metrics[i]`: the page and the log offset at which it was taken).
-pub fn logs(log: &Path, incarnations: &[(u32, u64)], metrics: &[Vec<(u64, String)>], extra: &[&Path]) -> Logs {
+pub fn logs(
+    log: &Path,
+    incarnations: &[(u32, u64)],
+    metrics: &[Vec<(u64, String)>],
+    extra: &[&Path],
+) -> Logs {
     let mut out = Logs::default();
     let bytes = std::fs::read(log).unwrap_or_default();
     for (i, &(_, start)) in incarnations.iter().enumerate() {
         let end = incarnations
             .get(i + 1)
             .map_or(bytes.len() as u64, |(_, o)| *o) as usize;
-        let segment = String::from_utf8_lossy(&bytes[(start as usize).min(bytes.len())..end.min(bytes.len())]).into_owned();
+        let segment = String::from_utf8_lossy(
+            &bytes[(start as usize).min(bytes.len())..end.min(bytes.len())],
+        )
+        .into_owned();
         // Errors counted before the last page this incarnation served, by message.
         let last = metrics.get(i).and_then(|pages| pages.last());
         let mut counted_errors: HashMap<String, u64> = HashMap::new();
@@ -279,14 +324,18 @@ pub fn logs(log: &Path, incarnations: &[(u32, u64)], metrics: &[Vec<(u64, String
                 }
                 _ => continue,
             }
-            *out.by_message.entry(format!("{level} {message}")).or_default() += 1;
+            *out.by_message
+                .entry(format!("{level} {message}"))
+                .or_default() += 1;
         }
         for (message, n) in counted_errors {
             let metric = ERROR_METRICS
                 .iter()
                 .find(|(m, _, _)| message.starts_with(m))
                 .map(|(_, metric, label)| {
-                    last.map_or(0.0, |(_, page)| super::procs::metric_sum(page, metric, *label))
+                    last.map_or(0.0, |(_, page)| {
+                        super::procs::metric_sum(page, metric, *label)
+                    })
                 });
             match metric {
                 Some(value) if value >= n as f64 => {}
@@ -300,6 +349,29 @@ pub fn logs(log: &Path, incarnations: &[(u32, u64)], metrics: &[Vec<(u64, String
             out.panics += 1;
             if out.panic_examples.len() < 5 {
                 out.panic_examples.push(line.chars().take(300).collect());
+            }
+        }
+    }
+    out
+}
+
+/// Lines where a nats-server closed one of choir's connections for breaking the protocol
+/// (an overlong control line, a parser error, a payload over the maximum): one bad message
+/// must never cut a connection other messages share.
+pub fn protocol_violations(server_logs: &[&Path]) -> Vec<String> {
+    let mut out = Vec::new();
+    for path in server_logs {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for line in text.lines() {
+            let violation = [
+                "maximum control line exceeded",
+                "Parser ERROR",
+                "Maximum Payload",
+            ]
+            .iter()
+            .any(|v| line.contains(v));
+            if violation && line.contains("choir") {
+                out.push(line.chars().take(200).collect());
             }
         }
     }

@@ -7,6 +7,7 @@
 
 use super::transform::{transform_reply, transform_request, HopJson};
 use crate::fuzzing::{cases, mutate, mutations};
+use crate::protocol::subject::MAX_SUBJECT_LEN;
 use crate::protocol::{
     classify_subject, encode_request, FederationHeader, NewRequest, Scanner, SeenByHop, Transport,
     TransportHeaders,
@@ -149,4 +150,35 @@ proptest! {
         check(&federated(&targets, Some(&reply_to), ""))?;
         check(&federated(&[], None, &reply_to))?;
     }
+}
+
+#[test]
+fn subjects_too_long_to_publish_are_refused() {
+    // Found by the soak: a federated request naming a 5 000-byte target was published, and
+    // nats-server closed the broker's collective connection ("maximum control line exceeded").
+    let long_target = format!("mcollective.node.{}", "n".repeat(5000));
+    let long_reply = format!("mcollective.reply.{}", "r".repeat(5000));
+    let reason = |r: Result<_, super::transform::Rejection>| r.map(drop).unwrap_err().reason();
+    let request = federated(&[&long_target], Some(REPLY), "");
+    assert_eq!(
+        reason(transform_request(&request, COLLECTIVE)),
+        "bad_target"
+    );
+    let request = federated(&["mcollective.node.a"], Some(&long_reply), "");
+    assert_eq!(
+        reason(transform_request(&request, COLLECTIVE)),
+        "bad_reply_to"
+    );
+    let reply = federated(&[], None, &long_reply);
+    assert_eq!(reason(transform_reply(&reply)), "bad_reply_to");
+    for subject in [&long_target, &long_reply] {
+        assert!(
+            !classify_subject(subject).is_request_target() && !classify_subject(subject).is_reply()
+        );
+    }
+    let at_limit = format!(
+        "mcollective.node.{}",
+        "n".repeat(MAX_SUBJECT_LEN - "mcollective.node.".len())
+    );
+    assert!(transform_request(&federated(&[&at_limit], Some(REPLY), ""), COLLECTIVE).is_ok());
 }
