@@ -243,8 +243,15 @@ pub fn locks(runs: &[RunRecord], sections: &Path) -> Locks {
     out
 }
 
+/// An ERROR message (its start), the counter that counts it, and the label it must carry.
+type ErrorMetric = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+);
+
 /// The ERROR lines choir may log and the counter that must count each.
-const ERROR_METRICS: &[(&str, &str, Option<(&str, &str)>)] = &[
+const ERROR_METRICS: &[ErrorMetric] = &[
     (
         "Publish failed for good; message dropped.",
         "choir_adapter_dropped_total",
@@ -316,9 +323,9 @@ pub fn logs(
                 "WARN" => out.warn += 1,
                 "ERROR" => {
                     out.error += 1;
-                    if last.is_some_and(|(at, _)| offset <= *at) {
-                        *counted_errors.entry(message.clone()).or_default() += 1;
-                    } else if last.is_none() {
+                    // Lines after the last page this incarnation served may not be
+                    // counted in it yet; an incarnation that served no page is held to all.
+                    if last.is_none_or(|(at, _)| offset <= *at) {
                         *counted_errors.entry(message.clone()).or_default() += 1;
                     }
                 }

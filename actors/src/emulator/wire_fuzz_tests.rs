@@ -154,8 +154,11 @@ fn wire_op() -> impl Strategy<Value = Wire> {
     ]
 }
 
+/// The operations parsed, then the error or the bytes left unparsed.
+type Parsed = (Vec<Op>, Result<Vec<u8>, String>);
+
 /// What parsing `buf` in one go yields: the operations, then an error or the unparsed rest.
-fn parse_whole(mut buf: &[u8]) -> Result<(Vec<Op>, Result<Vec<u8>, String>), TestCaseError> {
+fn parse_whole(mut buf: &[u8]) -> Result<Parsed, TestCaseError> {
     let mut ops = Vec::new();
     loop {
         match parse(buf) {
@@ -180,10 +183,7 @@ fn parse_whole(mut buf: &[u8]) -> Result<(Vec<Op>, Result<Vec<u8>, String>), Tes
 
 /// What a daemon's read loop makes of the same bytes arriving in reads of the given sizes:
 /// append each read to the buffer, parse every complete operation, keep the rest.
-fn parse_in_reads(
-    bytes: &[u8],
-    reads: &[usize],
-) -> Result<(Vec<Op>, Result<Vec<u8>, String>), TestCaseError> {
+fn parse_in_reads(bytes: &[u8], reads: &[usize]) -> Result<Parsed, TestCaseError> {
     let mut buffer = Vec::new();
     let mut ops = Vec::new();
     let mut rest = bytes;
