@@ -595,10 +595,12 @@ fn main() {
         .join("soak.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nwrote {}", out.display());
-    if std::env::var("SOAK_KEEP").is_ok_and(|v| v == "1") {
-        let kept = workdir.keep();
-        println!("kept {}", kept.display());
-    }
+    let workdir = if std::env::var("SOAK_KEEP").is_ok_and(|v| v == "1") {
+        println!("kept {}", workdir.keep().display());
+        None
+    } else {
+        Some(workdir)
+    };
     if failures.is_empty() {
         println!("soak: all checks passed");
     } else {
@@ -606,7 +608,11 @@ fn main() {
         for f in &failures {
             println!("  - {f}");
         }
+        // `exit` runs no destructors: stop the servers (choir is already stopped) and remove
+        // the work directory first, unless it is to be kept.
         drop(node);
+        servers.lock().clear();
+        drop(workdir);
         std::process::exit(1);
     }
 }
