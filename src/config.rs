@@ -12,6 +12,8 @@ pub mod adapter;
 pub mod defaults;
 pub mod emulator;
 pub mod federation;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod network;
 pub mod node;
 pub mod replicator;

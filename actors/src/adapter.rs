@@ -50,6 +50,8 @@ pub mod pump;
 pub mod settings;
 pub mod subject;
 pub mod transform;
+#[cfg(test)]
+mod transform_fuzz_tests;
 
 use std::sync::Arc;
 use std::time::Duration;

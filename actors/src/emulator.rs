@@ -51,6 +51,8 @@ pub mod spec;
 mod subscriptions;
 mod wire;
 mod wire_daemon;
+#[cfg(test)]
+mod wire_fuzz_tests;
 
 pub use agents::{AgentInput, AgentOutcome};
 pub use audit::{AuditLog, AuditRecord};

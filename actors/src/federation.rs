@@ -43,6 +43,8 @@ pub mod metrics;
 pub mod pipeline;
 pub mod settings;
 pub mod transform;
+#[cfg(test)]
+mod transform_fuzz_tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -44,6 +44,8 @@ pub mod connection;
 pub mod emulator;
 pub mod error_chain;
 pub mod federation;
+#[cfg(test)]
+mod fuzzing;
 pub mod metrics;
 pub mod playbook;
 pub mod problems;

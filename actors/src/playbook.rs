@@ -28,6 +28,8 @@ pub mod store;
 pub mod task;
 pub mod template;
 pub mod validate;
+#[cfg(test)]
+mod validate_fuzz_tests;
 
 use std::path::PathBuf;
 

@@ -17,6 +17,8 @@
 
 pub mod advisory;
 pub mod inspect;
+#[cfg(test)]
+mod inspect_fuzz_tests;
 pub mod sampling;
 
 pub mod acks;

@@ -34,10 +34,15 @@ impl AdapterOutput {
     }
 }
 
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z): `humantime` refuses later
+/// years with a formatting error, which `to_string` turns into a panic.
+const LATEST_RFC3339: u64 = 253_402_300_799;
+
 /// Formats Unix seconds as RFC 3339 UTC with second precision; times before 1970 become the
-/// epoch.
+/// epoch, times after the year 9999 its last second (a request's `time` is whatever its
+/// sender wrote).
 pub fn rfc3339(unix_secs: i64) -> String {
-    let secs = u64::try_from(unix_secs).unwrap_or(0);
+    let secs = u64::try_from(unix_secs).unwrap_or(0).min(LATEST_RFC3339);
     let time = UNIX_EPOCH
         .checked_add(Duration::from_secs(secs))
         .unwrap_or(UNIX_EPOCH);
@@ -57,6 +62,9 @@ mod tests {
     fn time_is_rfc3339_utc() {
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
+        // Found by the fuzzing pass: a request time past the year 9999 panicked the worker.
+        assert_eq!(rfc3339(253_402_300_800), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
         assert!(humantime::parse_rfc3339(&rfc3339_now()).is_ok());
     }
 

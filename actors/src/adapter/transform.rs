@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::output::{rfc3339, AdapterOutput, OUTPUT_PROTOCOL};
 use super::settings::{AdapterProtocol, AdapterSettings};
 use super::subject::SubjectTemplate;
+use crate::protocol::subject::MAX_SUBJECT_LEN;
 use crate::protocol::{decode_request, decode_request_unchecked_ttl, ProtocolError};
 
 /// Why an incoming message was dropped before publishing.
@@ -19,11 +20,15 @@ pub enum Rejection {
     /// The output could not be serialised.
     #[error("cannot encode the output")]
     Encode(#[from] serde_json::Error),
+    /// The stream subject rendered from the sender is longer than
+    /// [`MAX_SUBJECT_LEN`]: publishing it would make the server close the connection.
+    #[error("stream subject of {0} bytes is too long")]
+    SubjectTooLong(usize),
 }
 
 impl Rejection {
     /// The `reason` label it is counted under: `json`, `base64`, `protocol`, `invalid`,
-    /// `expired` or `encode`.
+    /// `expired`, `encode` or `subject`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Decode(ProtocolError::Json { .. }) => "json",
@@ -32,6 +37,7 @@ impl Rejection {
             Self::Decode(ProtocolError::Expired { .. }) => "expired",
             Self::Decode(_) => "invalid",
             Self::Encode(_) => "encode",
+            Self::SubjectTooLong(_) => "subject",
         }
     }
 }
@@ -120,10 +126,14 @@ impl Transformer {
                     sender: envelope.senderid,
                     requestid: envelope.requestid,
                 };
+                let target = self.target(subject, &out.sender);
+                if target.len() > MAX_SUBJECT_LEN {
+                    return Err(Rejection::SubjectTooLong(target.len()));
+                }
                 let mut headers = HeaderMap::new();
                 headers.insert(NATS_MESSAGE_ID, out.requestid.as_str());
                 Ok(Outgoing {
-                    subject: self.target(subject, &out.sender),
+                    subject: target,
                     payload: Bytes::from(out.to_vec()?),
                     headers: Some(headers),
                 })

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::protocol::subject::MAX_SUBJECT_LEN;
 use crate::protocol::{
     classify_subject, write_json_string, ScanError, Scanner, SeenByHop, Str, SubjectKind,
     TRANSPORT_PROTOCOL,
@@ -127,6 +128,9 @@ enum Kind {
 /// usual case) with the same answers; other subjects go to `classify_subject` itself.
 fn kind(subject: &str) -> Kind {
     let bytes = subject.as_bytes();
+    if bytes.len() > MAX_SUBJECT_LEN {
+        return Kind::Other;
+    }
     if !bytes.is_ascii() {
         return match classify_subject(subject) {
             SubjectKind::Broadcast { .. } | SubjectKind::Node { .. } => Kind::Target,

@@ -81,12 +81,21 @@ impl SubjectKind<'_> {
     }
 }
 
+/// The longest subject choir publishes to on behalf of a message (a federation target or
+/// reply-to, an adapter's stream subject, an advisory). nats-server closes a connection whose
+/// control line (`HPUB <subject> <reply> <sizes>`) exceeds its `max_control_line`, 4 KiB by
+/// default, so one message naming a longer subject would cut the connection every other
+/// message shares; Choria's own subjects (identities are host names) stay far below this.
+pub const MAX_SUBJECT_LEN: usize = 1024;
+
 /// Classifies a subject. Used by the federation broker to refuse bridging into arbitrary
 /// subjects: targets must be [`SubjectKind::Broadcast`] or [`SubjectKind::Node`], reply-to
 /// must be [`SubjectKind::Reply`]. Stricter than the Ruby broker's regexes: tokens must be
-/// non-empty, with no wildcards or whitespace, and a broadcast subject has exactly 4 tokens.
+/// non-empty, with no wildcards or whitespace, a broadcast subject has exactly 4 tokens, and
+/// no subject is longer than [`MAX_SUBJECT_LEN`].
 pub fn classify_subject(subject: &str) -> SubjectKind<'_> {
     let valid = !subject.is_empty()
+        && subject.len() <= MAX_SUBJECT_LEN
         && subject.split('.').all(|t| {
             !t.is_empty() && !t.contains(|c: char| c == '*' || c == '>' || c.is_whitespace())
         });

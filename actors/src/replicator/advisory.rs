@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use md5::Digest as _;
 use serde::{Deserialize, Serialize};
 
 use super::sampling::{unix_millis, EventKind, SenderEvent};
@@ -218,9 +219,25 @@ impl fmt::Display for SubjectTemplate {
     }
 }
 
+/// The longest sender token written into an advisory subject; a longer value (a sender
+/// field is whatever the message says) is cut and given a digest of the whole value, so the
+/// subject stays far below what nats-server accepts in a control line.
+const MAX_TOKEN: usize = 256;
+
 /// `value` as one valid NATS subject token: `.`, `*`, `>`, whitespace and control characters
-/// become `_`, and an empty value becomes `_`.
+/// become `_`, an empty value becomes `_`, and a value longer than 256 bytes becomes its first
+/// 200 bytes (whole characters), `~` and the MD5 of the whole value in hex.
 pub fn sanitize_token(value: &str) -> Cow<'_, str> {
+    if value.len() > MAX_TOKEN {
+        let mut cut = 200;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let digest = md5::Md5::digest(value.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let head = sanitize_token(&value[..cut]);
+        return Cow::Owned(format!("{head}~{hex}"));
+    }
     let bad = |c: char| matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control();
     if value.is_empty() {
         Cow::Borrowed("_")
@@ -366,6 +383,13 @@ mod tests {
         assert_eq!(template.render(EventKind::Timeout, ""), "adv.timeout._");
         // A value containing a placeholder is not expanded again.
         assert_eq!(template.render(EventKind::New, "%s"), "adv.new.%s");
+        // A sender too long for a subject token is cut and made distinct by a digest.
+        let (a, b) = ("x".repeat(5000), format!("{}y", "x".repeat(4999)));
+        let (ta, tb) = (sanitize_token(&a), sanitize_token(&b));
+        assert!(ta.len() <= 256 && tb.len() <= 256, "{}", ta.len());
+        assert_ne!(ta, tb);
+        assert!(ta.starts_with(&"x".repeat(200)));
+        assert!(sanitize_token(&"é.".repeat(200)).len() <= 256);
         assert_eq!(sanitize_token("plain-value"), Cow::Borrowed("plain-value"));
         assert_eq!(sanitize_token("nœud"), "nœud");
     }
