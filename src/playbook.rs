@@ -271,7 +271,7 @@ pub fn describe(pb: &Playbook) -> String {
             format!("--{name} <{}>", spec.kind.as_str())
         };
         let mut notes = Vec::new();
-        if spec.required {
+        if spec.is_required() {
             notes.push("required".to_string());
         }
         if let Some(default) = &input.default {

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`spec`]: the file as written (serde, `deny_unknown_fields`).
+//! - [`spec`]: the model of the file as written (serde, `deny_unknown_fields`); TOML files
+//!   deserialize straight into it, YAML files through [`yaml`] (Choria's layout).
 //! - [`validate`]: loading and validation naming the file and key; the validated [`Playbook`].
 //! - [`input`]: typed input values and validation rules (`shellsafe`, `ipv4`, `/regex/`, …).
 //! - [`template`]: `{{ x }}` / `{{{ x }}}` rendering.
@@ -28,6 +29,7 @@ pub mod store;
 pub mod task;
 pub mod template;
 pub mod validate;
+pub mod yaml;
 
 use std::path::PathBuf;
 
@@ -47,7 +49,7 @@ pub enum PlaybookError {
         /// The cause.
         source: std::io::Error,
     },
-    /// TOML syntax or shape error.
+    /// TOML or YAML syntax or shape error.
     #[error("{}{line}: {key}: {message}", path.display())]
     Parse {
         /// The file.
@@ -60,7 +62,10 @@ pub enum PlaybookError {
         message: String,
     },
     /// Validation problems.
-    #[error("{}: invalid playbook:{}", path.display(), problems.iter().map(|p| format!("\n  {p}")).collect::<String>())]
+    #[error("{}: invalid playbook:{}", path.display(), problems.iter().map(|p| match p.line {
+        Some(line) => format!("\n  line {line}: {p}"),
+        None => format!("\n  {p}"),
+    }).collect::<String>())]
     Invalid {
         /// The file.
         path: PathBuf,

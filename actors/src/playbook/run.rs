@@ -159,7 +159,7 @@ impl Runner {
                 self.dynamic.insert(name.clone());
             } else if let Some(default) = &input.default {
                 self.fixed.insert(name.clone(), default.clone());
-            } else if input.spec.required {
+            } else if input.spec.is_required() {
                 problems.push(format!("input {name:?} is required (--{name})"));
             }
         }

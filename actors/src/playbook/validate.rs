@@ -148,8 +148,26 @@ pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
     parse(path, &text)
 }
 
-/// Parses and validates `text` as if read from `path`.
+/// Parses and validates `text` as if read from `path`: YAML (Choria's layout) for `.yaml` and
+/// `.yml`, TOML otherwise.
 pub fn parse(path: &Path, text: &str) -> Result<Playbook, PlaybookError> {
+    if super::yaml::is_yaml(path) {
+        let (spec, found) = super::yaml::parse(path, text)?;
+        let lines = super::yaml::LineIndex::new(text);
+        return validate(path, spec, found).map_err(|error| match error {
+            PlaybookError::Invalid { path, problems } => PlaybookError::Invalid {
+                path,
+                problems: problems
+                    .into_iter()
+                    .map(|mut p| {
+                        p.line = lines.line_of(&p.key);
+                        p
+                    })
+                    .collect(),
+            },
+            other => other,
+        });
+    }
     let deserializer = toml::Deserializer::new(text);
     let spec: PlaybookSpec = serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = error.path().to_string();
@@ -168,7 +186,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Playbook, PlaybookError> {
             message: inner.message().trim().to_string(),
         }
     })?;
-    validate(path, spec)
+    validate(path, spec, Vec::new())
 }
 
 /// Parses a `store/key` reference.
@@ -189,8 +207,43 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> {
+/// Takes Choria's top-level `name`, `version`, `author`, `description` and `tags` into
+/// `metadata`; a key given both ways is a problem.
+fn merge_metadata(spec: &mut PlaybookSpec, problems: &mut Problems) {
+    let meta = &mut spec.metadata;
+    for (key, top, field) in [
+        ("name", spec.name.take(), &mut meta.name),
+        ("version", spec.version.take(), &mut meta.version),
+        ("author", spec.author.take(), &mut meta.author),
+        (
+            "description",
+            spec.description.take(),
+            &mut meta.description,
+        ),
+    ] {
+        if let Some(top) = top {
+            if !field.is_empty() {
+                problems.key(key, format!("given both here and as metadata.{key}"));
+            }
+            *field = top;
+        }
+    }
+    if let Some(tags) = spec.tags.take() {
+        if !meta.tags.is_empty() {
+            problems.key("tags", "given both here and as metadata.tags");
+        }
+        meta.tags = tags;
+    }
+}
+
+fn validate(
+    path: &Path,
+    mut spec: PlaybookSpec,
+    found: Vec<Problem>,
+) -> Result<Playbook, PlaybookError> {
     let mut problems = Problems::default();
+    problems.extend(found);
+    merge_metadata(&mut spec, &mut problems);
     let meta = &spec.metadata;
     for (key, value) in [
         ("name", &meta.name),
@@ -199,7 +252,31 @@ fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> 
         ("description", &meta.description),
     ] {
         if value.trim().is_empty() {
-            problems.key(format!("metadata.{key}"), "must not be empty");
+            problems.key(
+                format!("metadata.{key}"),
+                format!("required: set {key} (top level) or metadata.{key}"),
+            );
+        }
+    }
+    if let Some(level) = &spec.loglevel {
+        if !matches!(
+            level.to_ascii_lowercase().as_str(),
+            "debug" | "info" | "warn" | "error" | "fatal"
+        ) {
+            problems.value(
+                "loglevel",
+                level,
+                "expected debug, info, warn, error or fatal",
+            );
+        }
+    }
+    if let Some(run_as) = &spec.run_as {
+        if run_as.trim().is_empty() || run_as.contains(char::is_whitespace) {
+            problems.value(
+                "run_as",
+                run_as,
+                "expected a caller id such as choria=ops.mcollective",
+            );
         }
     }
 
@@ -711,12 +788,19 @@ fn validate_task(
         "data" => TaskKind::Data,
         "sleep" => TaskKind::Sleep,
         "webhook" => TaskKind::Webhook,
-        "rpc" => TaskKind::Rpc,
+        "rpc" | "mcollective" => TaskKind::Rpc,
+        "" => {
+            problems.key(
+                format!("{key}.type"),
+                "a task needs type (shell, data, sleep, webhook or mcollective)",
+            );
+            return None;
+        }
         other => {
             problems.value(
                 format!("{key}.type"),
                 other,
-                "unknown task type (shell, data, sleep, webhook or rpc)",
+                "unknown task type (shell, data, sleep, webhook, mcollective or rpc)",
             );
             return None;
         }

@@ -1,0 +1,150 @@
+//! YAML playbooks in Choria's layout: the seed's "Data Sources" playbook
+//! (config/playbooks/data_sources.yaml, copied from the blog post) runs over NATS KV, and
+//! `choir playbook check` lists every problem of a YAML file with its line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::node::choir_bin;
+use common::NatsServer;
+use serde_json::Value;
+
+fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Copies a config/playbooks file into `dir` with `replacements` applied.
+fn adapted(dir: &Path, rel: &str, replacements: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(repo_file(rel)).unwrap();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{rel} has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let path = dir.join(Path::new(rel).file_name().unwrap());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `choir playbook ARGS`: (exit code, stdout + stderr).
+fn choir(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = Command::new(choir_bin())
+        .arg("playbook")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn run(file: &Path) -> (i32, String, Value) {
+    let report = file.with_extension("report.json");
+    let (code, output) = choir(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ]);
+    let report = std::fs::read_to_string(&report)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(Value::Null);
+    (code, output, report)
+}
+
+#[test]
+fn the_seed_data_sources_yaml_playbook_deploys_alpha_then_bravo_over_nats_kv() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let servers = format!("type: nats_kv\n    servers: [\"{}\"]", server.url());
+    let file = adapted(
+        dir.path(),
+        "config/playbooks/data_sources.yaml",
+        &[
+            ("type: consul", &servers),
+            // The post's /path/to/script: a command that says what it was asked to deploy.
+            ("/path/to/script", "/bin/echo deploying"),
+            // A short lock timeout: the second round only starts if the first released its lock.
+            ("timeout: 360", "timeout: 3"),
+        ],
+    );
+    for round in 0..2 {
+        let (code, output, report) = run(&file);
+        assert_eq!(code, 0, "round {round}: {output}");
+        let deploys: Vec<&str> = report["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["set"] == "tasks" && t["type"] == "shell")
+            .map(|t| t["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            deploys,
+            ["deploying --cluster alpha", "deploying --cluster bravo"],
+            "round {round}: {output}"
+        );
+        assert_eq!(
+            report["locks"][0]["key"],
+            "choria/locks/playbook/data_sources"
+        );
+    }
+}
+
+#[test]
+fn check_lists_five_different_yaml_mistakes_with_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yml");
+    std::fs::write(
+        &file,
+        "\
+name: broken
+version: 1.0.0
+author: ops
+description: five mistakes
+loglevel: chatty
+inputs:
+  cluster:
+    type: String
+    validation: \":nonsense\"
+locks:
+  - missing_store
+tasks:
+  - shell:
+      description: no command
+  - teleport:
+      description: beam me up
+",
+    )
+    .unwrap();
+    let (code, output) = choir(&["check".as_ref(), file.as_os_str()]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("broken.yml: invalid playbook"), "{output}");
+    for expected in [
+        "line 5: loglevel = \"chatty\"",
+        "line 9: inputs.cluster.validation: unknown validation",
+        "line 11: locks[0] = \"missing_store\": unknown data store",
+        "line 13: tasks[0].command: a shell task needs command",
+        "line 15: tasks[1].type = \"teleport\": unknown task type",
+    ] {
+        assert!(output.contains(expected), "no {expected:?} in:\n{output}");
+    }
+}
+
+#[test]
+fn a_yaml_syntax_error_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, "name: x\ninputs:\n  a:\n    type: [String\n").unwrap();
+    let (code, output) = choir(&["check".as_ref(), file.as_os_str()]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("bad.yaml:"), "{output}");
+    assert!(output.contains(":4") || output.contains(":5"), "{output}");
+}
