@@ -148,3 +148,78 @@ fn a_yaml_syntax_error_names_the_file_and_line() {
     assert!(output.contains("bad.yaml:"), "{output}");
     assert!(output.contains(":4") || output.contains(":5"), "{output}");
 }
+
+const TYPED: &str = r#"name: typed
+version: 1.0.0
+author: ops
+description: Choria's input types and values
+inputs:
+  count:
+    description: a number
+    type: Integer
+  ratio:
+    description: any number
+    type: Numeric
+    validation: ":number"
+  force:
+    description: a flag
+    type: ":bool"
+    default: false
+  hosts:
+    description: a list
+    type: ARRAY
+  label:
+    description: optional text
+    type: string
+    required: false
+    default: none
+tasks:
+  - shell:
+      description: print the inputs
+      command: printf %s/%s/%s/%s/%s {{ inputs.count }} {{ inputs.ratio }} {{ inputs.force }} {{ inputs.hosts }} {{ inputs.label }}
+      timeout: 30
+      try_sleep: 1
+      pre_sleep: 0
+"#;
+
+#[test]
+fn choria_input_types_take_input_json_and_input_at_yaml_file_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typed.yaml");
+    std::fs::write(&file, TYPED).unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(&values, "hosts:\n  - a\n  - b\nratio: 2.5\n").unwrap();
+    let report = dir.path().join("r.json");
+    let at_file = format!("@{}", values.display());
+    let (code, output) = choir(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--input".as_ref(),
+        r#"{"count": 7, "force": true}"#.as_ref(),
+        "--input".as_ref(),
+        at_file.as_ref(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["tasks"][0]["message"], "7/2.5/true/a, b/none");
+}
+
+#[test]
+fn an_input_without_required_is_required_as_in_choria() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typed.yaml");
+    std::fs::write(&file, TYPED).unwrap();
+    let (code, output) = choir(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--input".as_ref(),
+        r#"{"count": 7, "ratio": 1}"#.as_ref(),
+    ]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("input \"hosts\" is required"), "{output}");
+    // `required: false` with a default and `force` with a default are not reported.
+    assert!(!output.contains("\"label\""), "{output}");
+    assert!(!output.contains("\"force\""), "{output}");
+}

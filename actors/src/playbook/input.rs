@@ -229,6 +229,21 @@ pub fn coerce(kind: InputType, value: Value) -> Result<Value, String> {
     }
 }
 
+/// Reads input values from a JSON or YAML (`.yaml`/`.yml`) file holding one map, as
+/// `--input @FILE` and `--inputs FILE` take them.
+pub fn read_inputs_file(path: &std::path::Path) -> Result<serde_json::Map<String, Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let value: Value = if super::yaml::is_yaml(path) {
+        serde_saphyr::from_str(&text).map_err(|e| e.without_snippet().to_string())?
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())?
+    };
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err("not a map of input names to values".into()),
+    }
+}
+
 /// A value as stored text: strings bare, everything else JSON.
 pub fn to_stored(value: &Value) -> String {
     match value {
