@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use choir_actors::error_chain::Chain;
 use choir_actors::playbook::client::ClientOverrides;
 use choir_actors::playbook::spec::InputType;
+use choir_actors::playbook::validate::TaskKind;
 use choir_actors::playbook::{self, Playbook, PlaybookRunActor, RunPlaybook, Runner};
 use clap::Subcommand;
 use serde_json::Value;
@@ -335,7 +336,7 @@ pub fn describe(pb: &Playbook) -> String {
             .chain(pb.hooks.on_success.iter())
             .chain(pb.hooks.on_fail.iter())
             .chain(pb.hooks.post_book.iter())
-            .any(|t| t.spec.kind == "rpc");
+            .any(|t| t.kind == TaskKind::Rpc);
     if uses_client {
         let client = &pb.client;
         out.push_str(&format!(

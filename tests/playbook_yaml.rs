@@ -223,3 +223,49 @@ fn an_input_without_required_is_required_as_in_choria() {
     assert!(!output.contains("\"label\""), "{output}");
     assert!(!output.contains("\"force\""), "{output}");
 }
+
+#[test]
+fn a_yaml_shell_task_gets_cwd_environment_and_nodes_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shell.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: shell
+version: 1.0.0
+author: ops
+description: Choria's shell keys
+nodes:
+  web:
+    type: list
+    nodes: [web1, web2]
+tasks:
+  - shell:
+      command: sh -c 'printf "%s|%s|%s" "$(pwd)" "$GREETING" "$*"' argv
+      cwd: {cwd}
+      environment:
+        GREETING: hello
+      nodes: "{{{{ nodes.web }}}}"
+      tries: 2
+      try_sleep: 1
+      fail_ok: false
+"#,
+            cwd = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("r.json");
+    let (code, output) = choir(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let cwd = dir.path().canonicalize().unwrap();
+    assert_eq!(
+        report["tasks"][0]["message"],
+        format!("{}|hello|--nodes web1,web2", cwd.display())
+    );
+}

@@ -427,6 +427,24 @@ pub struct TaskSpec {
     /// rpc: expression every reply's data must satisfy.
     #[serde(default)]
     pub assert: Option<String>,
+    /// rpc: pause between batches.
+    #[serde(default, deserialize_with = "duration::deserialize")]
+    pub batch_sleep_time: Option<Duration>,
+    /// rpc: Choria's "do not print replies"; choir never prints them, so accepted only.
+    #[serde(default)]
+    pub silent: Option<bool>,
+    /// rpc: post-processing; `summarize` (choir's message is always a summary).
+    #[serde(default)]
+    pub post: Vec<String>,
+    /// webhook: Choria's name of `url`.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// webhook: Choria's name of `body`.
+    #[serde(default)]
+    pub data: Option<toml::Value>,
+    /// webhook: verify the server's TLS certificate (default true).
+    #[serde(default)]
+    pub verify_ssl: Option<bool>,
 }
 
 /// `[hooks]`.

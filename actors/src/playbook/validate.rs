@@ -777,6 +777,45 @@ fn validate_tasks(
     out
 }
 
+/// Maps Choria's names onto choir's: webhook `uri`/`data` are `url`/`body`; an rpc
+/// (`mcollective`) `action: agent.action` without `agent` is split.
+fn normalise(key: &str, kind: TaskKind, task: &TaskSpec, problems: &mut Problems) -> TaskSpec {
+    let mut task = task.clone();
+    let webhook = kind == TaskKind::Webhook;
+    if let Some(uri) = task.uri.take() {
+        if !webhook {
+            problems.key(
+                format!("{key}.uri"),
+                format!("not valid for a {} task", kind.as_str()),
+            );
+        } else if task.url.is_some() {
+            problems.key(format!("{key}.uri"), "given together with url");
+        } else {
+            task.url = Some(uri);
+        }
+    }
+    if let Some(data) = task.data.take() {
+        if !webhook {
+            problems.key(
+                format!("{key}.data"),
+                format!("not valid for a {} task", kind.as_str()),
+            );
+        } else if task.body.is_some() {
+            problems.key(format!("{key}.data"), "given together with body");
+        } else {
+            task.body = Some(data);
+        }
+    }
+    if kind == TaskKind::Rpc && task.agent.is_none() {
+        if let Some((agent, action)) = task.action.as_deref().and_then(|a| a.split_once('.')) {
+            let (agent, action) = (agent.to_string(), action.to_string());
+            task.agent = Some(agent);
+            task.action = Some(action);
+        }
+    }
+    task
+}
+
 fn validate_task(
     key: &str,
     task: &TaskSpec,
@@ -805,6 +844,7 @@ fn validate_task(
             return None;
         }
     };
+    let task = &normalise(key, kind, task, problems);
     let present: Vec<&str> = [
         ("command", task.command.is_some()),
         ("cwd", task.cwd.is_some()),
@@ -824,6 +864,10 @@ fn validate_task(
         ("nodes", task.nodes.is_some()),
         ("batch_size", task.batch_size.is_some()),
         ("assert", task.assert.is_some()),
+        ("batch_sleep_time", task.batch_sleep_time.is_some()),
+        ("silent", task.silent.is_some()),
+        ("post", !task.post.is_empty()),
+        ("verify_ssl", task.verify_ssl.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, used)| used.then_some(field))
@@ -843,6 +887,7 @@ fn validate_task(
                 "body",
                 "expect_status",
                 "timeout",
+                "verify_ssl",
             ],
             &["url"],
         ),
@@ -853,6 +898,9 @@ fn validate_task(
                 "properties",
                 "nodes",
                 "batch_size",
+                "batch_sleep_time",
+                "silent",
+                "post",
                 "assert",
                 "timeout",
             ],
@@ -955,6 +1003,11 @@ fn validate_task(
         TaskKind::Rpc => {
             if let Some(action) = &task.action {
                 check_template(&field("action"), action, names, problems);
+            }
+            for (i, post) in task.post.iter().enumerate() {
+                if post != "summarize" {
+                    problems.value(format!("{key}.post[{i}]"), post, "expected summarize");
+                }
             }
             if task.batch_size == Some(0) {
                 problems.value(field("batch_size"), 0, "must be at least 1");

@@ -359,6 +359,33 @@ mod tests {
     }
 
     #[test]
+    fn an_mcollective_task_is_an_rpc_task_with_agent_dot_action_split() {
+        let text = "name: x\nversion: '1'\nauthor: a\ndescription: d\ntasks:\n  - mcollective:\n      action: rpcutil.ping\n      nodes: [a, b]\n      batch_size: 1\n      batch_sleep_time: 2\n      silent: true\n      post: [summarize]\n  - webhook:\n      uri: http://127.0.0.1:1/x\n      data: {a: 1}\n";
+        let pb = crate::playbook::parse(Path::new("t.yaml"), text).unwrap();
+        let task = &pb.tasks[0];
+        assert_eq!(task.kind, crate::playbook::validate::TaskKind::Rpc);
+        assert_eq!(task.spec.agent.as_deref(), Some("rpcutil"));
+        assert_eq!(task.spec.action.as_deref(), Some("ping"));
+        assert_eq!(
+            task.spec.batch_sleep_time,
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(
+            pb.tasks[1].spec.url.as_deref(),
+            Some("http://127.0.0.1:1/x")
+        );
+        assert!(pb.tasks[1].spec.body.is_some());
+        let bad = text.replace("[summarize]", "[tabulate]");
+        let error = crate::playbook::parse(Path::new("t.yaml"), &bad).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("line 12: tasks[0].post[0] = \"tabulate\""),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn bad_yaml_syntax_is_an_error_not_a_panic() {
         for text in [
             "tasks: [",
