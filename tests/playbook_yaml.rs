@@ -269,3 +269,90 @@ tasks:
         format!("{}|hello|--nodes web1,web2", cwd.display())
     );
 }
+
+/// A playbook whose every hook and task appends its name to `log`; `pre_book_ok` and
+/// `task_ok` decide whether pre_book and the second task succeed.
+fn hooks_playbook(dir: &Path, pre_book_ok: bool, task_ok: bool) -> (PathBuf, PathBuf) {
+    let log = dir.join("log");
+    let step = |name: &str, ok: bool| {
+        format!(
+            "    - shell:\n        command: sh -c 'echo {name} >> {log}; {exit}'\n",
+            log = log.display(),
+            exit = if ok { "true" } else { "false" }
+        )
+    };
+    let text = format!(
+        "name: hooks\nversion: 1.0.0\nauthor: ops\ndescription: hook order\nhooks:\n  pre_book:\n{}  pre_task:\n{}  post_task:\n{}  on_success:\n{}  on_fail:\n{}  post_book:\n{}tasks:\n{}{}",
+        step("pre_book", pre_book_ok),
+        step("pre_task", true),
+        step("post_task", true),
+        step("on_success", true),
+        step("on_fail", true),
+        step("post_book", true),
+        step("task1", true).replacen("    ", "  ", 1).replace("\n        ", "\n      "),
+        step("task2", task_ok).replacen("    ", "  ", 1).replace("\n        ", "\n      "),
+    );
+    let file = dir.join("hooks.yaml");
+    std::fs::write(&file, text).unwrap();
+    (file, log)
+}
+
+fn ran(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn pre_task_and_post_task_wrap_only_the_main_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log) = hooks_playbook(dir.path(), true, true);
+    let (code, output) = choir(&["run".as_ref(), file.as_os_str()]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(
+        ran(&log),
+        [
+            "pre_book",
+            "pre_task",
+            "task1",
+            "post_task",
+            "pre_task",
+            "task2",
+            "post_task",
+            "on_success",
+            "post_book"
+        ]
+    );
+}
+
+#[test]
+fn a_failed_task_runs_on_fail_then_post_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log) = hooks_playbook(dir.path(), true, false);
+    let (code, output) = choir(&["run".as_ref(), file.as_os_str()]);
+    assert_eq!(code, 1, "{output}");
+    assert_eq!(
+        ran(&log),
+        [
+            "pre_book",
+            "pre_task",
+            "task1",
+            "post_task",
+            "pre_task",
+            "task2",
+            "on_fail",
+            "post_book"
+        ]
+    );
+}
+
+#[test]
+fn a_failed_pre_book_ends_the_run_without_on_fail_or_post_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, log) = hooks_playbook(dir.path(), false, true);
+    let (code, output) = choir(&["run".as_ref(), file.as_os_str()]);
+    assert_eq!(code, 1, "{output}");
+    assert_eq!(ran(&log), ["pre_book"]);
+}
