@@ -26,7 +26,7 @@ pub enum PlaybookCommand {
     /// [--report out.json] [--server URL]... [--collective NAME] [--federation C1,C2]`;
     /// exits 0 on success, 1 on failure.
     Run {
-        /// The playbook's TOML file.
+        /// The playbook file: YAML (`.yaml`, `.yml`; Choria's layout) or TOML.
         file: PathBuf,
         /// Inputs, `--report FILE`, `--server URL`, `--collective NAME`, `--federation C,..`.
         #[arg(
@@ -38,12 +38,12 @@ pub enum PlaybookCommand {
     },
     /// Describe a playbook: metadata, inputs as command-line help, stores, locks and tasks.
     Show {
-        /// The playbook's TOML file.
+        /// The playbook file: YAML (`.yaml`, `.yml`; Choria's layout) or TOML.
         file: PathBuf,
     },
     /// Validate a playbook; exits 1 listing every problem.
     Check {
-        /// The playbook's TOML file.
+        /// The playbook file: YAML (`.yaml`, `.yml`; Choria's layout) or TOML.
         file: PathBuf,
     },
 }
