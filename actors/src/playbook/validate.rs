@@ -1042,6 +1042,66 @@ mod tests {
     const META: &str =
         "[metadata]\nname = \"t\"\nversion = \"1\"\nauthor = \"a\"\ndescription = \"d\"\n";
 
+    #[test]
+    fn toml_takes_choria_top_level_keys_types_validators_and_integer_seconds() {
+        let text = r#"
+name = "t"
+version = "1"
+author = "a"
+description = "d"
+loglevel = "info"
+run_as = "choria=ops.mcollective"
+
+[inputs.count]
+type = "Integer"
+validation = ":integer"
+default = 3
+
+[inputs.flag]
+type = ":bool"
+required = false
+
+[data_stores.s]
+type = "memory"
+timeout = 360
+ttl = 20
+
+[[tasks]]
+type = "mcollective"
+action = "rpcutil.ping"
+nodes = ["a"]
+try_sleep = 5
+
+[[tasks]]
+type = "webhook"
+uri = "http://127.0.0.1:1/x"
+data = { a = 1 }
+"#;
+        let pb = parse(Path::new("t.toml"), text).unwrap();
+        assert_eq!(pb.name(), "t");
+        assert_eq!(pb.stores["s"].timeout, Duration::from_secs(360));
+        assert_eq!(pb.stores["s"].ttl, Duration::from_secs(20));
+        assert!(pb.inputs["count"].spec.is_required());
+        assert!(!pb.inputs["flag"].spec.is_required());
+        assert_eq!(pb.tasks[0].kind, TaskKind::Rpc);
+        assert_eq!(pb.tasks[0].spec.agent.as_deref(), Some("rpcutil"));
+        assert_eq!(pb.tasks[0].spec.try_sleep, Some(Duration::from_secs(5)));
+        assert_eq!(
+            pb.tasks[1].spec.url.as_deref(),
+            Some("http://127.0.0.1:1/x")
+        );
+
+        let both = format!("{text}\n{META}");
+        let error = parse(Path::new("t.toml"), &both).unwrap_err().to_string();
+        assert!(
+            error.contains("name: given both here and as metadata.name"),
+            "{error}"
+        );
+        let bad = text.replace("\"info\"", "\"loud\"");
+        let error = parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(error.contains("loglevel = \"loud\""), "{error}");
+    }
+
     fn problems(body: &str) -> Vec<String> {
         match parse(Path::new("t.toml"), &format!("{META}{body}")) {
             Ok(_) => Vec::new(),
