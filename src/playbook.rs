@@ -1,7 +1,7 @@
 //! `choir playbook run|show|check`: the command-line runner for playbooks.
 //!
-//! `run` accepts inputs as `--NAME value` (`--NAME` alone for a bool), `--input NAME=value`
-//! and `--inputs file.json` (a JSON object), writes the JSON report with `--report out.json`,
+//! `run` accepts inputs as `--NAME value` (`--NAME` alone for a bool), `--input NAME=value`,
+//! `--input '{"NAME": value}'`, `--input @file.json|yaml` and `--inputs file.json|yaml`, writes the JSON report with `--report out.json`,
 //! and exits 0 on success, 1 on failure. Ctrl-C or SIGTERM interrupts the run, which still
 //! releases its locks. `--server URL` (repeatable or comma-separated), `--collective NAME` and
 //! `--federation CLUSTER[,...]` override the playbook's `[client]` table (defaults
@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use choir_actors::error_chain::Chain;
 use choir_actors::playbook::client::ClientOverrides;
 use choir_actors::playbook::spec::InputType;
+use choir_actors::playbook::validate::TaskKind;
 use choir_actors::playbook::{self, Playbook, PlaybookRunActor, RunPlaybook, Runner};
 use clap::Subcommand;
 use serde_json::Value;
@@ -25,7 +26,7 @@ pub enum PlaybookCommand {
     /// [--report out.json] [--server URL]... [--collective NAME] [--federation C1,C2]`;
     /// exits 0 on success, 1 on failure.
     Run {
-        /// The playbook's TOML file.
+        /// The playbook file: YAML (`.yaml`, `.yml`; Choria's layout) or TOML.
         file: PathBuf,
         /// Inputs, `--report FILE`, `--server URL`, `--collective NAME`, `--federation C,..`.
         #[arg(
@@ -37,12 +38,12 @@ pub enum PlaybookCommand {
     },
     /// Describe a playbook: metadata, inputs as command-line help, stores, locks and tasks.
     Show {
-        /// The playbook's TOML file.
+        /// The playbook file: YAML (`.yaml`, `.yml`; Choria's layout) or TOML.
         file: PathBuf,
     },
     /// Validate a playbook; exits 1 listing every problem.
     Check {
-        /// The playbook's TOML file.
+        /// The playbook file: YAML (`.yaml`, `.yml`; Choria's layout) or TOML.
         file: PathBuf,
     },
 }
@@ -56,10 +57,10 @@ pub enum ArgsError {
     /// An option without its value.
     #[error("{0} needs a value")]
     MissingValue(String),
-    /// `--input` without `=`.
-    #[error("--input {0:?}: expected NAME=value")]
+    /// `--input` neither `NAME=value`, a JSON object nor `@FILE`.
+    #[error("--input {0:?}: expected NAME=value, a JSON object or @file.json|yaml")]
     BadInput(String),
-    /// `--inputs` file unreadable or not a JSON object.
+    /// `--inputs FILE` / `--input @FILE` unreadable or not a map.
     #[error("--inputs {0}: {1}")]
     InputsFile(String, String),
 }
@@ -135,19 +136,26 @@ pub fn parse_run_args(pb: &Playbook, args: &[String]) -> Result<RunArgs, ArgsErr
             "collective" => out.client.collective = Some(value),
             "federation" => out.client.federation = Some(comma_list(&value)),
             "input" => {
-                let (k, v) = value
-                    .split_once('=')
-                    .ok_or_else(|| ArgsError::BadInput(value.clone()))?;
-                out.inputs.insert(k.to_string(), Value::from(v));
+                if let Some(file) = value.strip_prefix('@') {
+                    let map = playbook::input::read_inputs_file(Path::new(file))
+                        .map_err(|e| ArgsError::InputsFile(file.to_string(), e))?;
+                    out.inputs.extend(map);
+                } else if value.trim_start().starts_with('{') {
+                    match serde_json::from_str::<Value>(&value) {
+                        Ok(Value::Object(map)) => out.inputs.extend(map),
+                        _ => return Err(ArgsError::BadInput(value)),
+                    }
+                } else {
+                    let (k, v) = value
+                        .split_once('=')
+                        .ok_or_else(|| ArgsError::BadInput(value.clone()))?;
+                    out.inputs.insert(k.to_string(), Value::from(v));
+                }
             }
             "inputs" => {
-                let text = std::fs::read_to_string(&value)
-                    .map_err(|e| ArgsError::InputsFile(value.clone(), e.to_string()))?;
-                match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Object(map)) => out.inputs.extend(map),
-                    Ok(_) => return Err(ArgsError::InputsFile(value, "not a JSON object".into())),
-                    Err(e) => return Err(ArgsError::InputsFile(value, e.to_string())),
-                }
+                let map = playbook::input::read_inputs_file(Path::new(&value))
+                    .map_err(|e| ArgsError::InputsFile(value.clone(), e))?;
+                out.inputs.extend(map);
             }
             _ if pb.inputs.contains_key(&name) => {
                 out.inputs.insert(name, Value::from(value));
@@ -271,7 +279,7 @@ pub fn describe(pb: &Playbook) -> String {
             format!("--{name} <{}>", spec.kind.as_str())
         };
         let mut notes = Vec::new();
-        if spec.required {
+        if spec.is_required() {
             notes.push("required".to_string());
         }
         if let Some(default) = &input.default {
@@ -328,7 +336,7 @@ pub fn describe(pb: &Playbook) -> String {
             .chain(pb.hooks.on_success.iter())
             .chain(pb.hooks.on_fail.iter())
             .chain(pb.hooks.post_book.iter())
-            .any(|t| t.spec.kind == "rpc");
+            .any(|t| t.kind == TaskKind::Rpc);
     if uses_client {
         let client = &pb.client;
         out.push_str(&format!(

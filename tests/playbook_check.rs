@@ -95,9 +95,9 @@ fn cases() -> Vec<(&'static str, String, &'static str)> {
     vec![
         ("unknown top-level key", format!("colour = \"blue\"\n{VALID}"), ":1: colour: unknown field `colour`, expected one of"),
         ("unknown input key", VALID.replace("default = \"alpha\"", "defualt = \"alpha\""), "inputs.cluster.defualt: unknown field `defualt`"),
-        ("missing metadata", VALID.replace("[metadata]\nname = \"p\"\nversion = \"1\"\nauthor = \"a\"\ndescription = \"d\"\n", ""), "missing field `metadata`"),
+        ("missing metadata", VALID.replace("[metadata]\nname = \"p\"\nversion = \"1\"\nauthor = \"a\"\ndescription = \"d\"\n", ""), "metadata.name: required"),
         ("missing metadata key", VALID.replace("author = \"a\"\n", ""), "metadata: missing field `author`"),
-        ("bad input type", VALID.replace("type = \"string\"", "type = \"strnig\""), "inputs.cluster.type: unknown variant `strnig`"),
+        ("bad input type", VALID.replace("type = \"string\"", "type = \"strnig\""), "inputs.cluster.type: unknown input type \"strnig\""),
         ("default of the wrong type", VALID.replace("type = \"string\"\ndefault = \"alpha\"", "type = \"integer\"\ndefault = \"alpha\""), "inputs.cluster.default = \"\\\"alpha\\\"\": \"alpha\" is not an integer"),
         ("bad task type", VALID.replace("type = \"shell\"", "type = \"shel\""), "tasks[0].type = \"shel\": unknown task type"),
         ("key of another task type", VALID.replace("command = ", "url = \"http://x\"\ncommand = "), "tasks[0].url: not valid for a shell task"),

@@ -2,7 +2,8 @@
 //! daemons on a real nats-server, run with `choir playbook run --server`: discovery with a fact
 //! and agent filter, `rpcutil#ping` and `emulated0#generate` in batches with asserts and
 //! `previous_task.data`; a node set whose `at_least` exceeds the fleet; an unknown action
-//! (statuscode 2) failing the task unless `fail_ok`; a node that never answers.
+//! (statuscode 2) failing the task unless `fail_ok`; a node that never answers; a YAML
+//! `mcollective` task (`action: agent.action`, `batch_sleep_time`, `post`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "client/cli.rs"]
@@ -299,4 +300,46 @@ assert = "message =~ /^[0-9]+$/ and size > 2"
     assert_eq!(on_fail.len(), 1);
     let message = on_fail[0]["message"].as_str().unwrap();
     assert!(message.contains("emu-0: assert failed:"), "{message}");
+}
+
+#[actix_rt::test]
+async fn a_yaml_mcollective_task_calls_agent_dot_action_in_batches() {
+    let server = NatsServer::start();
+    let _fleet = support::start_fleet("emu", 4, &server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mco.yaml");
+    std::fs::write(
+        &file,
+        r#"name: mco
+version: 1.0.0
+author: tests@example.net
+description: Choria's mcollective task
+nodes:
+  some:
+    type: list
+    nodes: [emu-0, emu-1, emu-2, emu-3]
+tasks:
+  - mcollective:
+      description: ping {{{ nodes.some }}}
+      action: rpcutil.ping
+      nodes: "{{{ nodes.some }}}"
+      batch_size: 2
+      batch_sleep_time: 1
+      silent: true
+      post:
+        - summarize
+      timeout: 10
+"#,
+    )
+    .unwrap();
+    let (code, output, report) = run(&file, &server).await;
+    assert_eq!(code, 0, "{output}");
+    let task = tries(&report, 0)[0];
+    assert_eq!(task["type"], "rpc");
+    let message = task["message"].as_str().unwrap();
+    assert!(
+        message.contains("rpcutil#ping on 4 nodes in 2 batches: 4 ok, 0 failed, 0 no response"),
+        "{message}"
+    );
+    assert_eq!(task["data"].as_array().unwrap().len(), 4);
 }

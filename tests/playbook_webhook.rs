@@ -129,3 +129,55 @@ fn a_webhook_posts_json_and_retries_an_unexpected_status() {
     assert_eq!(tries[1]["success"], true);
     assert_eq!(tries[1]["data"]["ok"], true);
 }
+
+#[test]
+fn a_choria_yaml_webhook_sends_uri_data_headers_and_a_request_id() {
+    let (url, requests) = server(vec![201]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hook.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name: hook
+version: 1.0.0
+author: test
+description: Choria's webhook keys
+inputs:
+  ticket:
+    description: ticket
+    type: String
+    default: CHG-2
+tasks:
+  - webhook:
+      description: notify
+      uri: {url}
+      method: POST
+      headers:
+        X-Test: "yes"
+      data:
+        ticket: "{{{{{{ inputs.ticket }}}}}}"
+      verify_ssl: false
+      timeout: 10
+"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new(choir_bin())
+        .args(["playbook", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (head, body) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(head.starts_with("POST /hook"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("x-choria-request-id:"), "{head}");
+    assert!(lower.contains("x-test: yes"), "{head}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["ticket"], "CHG-2");
+}

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`spec`]: the file as written (serde, `deny_unknown_fields`).
+//! - [`spec`]: the model of the file as written (serde, `deny_unknown_fields`); TOML files
+//!   deserialize straight into it, YAML files through [`yaml`] (Choria's layout).
 //! - [`validate`]: loading and validation naming the file and key; the validated [`Playbook`].
 //! - [`input`]: typed input values and validation rules (`shellsafe`, `ipv4`, `/regex/`, …).
 //! - [`template`]: `{{ x }}` / `{{{ x }}}` rendering.
@@ -30,6 +31,7 @@ pub mod template;
 pub mod validate;
 #[cfg(test)]
 mod validate_fuzz_tests;
+pub mod yaml;
 
 use std::path::PathBuf;
 
@@ -49,7 +51,7 @@ pub enum PlaybookError {
         /// The cause.
         source: std::io::Error,
     },
-    /// TOML syntax or shape error.
+    /// TOML or YAML syntax or shape error.
     #[error("{}{line}: {key}: {message}", path.display())]
     Parse {
         /// The file.
@@ -62,7 +64,10 @@ pub enum PlaybookError {
         message: String,
     },
     /// Validation problems.
-    #[error("{}: invalid playbook:{}", path.display(), problems.iter().map(|p| format!("\n  {p}")).collect::<String>())]
+    #[error("{}: invalid playbook:{}", path.display(), problems.iter().map(|p| match p.line {
+        Some(line) => format!("\n  line {line}: {p}"),
+        None => format!("\n  {p}"),
+    }).collect::<String>())]
     Invalid {
         /// The file.
         path: PathBuf,

@@ -12,6 +12,8 @@ pub struct Problem {
     pub value: Option<String>,
     /// What is wrong, lowercase.
     pub message: String,
+    /// The line of the key in the file, when the file's parser tells.
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for Problem {
@@ -39,6 +41,7 @@ impl Problems {
             key: key.into(),
             value: Some(value.to_string()),
             message: message.into(),
+            line: None,
         });
     }
 
@@ -48,7 +51,13 @@ impl Problems {
             key: key.into(),
             value: None,
             message: message.into(),
+            line: None,
         });
+    }
+
+    /// Records problems found earlier.
+    pub fn extend(&mut self, problems: impl IntoIterator<Item = Problem>) {
+        self.0.extend(problems);
     }
 
     /// Whether nothing was found.

@@ -6,6 +6,50 @@ use serde_json::Value;
 
 use super::spec::{InputType, ValidationSpec};
 
+/// The type a `:string`-style validator checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TypeCheck {
+    /// A string.
+    String,
+    /// An integer, or text that is one.
+    Integer,
+    /// A float (an integer is not one), or text with a decimal point.
+    Float,
+    /// Any number, or text that is one.
+    Number,
+    /// true or false, or text that is one of them.
+    Boolean,
+}
+
+impl TypeCheck {
+    fn check(self, value: &Value) -> Result<(), String> {
+        let ok = match (self, value) {
+            (Self::String, Value::String(_)) => true,
+            (Self::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+            (Self::Integer, Value::String(s)) => s.trim().parse::<i64>().is_ok(),
+            (Self::Float, Value::Number(n)) => n.is_f64(),
+            (Self::Float, Value::String(s)) => s.contains('.') && s.trim().parse::<f64>().is_ok(),
+            (Self::Number, Value::Number(_)) => true,
+            (Self::Number, Value::String(s)) => s.trim().parse::<f64>().is_ok(),
+            (Self::Boolean, Value::Bool(_)) => true,
+            (Self::Boolean, Value::String(s)) => matches!(s.trim(), "true" | "false"),
+            _ => false,
+        };
+        let name = match self {
+            Self::String => "a string",
+            Self::Integer => "an integer",
+            Self::Float => "a float",
+            Self::Number => "a number",
+            Self::Boolean => "a boolean",
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("not {name}"))
+        }
+    }
+}
+
 /// A compiled validation rule.
 #[derive(Clone, Debug)]
 pub enum Rule {
@@ -17,6 +61,8 @@ pub enum Rule {
     Ipv6,
     /// Matches the regular expression.
     Regex(regex::Regex),
+    /// MCollective's type checks `:string`, `:integer`, `:float`, `:number`, `:boolean`.
+    Type(TypeCheck),
     /// One of these values.
     OneOf(Vec<Value>),
 }
@@ -38,8 +84,13 @@ impl Rule {
                     "shellsafe" => Ok(Self::ShellSafe),
                     "ipv4" | "ipv4address" => Ok(Self::Ipv4),
                     "ipv6" | "ipv6address" => Ok(Self::Ipv6),
+                    "string" => Ok(Self::Type(TypeCheck::String)),
+                    "integer" => Ok(Self::Type(TypeCheck::Integer)),
+                    "float" => Ok(Self::Type(TypeCheck::Float)),
+                    "number" => Ok(Self::Type(TypeCheck::Number)),
+                    "boolean" | "bool" => Ok(Self::Type(TypeCheck::Boolean)),
                     _ => Err(
-                        "unknown validation (shellsafe, ipv4, ipv6, /regex/ or a list of values)"
+                        "unknown validation (:shellsafe, :ipv4address, :ipv6address, :string, :integer, :float, :number, :boolean, /regex/ or a list of values)"
                             .to_string(),
                     ),
                 }
@@ -52,12 +103,19 @@ impl Rule {
         if let (Value::Array(items), false) = (value, matches!(self, Self::OneOf(_))) {
             return items.iter().try_for_each(|item| self.check(item));
         }
+        if let Self::Type(check) = self {
+            return check.check(value);
+        }
         let text = match value {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
         match self {
+            Self::Type(_) => Ok(()),
             Self::ShellSafe => {
+                if !value.is_string() {
+                    return Err("not shellsafe: not a string".into());
+                }
                 for bad in ["`", "$", ";", "|", "&&", ">", "<", "\n", "\r"] {
                     if text.contains(bad) {
                         return Err(format!("not shellsafe: contains {bad:?}"));
@@ -126,6 +184,11 @@ pub fn parse_text(kind: InputType, raw: &str) -> Result<Value, String> {
             .parse::<f64>()
             .map(Value::from)
             .map_err(|_| format!("{raw:?} is not a number")),
+        InputType::Numeric => trimmed
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| trimmed.parse::<f64>().map(Value::from))
+            .map_err(|_| format!("{raw:?} is not a number")),
         InputType::Bool => match trimmed.to_ascii_lowercase().as_str() {
             "true" | "yes" | "y" | "1" | "on" => Ok(Value::Bool(true)),
             "false" | "no" | "n" | "0" | "off" => Ok(Value::Bool(false)),
@@ -158,11 +221,26 @@ pub fn coerce(kind: InputType, value: Value) -> Result<Value, String> {
         (InputType::String, Value::String(s)) => Ok(Value::String(s)),
         (_, Value::String(s)) => parse_text(kind, &s),
         (InputType::Integer, v @ Value::Number(_)) if v.is_i64() => Ok(v),
-        (InputType::Float, v @ Value::Number(_)) => Ok(v),
+        (InputType::Float | InputType::Numeric, v @ Value::Number(_)) => Ok(v),
         (InputType::Bool, v @ Value::Bool(_)) => Ok(v),
         (InputType::Array, v @ Value::Array(_)) => Ok(v),
         (InputType::Map, v @ Value::Object(_)) => Ok(v),
         (kind, v) => Err(format!("{v} is not of type {}", kind.as_str())),
+    }
+}
+
+/// Reads input values from a JSON or YAML (`.yaml`/`.yml`) file holding one map, as
+/// `--input @FILE` and `--inputs FILE` take them.
+pub fn read_inputs_file(path: &std::path::Path) -> Result<serde_json::Map<String, Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let value: Value = if super::yaml::is_yaml(path) {
+        serde_saphyr::from_str(&text).map_err(|e| e.without_snippet().to_string())?
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())?
+    };
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err("not a map of input names to values".into()),
     }
 }
 
@@ -198,6 +276,36 @@ mod tests {
         assert!(one.check(&Value::from("b")).is_ok());
         assert!(one.check(&Value::from("c")).is_err());
         assert!(Rule::compile(&ValidationSpec::Named("nope".into())).is_err());
+    }
+
+    #[test]
+    fn mcollective_type_validators_check_the_value_type() {
+        let rule = |name: &str| Rule::compile(&ValidationSpec::Named(name.into())).unwrap();
+        assert!(rule(":string").check(&Value::from("x")).is_ok());
+        assert!(rule(":string").check(&Value::from(1)).is_err());
+        assert!(rule(":integer").check(&Value::from(3)).is_ok());
+        assert!(rule(":integer").check(&Value::from("3")).is_ok());
+        assert!(rule(":integer").check(&Value::from(3.5)).is_err());
+        assert!(rule(":float").check(&Value::from(3.5)).is_ok());
+        assert!(rule(":float").check(&Value::from(3)).is_err());
+        assert!(rule(":number").check(&Value::from(3)).is_ok());
+        assert!(rule(":number").check(&Value::from("x")).is_err());
+        assert!(rule(":boolean").check(&Value::from(true)).is_ok());
+        assert!(rule(":boolean").check(&Value::from("maybe")).is_err());
+        assert!(rule(":ipv6address").check(&Value::from("::1")).is_ok());
+        assert!(rule(":ipv4address").check(&Value::from("::1")).is_err());
+        assert!(rule(":shellsafe").check(&Value::from(3)).is_err());
+        assert!(Rule::compile(&ValidationSpec::Named(":nope".into())).is_err());
+    }
+
+    #[test]
+    fn numeric_inputs_keep_integers_and_take_floats() {
+        assert_eq!(parse_text(InputType::Numeric, "4").unwrap(), Value::from(4));
+        assert_eq!(
+            parse_text(InputType::Numeric, "4.5").unwrap(),
+            Value::from(4.5)
+        );
+        assert!(parse_text(InputType::Numeric, "four").is_err());
     }
 
     #[test]

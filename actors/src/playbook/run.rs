@@ -3,9 +3,10 @@
 //! `on_fail`, and `post_book`. Locks are released on every path: success, failure, a failed
 //! prepare, a lost lock and an interrupt.
 //!
-//! Decisions: a failing `pre_book` skips the tasks and counts as a failure (`on_fail` and
-//! `post_book` still run); a lost lock or an interrupt stops everything at once (no more hooks:
-//! the critical section is no longer protected); `fail_ok` applies after the last try.
+//! Decisions: a failing `pre_book` ends the run at once, as in Choria (no tasks, no
+//! `on_fail`, no `post_book`); `pre_task`/`post_task` wrap only the main tasks; a lost lock or an interrupt stops everything at once (no more hooks:
+//! the critical section is no longer protected); `fail_ok` applies after the last try, whatever
+//! `tries` is (Choria ignored it when `tries > 1`, a known bug).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -116,10 +117,12 @@ impl Runner {
         self.prepare(keeper).await?;
         let pb = self.pb.clone();
         let hooks = &pb.hooks;
+        // As in Choria: a failed pre_book ends the run at once, without on_fail or post_book.
+        self.run_list("pre_book", &hooks.pre_book)
+            .await
+            .map_err(|error| format!("pre_book: {error}"))?;
         let mut failure = None;
-        if let Err(error) = self.run_list("pre_book", &hooks.pre_book).await {
-            failure = Some(format!("pre_book: {error}"));
-        } else if let Err(error) = self.run_main(&pb.tasks).await {
+        if let Err(error) = self.run_main(&pb.tasks).await {
             failure = Some(error);
         } else if let Err(error) = self.run_list("on_success", &hooks.on_success).await {
             failure = Some(format!("on_success: {error}"));
@@ -159,7 +162,7 @@ impl Runner {
                 self.dynamic.insert(name.clone());
             } else if let Some(default) = &input.default {
                 self.fixed.insert(name.clone(), default.clone());
-            } else if input.spec.required {
+            } else if input.spec.is_required() {
                 problems.push(format!("input {name:?} is required (--{name})"));
             }
         }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod duration;
+
 /// A whole playbook file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,8 +18,33 @@ pub struct PlaybookSpec {
     /// Editors' schema hint; ignored.
     #[serde(rename = "$schema", default)]
     pub schema: Option<String>,
-    /// Name, version, author, description (all required).
+    /// Name, version, author, description (all required): here or as top-level keys.
+    #[serde(default)]
     pub metadata: Metadata,
+    /// The playbook's name (Choria's top-level form of `metadata.name`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Its version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Its author.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// What it does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Log level of the run: debug, info, warn, error or fatal (recorded; `RUST_LOG` decides).
+    #[serde(default)]
+    pub loglevel: Option<String>,
+    /// The caller id the playbook runs as (recorded and checked, not yet used for signing).
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// Choria's `on_fail` top-level key: accepted, never used (as in Choria).
+    #[serde(default)]
+    pub on_fail: Option<String>,
     /// Inputs by name.
     #[serde(default)]
     pub inputs: BTreeMap<String, InputSpec>,
@@ -59,7 +86,7 @@ pub struct ClientSpec {
     #[serde(default)]
     pub federation: Vec<String>,
     /// How long discovery waits for nodes (default 2s).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration::deserialize")]
     pub timeout: Option<Duration>,
     /// A Choria client config (`client.cfg`) to take servers, identity, collective,
     /// certificates and NATS credentials from; the keys here override it.
@@ -101,7 +128,7 @@ pub struct ClientTlsSpec {
 }
 
 /// `[metadata]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     /// The playbook's name; also names its default lock.
@@ -117,8 +144,10 @@ pub struct Metadata {
     pub tags: Vec<String>,
 }
 
-/// The type of an input value.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, serde::Serialize)]
+/// The type of an input value. Written in any case, with or without a leading `:`, in
+/// choir's names or Choria's (`String`, `Integer`/`Fixnum`, `Float`, `Numeric`, `Array`,
+/// `Boolean`/`:bool`, `Hash`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InputType {
     /// Any string.
@@ -127,6 +156,8 @@ pub enum InputType {
     Integer,
     /// A float.
     Float,
+    /// An integer or a float (Choria's `Numeric`).
+    Numeric,
     /// true / false (a bare `--NAME` flag on the command line).
     Bool,
     /// A list (JSON, or comma-separated on the command line).
@@ -142,10 +173,37 @@ impl InputType {
             Self::String => "string",
             Self::Integer => "integer",
             Self::Float => "float",
+            Self::Numeric => "numeric",
             Self::Bool => "bool",
             Self::Array => "array",
             Self::Map => "map",
         }
+    }
+
+    /// Parses a type name in any of its spellings.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let lower = name.trim().trim_start_matches(':').to_ascii_lowercase();
+        Some(match lower.as_str() {
+            "string" | "str" => Self::String,
+            "integer" | "int" | "fixnum" => Self::Integer,
+            "float" => Self::Float,
+            "numeric" | "number" => Self::Numeric,
+            "bool" | "boolean" => Self::Bool,
+            "array" | "list" => Self::Array,
+            "map" | "hash" => Self::Map,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for InputType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown input type {name:?} (String, Integer, Float, Numeric, Boolean, Array or Hash, any case)"
+            ))
+        })
     }
 }
 
@@ -165,13 +223,15 @@ pub enum ValidationSpec {
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// Help text.
+    #[serde(default)]
     pub description: String,
     /// The value's type.
     #[serde(rename = "type")]
     pub kind: InputType,
-    /// Whether the run fails without a value (explicit; default false).
+    /// Whether the run fails without a value: default true, as in Choria, except for an input
+    /// bound to `data` (see [`InputSpec::is_required`]).
     #[serde(default)]
-    pub required: bool,
+    pub required: Option<bool>,
     /// The value used when none is given or stored.
     #[serde(default)]
     pub default: Option<toml::Value>,
@@ -189,6 +249,13 @@ pub struct InputSpec {
     pub save: bool,
 }
 
+impl InputSpec {
+    /// `required` as written, else true unless the input is bound to `data`.
+    pub fn is_required(&self) -> bool {
+        self.required.unwrap_or(self.data.is_none())
+    }
+}
+
 /// `[data_stores.X]`: every key any store type takes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,10 +264,10 @@ pub struct StoreSpec {
     #[serde(rename = "type")]
     pub kind: String,
     /// How long to wait for a lock (default 120s).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration::deserialize")]
     pub timeout: Option<Duration>,
     /// How long a lock outlives a crashed holder (default 20s).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration::deserialize")]
     pub ttl: Option<Duration>,
     /// nats_kv: server URLs.
     #[serde(default)]
@@ -257,7 +324,7 @@ pub struct NodeSetSpec {
     #[serde(default)]
     pub compound: Option<String>,
     /// discovery: how long to wait for nodes (default: `[client] timeout`, 2s).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration::deserialize")]
     pub timeout: Option<Duration>,
     /// Fail with fewer nodes than this (default 1).
     #[serde(default)]
@@ -288,8 +355,8 @@ pub enum CommandSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
-    /// `shell`, `data`, `sleep`, `webhook` or `rpc`.
-    #[serde(rename = "type")]
+    /// `shell`, `data`, `sleep`, `webhook` or `rpc` (`mcollective`); in YAML the entry's key.
+    #[serde(rename = "type", default)]
     pub kind: String,
     /// What the task does (templated).
     #[serde(default)]
@@ -298,10 +365,10 @@ pub struct TaskSpec {
     #[serde(default)]
     pub tries: Option<u32>,
     /// Sleep between tries (default 10s).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration::deserialize")]
     pub try_sleep: Option<Duration>,
     /// Sleep before the first try.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration::deserialize")]
     pub pre_sleep: Option<Duration>,
     /// A failure after the last try counts as success.
     #[serde(default)]
@@ -313,7 +380,7 @@ pub struct TaskSpec {
     #[serde(default)]
     pub cwd: Option<String>,
     /// shell, webhook, rpc: time limit.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration::deserialize")]
     pub timeout: Option<Duration>,
     /// shell: extra environment.
     #[serde(default)]
@@ -328,7 +395,7 @@ pub struct TaskSpec {
     #[serde(default)]
     pub value: Option<toml::Value>,
     /// sleep: how long.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration::deserialize")]
     pub duration: Option<Duration>,
     /// webhook: the URL.
     #[serde(default)]
@@ -360,6 +427,24 @@ pub struct TaskSpec {
     /// rpc: expression every reply's data must satisfy.
     #[serde(default)]
     pub assert: Option<String>,
+    /// rpc: pause between batches.
+    #[serde(default, deserialize_with = "duration::deserialize")]
+    pub batch_sleep_time: Option<Duration>,
+    /// rpc: Choria's "do not print replies"; choir never prints them, so accepted only.
+    #[serde(default)]
+    pub silent: Option<bool>,
+    /// rpc: post-processing; `summarize` (choir's message is always a summary).
+    #[serde(default)]
+    pub post: Vec<String>,
+    /// webhook: Choria's name of `url`.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// webhook: Choria's name of `body`.
+    #[serde(default)]
+    pub data: Option<toml::Value>,
+    /// webhook: verify the server's TLS certificate (default true).
+    #[serde(default)]
+    pub verify_ssl: Option<bool>,
 }
 
 /// `[hooks]`.

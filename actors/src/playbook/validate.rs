@@ -148,8 +148,26 @@ pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
     parse(path, &text)
 }
 
-/// Parses and validates `text` as if read from `path`.
+/// Parses and validates `text` as if read from `path`: YAML (Choria's layout) for `.yaml` and
+/// `.yml`, TOML otherwise.
 pub fn parse(path: &Path, text: &str) -> Result<Playbook, PlaybookError> {
+    if super::yaml::is_yaml(path) {
+        let (spec, found) = super::yaml::parse(path, text)?;
+        let lines = super::yaml::LineIndex::new(text);
+        return validate(path, spec, found).map_err(|error| match error {
+            PlaybookError::Invalid { path, problems } => PlaybookError::Invalid {
+                path,
+                problems: problems
+                    .into_iter()
+                    .map(|mut p| {
+                        p.line = lines.line_of(&p.key);
+                        p
+                    })
+                    .collect(),
+            },
+            other => other,
+        });
+    }
     let deserializer = toml::Deserializer::new(text);
     let spec: PlaybookSpec = serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = error.path().to_string();
@@ -168,7 +186,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Playbook, PlaybookError> {
             message: inner.message().trim().to_string(),
         }
     })?;
-    validate(path, spec)
+    validate(path, spec, Vec::new())
 }
 
 /// Parses a `store/key` reference.
@@ -189,8 +207,43 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> {
+/// Takes Choria's top-level `name`, `version`, `author`, `description` and `tags` into
+/// `metadata`; a key given both ways is a problem.
+fn merge_metadata(spec: &mut PlaybookSpec, problems: &mut Problems) {
+    let meta = &mut spec.metadata;
+    for (key, top, field) in [
+        ("name", spec.name.take(), &mut meta.name),
+        ("version", spec.version.take(), &mut meta.version),
+        ("author", spec.author.take(), &mut meta.author),
+        (
+            "description",
+            spec.description.take(),
+            &mut meta.description,
+        ),
+    ] {
+        if let Some(top) = top {
+            if !field.is_empty() {
+                problems.key(key, format!("given both here and as metadata.{key}"));
+            }
+            *field = top;
+        }
+    }
+    if let Some(tags) = spec.tags.take() {
+        if !meta.tags.is_empty() {
+            problems.key("tags", "given both here and as metadata.tags");
+        }
+        meta.tags = tags;
+    }
+}
+
+fn validate(
+    path: &Path,
+    mut spec: PlaybookSpec,
+    found: Vec<Problem>,
+) -> Result<Playbook, PlaybookError> {
     let mut problems = Problems::default();
+    problems.extend(found);
+    merge_metadata(&mut spec, &mut problems);
     let meta = &spec.metadata;
     for (key, value) in [
         ("name", &meta.name),
@@ -199,7 +252,31 @@ fn validate(path: &Path, spec: PlaybookSpec) -> Result<Playbook, PlaybookError> 
         ("description", &meta.description),
     ] {
         if value.trim().is_empty() {
-            problems.key(format!("metadata.{key}"), "must not be empty");
+            problems.key(
+                format!("metadata.{key}"),
+                format!("required: set {key} (top level) or metadata.{key}"),
+            );
+        }
+    }
+    if let Some(level) = &spec.loglevel {
+        if !matches!(
+            level.to_ascii_lowercase().as_str(),
+            "debug" | "info" | "warn" | "error" | "fatal"
+        ) {
+            problems.value(
+                "loglevel",
+                level,
+                "expected debug, info, warn, error or fatal",
+            );
+        }
+    }
+    if let Some(run_as) = &spec.run_as {
+        if run_as.trim().is_empty() || run_as.contains(char::is_whitespace) {
+            problems.value(
+                "run_as",
+                run_as,
+                "expected a caller id such as choria=ops.mcollective",
+            );
         }
     }
 
@@ -700,6 +777,45 @@ fn validate_tasks(
     out
 }
 
+/// Maps Choria's names onto choir's: webhook `uri`/`data` are `url`/`body`; an rpc
+/// (`mcollective`) `action: agent.action` without `agent` is split.
+fn normalise(key: &str, kind: TaskKind, task: &TaskSpec, problems: &mut Problems) -> TaskSpec {
+    let mut task = task.clone();
+    let webhook = kind == TaskKind::Webhook;
+    if let Some(uri) = task.uri.take() {
+        if !webhook {
+            problems.key(
+                format!("{key}.uri"),
+                format!("not valid for a {} task", kind.as_str()),
+            );
+        } else if task.url.is_some() {
+            problems.key(format!("{key}.uri"), "given together with url");
+        } else {
+            task.url = Some(uri);
+        }
+    }
+    if let Some(data) = task.data.take() {
+        if !webhook {
+            problems.key(
+                format!("{key}.data"),
+                format!("not valid for a {} task", kind.as_str()),
+            );
+        } else if task.body.is_some() {
+            problems.key(format!("{key}.data"), "given together with body");
+        } else {
+            task.body = Some(data);
+        }
+    }
+    if kind == TaskKind::Rpc && task.agent.is_none() {
+        if let Some((agent, action)) = task.action.as_deref().and_then(|a| a.split_once('.')) {
+            let (agent, action) = (agent.to_string(), action.to_string());
+            task.agent = Some(agent);
+            task.action = Some(action);
+        }
+    }
+    task
+}
+
 fn validate_task(
     key: &str,
     task: &TaskSpec,
@@ -711,16 +827,24 @@ fn validate_task(
         "data" => TaskKind::Data,
         "sleep" => TaskKind::Sleep,
         "webhook" => TaskKind::Webhook,
-        "rpc" => TaskKind::Rpc,
+        "rpc" | "mcollective" => TaskKind::Rpc,
+        "" => {
+            problems.key(
+                format!("{key}.type"),
+                "a task needs type (shell, data, sleep, webhook or mcollective)",
+            );
+            return None;
+        }
         other => {
             problems.value(
                 format!("{key}.type"),
                 other,
-                "unknown task type (shell, data, sleep, webhook or rpc)",
+                "unknown task type (shell, data, sleep, webhook, mcollective or rpc)",
             );
             return None;
         }
     };
+    let task = &normalise(key, kind, task, problems);
     let present: Vec<&str> = [
         ("command", task.command.is_some()),
         ("cwd", task.cwd.is_some()),
@@ -740,6 +864,10 @@ fn validate_task(
         ("nodes", task.nodes.is_some()),
         ("batch_size", task.batch_size.is_some()),
         ("assert", task.assert.is_some()),
+        ("batch_sleep_time", task.batch_sleep_time.is_some()),
+        ("silent", task.silent.is_some()),
+        ("post", !task.post.is_empty()),
+        ("verify_ssl", task.verify_ssl.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, used)| used.then_some(field))
@@ -759,6 +887,7 @@ fn validate_task(
                 "body",
                 "expect_status",
                 "timeout",
+                "verify_ssl",
             ],
             &["url"],
         ),
@@ -769,6 +898,9 @@ fn validate_task(
                 "properties",
                 "nodes",
                 "batch_size",
+                "batch_sleep_time",
+                "silent",
+                "post",
                 "assert",
                 "timeout",
             ],
@@ -872,6 +1004,11 @@ fn validate_task(
             if let Some(action) = &task.action {
                 check_template(&field("action"), action, names, problems);
             }
+            for (i, post) in task.post.iter().enumerate() {
+                if post != "summarize" {
+                    problems.value(format!("{key}.post[{i}]"), post, "expected summarize");
+                }
+            }
             if task.batch_size == Some(0) {
                 problems.value(field("batch_size"), 0, "must be at least 1");
             }
@@ -904,6 +1041,66 @@ mod tests {
 
     const META: &str =
         "[metadata]\nname = \"t\"\nversion = \"1\"\nauthor = \"a\"\ndescription = \"d\"\n";
+
+    #[test]
+    fn toml_takes_choria_top_level_keys_types_validators_and_integer_seconds() {
+        let text = r#"
+name = "t"
+version = "1"
+author = "a"
+description = "d"
+loglevel = "info"
+run_as = "choria=ops.mcollective"
+
+[inputs.count]
+type = "Integer"
+validation = ":integer"
+default = 3
+
+[inputs.flag]
+type = ":bool"
+required = false
+
+[data_stores.s]
+type = "memory"
+timeout = 360
+ttl = 20
+
+[[tasks]]
+type = "mcollective"
+action = "rpcutil.ping"
+nodes = ["a"]
+try_sleep = 5
+
+[[tasks]]
+type = "webhook"
+uri = "http://127.0.0.1:1/x"
+data = { a = 1 }
+"#;
+        let pb = parse(Path::new("t.toml"), text).unwrap();
+        assert_eq!(pb.name(), "t");
+        assert_eq!(pb.stores["s"].timeout, Duration::from_secs(360));
+        assert_eq!(pb.stores["s"].ttl, Duration::from_secs(20));
+        assert!(pb.inputs["count"].spec.is_required());
+        assert!(!pb.inputs["flag"].spec.is_required());
+        assert_eq!(pb.tasks[0].kind, TaskKind::Rpc);
+        assert_eq!(pb.tasks[0].spec.agent.as_deref(), Some("rpcutil"));
+        assert_eq!(pb.tasks[0].spec.try_sleep, Some(Duration::from_secs(5)));
+        assert_eq!(
+            pb.tasks[1].spec.url.as_deref(),
+            Some("http://127.0.0.1:1/x")
+        );
+
+        let both = format!("{text}\n{META}");
+        let error = parse(Path::new("t.toml"), &both).unwrap_err().to_string();
+        assert!(
+            error.contains("name: given both here and as metadata.name"),
+            "{error}"
+        );
+        let bad = text.replace("\"info\"", "\"loud\"");
+        let error = parse(Path::new("t.toml"), &bad).unwrap_err().to_string();
+        assert!(error.contains("loglevel = \"loud\""), "{error}");
+    }
 
     fn problems(body: &str) -> Vec<String> {
         match parse(Path::new("t.toml"), &format!("{META}{body}")) {

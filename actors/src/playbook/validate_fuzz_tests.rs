@@ -1,7 +1,8 @@
 //! Property tests of the playbook loader over TOML-ish text: the example playbooks mutated,
 //! and playbooks assembled from real section and key names with odd values. Whatever the
 //! text, loading gives a playbook or an error naming the file, never a panic; the template
-//! parser gets the same treatment.
+//! parser gets the same treatment. The YAML front-end (Choria's layout) is fed the seed's
+//! playbook mutated, indented key/value lines and random text the same way.
 
 use std::path::Path;
 
@@ -19,6 +20,19 @@ const EXAMPLES: [&str; 5] = [
 ];
 
 const FILE: &str = "fuzz/playbook.toml";
+
+/// The seed's YAML playbook, as Choria's layout writes it.
+const YAML_EXAMPLE: &str = include_str!("../../../config/playbooks/data_sources.yaml");
+
+const YAML_FILE: &str = "fuzz/playbook.yaml";
+
+/// Loading YAML-ish `text` gives a playbook or an error naming the file.
+fn check_yaml(text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+    if let Err(e) = parse(Path::new(YAML_FILE), text) {
+        prop_assert!(e.to_string().starts_with(YAML_FILE), "{}", e);
+    }
+    Ok(())
+}
 
 fn check(text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
     if let Err(e) = parse(Path::new(FILE), text) {
@@ -163,5 +177,27 @@ proptest! {
     #[test]
     fn random_text_never_panics(text in "\\PC{0,200}") {
         check(&text)?;
+        check_yaml(&text)?;
+    }
+
+    #[test]
+    fn mutated_yaml_playbooks_never_panic(muts in mutations(8)) {
+        check_yaml(YAML_EXAMPLE)?;
+        check_yaml(&mutate_text(YAML_EXAMPLE, &muts))?;
+    }
+
+    #[test]
+    fn assembled_yaml_playbooks_never_panic(
+        lines in proptest::collection::vec(
+            (0usize..6, key(), value()).prop_map(|(indent, k, v)| {
+                format!("{}{k}: {v}", "  ".repeat(indent % 3))
+            }),
+            0..24,
+        ),
+    ) {
+        let body = lines.join("\n");
+        check_yaml(&body)?;
+        // Appended to a valid playbook, the odd lines reach validation.
+        check_yaml(&format!("{YAML_EXAMPLE}\n{body}"))?;
     }
 }

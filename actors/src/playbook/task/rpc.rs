@@ -217,7 +217,12 @@ pub async fn run(spec: &TaskSpec, ctx: &Context, client: &PlaybookClient) -> Tas
     let batch_size = spec.batch_size.unwrap_or(call.nodes.len()).max(1);
     let mut tally = Tally::default();
     let mut called = 0;
-    for batch in call.nodes.chunks(batch_size) {
+    for (i, batch) in call.nodes.chunks(batch_size).enumerate() {
+        if i > 0 {
+            if let Some(pause) = spec.batch_sleep_time.filter(|d| !d.is_zero()) {
+                tokio::time::sleep(pause).await;
+            }
+        }
         let rpc = RpcCall {
             agent: call.agent.clone(),
             action: call.action.clone(),

@@ -1,6 +1,7 @@
 //! The `webhook` task: an HTTP request (POST with a JSON body by default, or GET with the
 //! body as query parameters) with an `X-Choria-Request-ID` header; success is an expected
-//! status (default 200 or 201).
+//! status (default 200 or 201). Choria's `uri` and `data` are `url` and `body`;
+//! `verify_ssl: false` accepts any server certificate.
 
 use std::time::Duration;
 
@@ -54,10 +55,15 @@ pub async fn run(spec: &TaskSpec, ctx: &Context) -> TaskOutcome {
     let timeout = spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let request_id = template::uuid_v4();
     let target = url.clone();
+    let verify = spec.verify_ssl.unwrap_or(true);
     let sent = tokio::task::spawn_blocking(move || -> Result<(u16, String), String> {
+        let tls = ureq::tls::TlsConfig::builder()
+            .disable_verification(!verify)
+            .build();
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
+            .tls_config(tls)
             .build();
         let agent = ureq::Agent::new_with_config(config);
         let mut response = if method == "GET" || method == "DELETE" {
