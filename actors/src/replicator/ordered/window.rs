@@ -688,7 +688,7 @@ mod tests {
         }
 
         fn skips(&self, seq: u64) -> bool {
-            self.skip_every.is_some_and(|n| seq % n == 0)
+            self.skip_every.is_some_and(|n| seq.is_multiple_of(n))
         }
 
         fn poison(&self, seq: u64) -> bool {
