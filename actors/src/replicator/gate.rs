@@ -107,3 +107,117 @@ impl Gate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::replicator::inspect::{Inspector, JsonPath};
+    use crate::replicator::sampling::SamplingConfig;
+    use crate::replicator::settings::SamplingSettings;
+    use crate::replicator::stats::ReplicatorMetrics;
+
+    /// A gate for `settings` (with a tracker when sampling is set), its stats and the
+    /// receiving end of its sender events.
+    fn gate(settings: ReplicatorSettings) -> (Gate, ReplicatorStats, mpsc::Receiver<SenderEvent>) {
+        let stats = ReplicatorMetrics::register(&Metrics::new()).for_replicator(&settings.name);
+        let tracker = settings.sampling.as_ref().map(|s| {
+            Arc::new(Mutex::new(
+                SamplingTracker::new(s.config.clone()).expect("valid sampling config"),
+            ))
+        });
+        let (events, received) = mpsc::channel(8);
+        (
+            Gate::new(Arc::new(settings), tracker, events, stats.clone()),
+            stats,
+            received,
+        )
+    }
+
+    fn sampled(age: Duration) -> ReplicatorSettings {
+        let mut settings = ReplicatorSettings::new("r", "S");
+        settings.sampling = Some(SamplingSettings {
+            inspector: Inspector::Header("Sender".to_owned()),
+            force_field: Some(JsonPath::parse("forced").expect("valid path")),
+            config: SamplingConfig::new(age),
+            state_file: PathBuf::from("unused"),
+        });
+        settings
+    }
+
+    fn from(sender: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("Sender", sender);
+        headers
+    }
+
+    #[test]
+    fn without_max_age_or_sampling_everything_is_copied() {
+        let (gate, stats, _events) = gate(ReplicatorSettings::new("r", "S"));
+        assert!(gate.copies_everything());
+        let long_ago = SystemTime::UNIX_EPOCH;
+        assert_eq!(gate.decide("a.b", None, b"{}", 1, long_ago), Verdict::Copy);
+        assert_eq!(stats.skipped_too_old.get(), 0);
+    }
+
+    #[test]
+    fn a_message_older_than_max_age_is_skipped_and_counted() {
+        let mut settings = ReplicatorSettings::new("r", "S");
+        settings.max_age = Some(Duration::from_secs(60));
+        let (gate, stats, _events) = gate(settings);
+        assert!(!gate.copies_everything());
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        assert_eq!(gate.decide("a.b", None, b"{}", 1, old), Verdict::TooOld);
+        assert_eq!(stats.skipped_too_old.get(), 1);
+        assert_eq!(
+            gate.decide("a.b", None, b"{}", 2, SystemTime::now()),
+            Verdict::Copy
+        );
+        assert_eq!(stats.skipped_too_old.get(), 1);
+    }
+
+    #[test]
+    fn sampling_copies_a_sender_once_per_age_unless_forced() {
+        let (gate, stats, _events) = gate(sampled(Duration::from_secs(60)));
+        assert!(!gate.copies_everything());
+        let now = SystemTime::now();
+        let a = from("a");
+        assert_eq!(gate.decide("x", Some(&a), b"{}", 1, now), Verdict::Copy);
+        assert_eq!(gate.decide("x", Some(&a), b"{}", 2, now), Verdict::Sampled);
+        assert_eq!(stats.skipped_sampling.get(), 1);
+        let forced = br#"{"forced":true}"#;
+        assert_eq!(gate.decide("x", Some(&a), forced, 3, now), Verdict::Copy);
+        // Another sender is sampled on its own.
+        assert_eq!(
+            gate.decide("x", Some(&from("b")), b"{}", 4, now),
+            Verdict::Copy
+        );
+        // The sampler runs on the stream's clock: an age later, `a` is copied again.
+        let later = now + Duration::from_secs(61);
+        assert_eq!(gate.decide("x", Some(&a), b"{}", 5, later), Verdict::Copy);
+        assert_eq!(stats.skipped_sampling.get(), 1);
+    }
+
+    #[test]
+    fn a_message_without_a_sender_is_copied_and_counted() {
+        let (gate, stats, _events) = gate(sampled(Duration::from_secs(60)));
+        let now = SystemTime::now();
+        assert_eq!(gate.decide("x", None, b"{}", 1, now), Verdict::Copy);
+        assert_eq!(gate.decide("x", None, b"{}", 2, now), Verdict::Copy);
+        assert_eq!(stats.no_sender.get(), 2);
+        assert_eq!(stats.skipped_sampling.get(), 0);
+    }
+
+    #[test]
+    fn sender_events_go_out_only_with_advisories_configured() {
+        let (gate, _stats, mut events) = gate(sampled(Duration::from_secs(60)));
+        assert_eq!(
+            gate.decide("x", Some(&from("a")), b"{}", 1, SystemTime::now()),
+            Verdict::Copy
+        );
+        assert!(events.try_recv().is_err(), "no advisories, no events");
+    }
+}

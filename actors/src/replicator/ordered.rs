@@ -29,7 +29,6 @@
 //! failed is the one that reports it). An unanswered publish costs the target server and
 //! choir about half of an answered one.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,7 +38,7 @@ use async_nats::jetstream::{self, Context as JetStream, ContextBuilder};
 use futures::{FutureExt, StreamExt};
 use tracing::{debug, error, info, warn};
 
-use super::acks::{AckInbox, AckOutcome};
+use super::acks::AckInbox;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;
@@ -47,27 +46,15 @@ use super::setup::{self, SetupError};
 use super::worker::WorkerContext;
 use crate::connection::backoff;
 
-/// Where one entry of the pipeline stands.
-enum State {
-    /// Published, waiting for the target's ack.
-    Pending,
-    /// The target stored it (or dropped it as a duplicate).
-    Stored { duplicate: bool },
-    /// Not copied (sampled out, too old); acked on the source in order.
-    Skipped,
-    /// The publish failed.
-    Failed(Failure),
-}
+mod window;
 
-/// One source message in the pipeline, in source order.
-struct Entry {
-    /// Its place in this session's pipeline; the reply subject of its publish ends with it.
-    token: u64,
-    seq: u64,
+use window::{resume_point, Ack, Interrupt, Memory, Rejection, Settle, Settled, Window};
+
+/// What the loop keeps with each entry of the window.
+struct Held {
     message: jetstream::Message,
     published: SystemTime,
     sent: Instant,
-    state: State,
 }
 
 /// A session with no message and no completion for this long, while the source reports
@@ -80,9 +67,6 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The source is acked (AckAll) at least every this many settled messages.
 const ACK_EVERY: usize = 64;
-
-/// Most copies in a row published without asking the target for an ack.
-const MAX_UNANSWERED_RUN: usize = 64;
 
 /// What the source consumer yields.
 type Next = Option<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>;
@@ -101,9 +85,7 @@ struct Session<'a> {
     source_js: &'a JetStream,
     target_js: &'a JetStream,
     confirmed: &'a AtomicU64,
-    rejections: &'a mut HashMap<u64, usize>,
-    /// Copies up to this source sequence ask for their own ack (a failure was seen there).
-    careful_through: &'a mut u64,
+    memory: &'a mut Memory,
     progressed: bool,
 }
 
@@ -114,8 +96,7 @@ pub async fn run(w: Arc<WorkerContext>, confirmed: Arc<AtomicU64>) {
     let target_js = ContextBuilder::new()
         .max_ack_inflight(window.saturating_mul(2))
         .build(w.target.clone());
-    let mut rejections = HashMap::new();
-    let mut careful_through = 0u64;
+    let mut memory = Memory::default();
     let mut streak: u32 = 0;
     loop {
         let mut session = Session {
@@ -123,8 +104,7 @@ pub async fn run(w: Arc<WorkerContext>, confirmed: Arc<AtomicU64>) {
             source_js: &source_js,
             target_js: &target_js,
             confirmed: &confirmed,
-            rejections: &mut rejections,
-            careful_through: &mut careful_through,
+            memory: &mut memory,
             progressed: false,
         };
         let end = match session.prepare().await {
@@ -181,11 +161,8 @@ impl Session<'_> {
             info!(replicator = %s.name, through = bound, "Queued run finished; ordered copying starts.");
         }
         let from_target = setup::target_resume_point(self.target_js, s).await?;
-        let floor = setup::consumer_floor(self.source_js, s)
-            .await?
-            .filter(|f| *f > 0);
-        let local = Some(self.confirmed.load(Ordering::Acquire)).filter(|c| *c > 0);
-        let resume = [from_target, floor, local].into_iter().flatten().max();
+        let floor = setup::consumer_floor(self.source_js, s).await?;
+        let resume = resume_point(from_target, floor, self.confirmed.load(Ordering::Acquire));
         let setup::OrderedConsumer {
             consumer,
             ack_policy,
@@ -218,8 +195,7 @@ impl Session<'_> {
     ) -> End {
         let w = self.w;
         let s = &w.settings;
-        let window = s.window.get();
-        let mut expected_last = match setup::target_last_sequence(self.target_js, s).await {
+        let target_last = match setup::target_last_sequence(self.target_js, s).await {
             Ok(last) => last,
             Err(e) => return End::Trouble(e.to_string()),
         };
@@ -228,58 +204,53 @@ impl Session<'_> {
             Err(e) => return End::Trouble(e.to_string()),
         };
         let mut dispatched = self.confirmed.load(Ordering::Acquire);
-        let mut pipeline: VecDeque<Entry> = VecDeque::with_capacity(window);
-        // Payload bytes held by the pipeline (bounded by `window_bytes`).
-        let mut held_bytes = 0usize;
-        let mut next_token: u64 = 0;
+        let mut window: Window<Held> = Window::new(
+            s.window.get(),
+            s.window_bytes.get(),
+            target_last,
+            w.gate.copies_everything(),
+        );
         let mut source_acks = SourceAcks::new(ack_policy);
         let mut last_activity = Instant::now();
         let mut stale = 0usize;
-        // Unanswered copies need a later answered one; only possible when nothing is skipped.
-        let mut answers = AnswerPolicy::new(w.gate.copies_everything(), window);
         let mut peeked: Option<Next> = None;
         let mut tick = actix_rt::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let end = 'session: loop {
             // Settle what finished at the front, in source order.
-            while pipeline
-                .front()
-                .is_some_and(|e| !matches!(e.state, State::Pending))
-            {
-                let Some(entry) = pipeline.pop_front() else {
-                    break;
-                };
-                held_bytes = held_bytes.saturating_sub(entry.message.payload.len());
-                let Entry {
+            while let Some(settled) = window.settle() {
+                let Settled {
                     seq,
-                    message,
-                    published,
-                    sent,
-                    state,
+                    item:
+                        Held {
+                            message,
+                            published,
+                            sent,
+                        },
+                    outcome,
                     ..
-                } = entry;
-                match state {
-                    State::Stored { duplicate } => {
+                } = settled;
+                match outcome {
+                    Settle::Stored { duplicate } => {
                         w.copied(message.payload.len(), sent, published);
                         self.confirmed.store(seq, Ordering::Release);
-                        self.rejections.remove(&seq);
+                        self.memory.stored(seq);
                         self.progressed = true;
                         source_acks.settled(message).await;
                         if duplicate {
                             break 'session End::Resync;
                         }
                     }
-                    State::Skipped => {
+                    Settle::Skipped => {
                         self.confirmed.store(seq, Ordering::Release);
                         source_acks.settled(message).await;
                     }
-                    State::Failed(failure) => {
+                    Settle::Failed(failure) => {
                         break 'session self
                             .failed(seq, message, published, failure, &mut source_acks)
                             .await;
                     }
-                    State::Pending => {}
                 }
                 source_acks.flush_due().await;
             }
@@ -292,57 +263,24 @@ impl Session<'_> {
                     };
                     w.stats.target_acks.inc();
                     last_activity = Instant::now();
-                    let index = pipeline
-                        .front()
-                        .and_then(|front| token.checked_sub(front.token))
-                        .and_then(|i| usize::try_from(i).ok());
-                    let Some(index) = index.filter(|i| *i < pipeline.len()) else {
-                        continue;
-                    };
-                    let earlier_unknown = pipeline.iter().take(index).any(|e| matches!(e.state, State::Pending));
-                    let Some(entry) = pipeline.get_mut(index) else { continue };
-                    if !matches!(entry.state, State::Pending) {
-                        continue;
-                    }
-                    match outcome {
-                        AckOutcome::Stored { duplicate: true } if earlier_unknown => {
-                            // A duplicate (msg_id = true) is dropped before the sequence
-                            // check, so it vouches for nothing before it.
-                            *self.careful_through = (*self.careful_through).max(entry.seq);
+                    match window.acked(token, outcome, self.memory) {
+                        Ack::Ignored | Ack::Recorded => {}
+                        Ack::Interrupted(Interrupt::Duplicate) => break End::Resync,
+                        Ack::Interrupted(Interrupt::Failed(Failure::Transient(reason))) => {
+                            w.stats.failed_transient.inc();
+                            break End::Trouble(format!("target publish: {reason}"));
+                        }
+                        Ack::Interrupted(Interrupt::Failed(Failure::OutOfOrder)) => {
+                            w.stats.failed_out_of_order.inc();
                             break End::Resync;
                         }
-                        AckOutcome::Stored { duplicate } => {
-                            entry.state = State::Stored { duplicate };
-                            // The chain: everything before a stored copy is stored.
-                            for earlier in pipeline.iter_mut().take(index) {
-                                if matches!(earlier.state, State::Pending) {
-                                    earlier.state = State::Stored { duplicate: false };
-                                }
-                            }
+                        Ack::Interrupted(Interrupt::Failed(Failure::Rejected(_))) => {
+                            w.stats.failed_rejected.inc();
+                            break End::Resync;
                         }
-                        AckOutcome::Failed(failure) if earlier_unknown => {
-                            // An unanswered copy before it may be the one that failed: resume
-                            // from the target, every copy through this one answered.
-                            *self.careful_through = (*self.careful_through).max(entry.seq);
-                            match failure {
-                                Failure::Transient(reason) => {
-                                    w.stats.failed_transient.inc();
-                                    break End::Trouble(format!("target publish: {reason}"));
-                                }
-                                Failure::OutOfOrder => {
-                                    w.stats.failed_out_of_order.inc();
-                                    break End::Resync;
-                                }
-                                Failure::Rejected(_) => {
-                                    w.stats.failed_rejected.inc();
-                                    break End::Resync;
-                                }
-                            }
-                        }
-                        AckOutcome::Failed(failure) => entry.state = State::Failed(failure),
                     }
                 }
-                next = next_message(&mut peeked, &mut messages), if pipeline.len() < window && held_bytes < s.window_bytes.get() => {
+                next = next_message(&mut peeked, &mut messages), if window.has_room() => {
                     last_activity = Instant::now();
                     let message = match next {
                         None => break End::Resync,
@@ -369,7 +307,7 @@ impl Session<'_> {
                             // A source that lost its consumer state (a crash) may keep
                             // redelivering what is already copied: start a clean consumer.
                             stale += 1;
-                            if stale > window {
+                            if stale > s.window.get() {
                                 break End::Trouble("the source keeps redelivering copied messages".to_owned());
                             }
                         }
@@ -377,42 +315,36 @@ impl Session<'_> {
                     }
                     dispatched = seq;
                     w.stats.received.inc();
-                    let token = next_token;
-                    next_token += 1;
                     let sent = Instant::now();
                     let raw = &message.message;
-                    let state = match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
+                    let bytes = raw.payload.len();
+                    match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
                         Verdict::Copy => {
-                            let headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(expected_last), s.msg_id);
+                            let link = window.link(bytes);
+                            let headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(link.expected_last), s.msg_id);
                             let subject = s.subject_map.map(raw.subject.as_str());
-                            expected_last += 1;
-                            let fills_window = pipeline.len() + 1 >= window
-                                || held_bytes.saturating_add(raw.payload.len()) >= s.window_bytes.get();
-                            let answered = answers.must_answer(seq, *self.careful_through, fills_window)
+                            let answered = window.must_answer(&link, seq, self.memory)
                                 || {
                                     // Unanswered only if another message is ready right now.
                                     peeked = messages.next().now_or_never();
                                     !matches!(peeked, Some(Some(Ok(_))))
                                 };
-                            answers.published(answered);
                             let result = if answered {
-                                w.target.publish_with_reply_and_headers(subject, inbox.reply(token), headers, raw.payload.clone()).await
+                                w.target.publish_with_reply_and_headers(subject, inbox.reply(link.token), headers, raw.payload.clone()).await
                             } else {
                                 w.target.publish_with_headers(subject, headers, raw.payload.clone()).await
                             };
-                            match result {
-                                Ok(()) => State::Pending,
-                                Err(e) => State::Failed(classify_send(&e)),
-                            }
+                            let result = result.map_err(|e| classify_send(&e));
+                            window.published(link, seq, bytes, Held { message, published, sent }, answered, result);
                         }
-                        Verdict::Sampled | Verdict::TooOld => State::Skipped,
-                    };
-                    held_bytes = held_bytes.saturating_add(message.payload.len());
-                    pipeline.push_back(Entry { token, seq, message, published, sent, state });
+                        Verdict::Sampled | Verdict::TooOld => {
+                            window.skipped(seq, bytes, Held { message, published, sent });
+                        }
+                    }
                 }
                 _ = tick.tick() => {
                     source_acks.flush().await;
-                    if pipeline.front().is_some_and(|e| matches!(e.state, State::Pending) && e.sent.elapsed() > ACK_TIMEOUT) {
+                    if window.front_pending().is_some_and(|held| held.sent.elapsed() > ACK_TIMEOUT) {
                         w.stats.failed_transient.inc();
                         break End::Trouble(format!("the target did not answer a publish within {}", humantime::format_duration(ACK_TIMEOUT)));
                     }
@@ -452,10 +384,10 @@ impl Session<'_> {
             }
             Failure::Rejected(reason) => {
                 w.stats.failed_rejected.inc();
-                let tries = self.rejections.entry(seq).or_insert(0);
-                *tries += 1;
-                if *tries < s.max_rejections.get() {
-                    warn!(replicator = %s.name, seq, tries = *tries, %reason, "Target rejected a message; retrying.");
+                if let Rejection::Retry { tries } =
+                    self.memory.rejected(seq, s.max_rejections.get())
+                {
+                    warn!(replicator = %s.name, seq, tries, %reason, "Target rejected a message; retrying.");
                     return End::Resync;
                 }
                 let headers = target_headers(
@@ -480,48 +412,11 @@ impl Session<'_> {
                     replicator = %s.name, seq, %reason, subject = %s.dead_letter, dead_letter_sent = sent,
                     "Target rejected a message for good; it was not copied and went to the dead-letter subject."
                 );
-                self.rejections.remove(&seq);
                 self.confirmed.store(seq, Ordering::Release);
                 self.progressed = true;
                 source_acks.settled(message).await;
                 End::Resync
             }
-        }
-    }
-}
-
-/// Which copies ask the target for an ack (see the module docs).
-struct AnswerPolicy {
-    /// Whether a copy may go unanswered at all (only when no message can be skipped).
-    sparse: bool,
-    /// At most this many copies in a row go unanswered.
-    every: usize,
-    /// Copies published unanswered since the last answered one.
-    unanswered: usize,
-}
-
-impl AnswerPolicy {
-    fn new(sparse: bool, window: usize) -> Self {
-        Self {
-            sparse,
-            every: (window / 4).clamp(1, MAX_UNANSWERED_RUN),
-            unanswered: 0,
-        }
-    }
-
-    /// Whether the copy of source sequence `seq` must ask for an ack whatever follows it;
-    /// `fills_window` when no further copy fits in the window (by count or by bytes) until
-    /// one settles. When false, it asks only if no further message is ready right away.
-    fn must_answer(&self, seq: u64, careful_through: u64, fills_window: bool) -> bool {
-        !self.sparse || fills_window || seq <= careful_through || self.unanswered + 1 >= self.every
-    }
-
-    /// Records whether the copy just published asked for an ack.
-    fn published(&mut self, answered: bool) {
-        if answered {
-            self.unanswered = 0;
-        } else {
-            self.unanswered += 1;
         }
     }
 }
@@ -587,53 +482,5 @@ async fn next_message(
 async fn ack(message: &jetstream::Message) {
     if let Err(e) = message.ack().await {
         debug!(error = %e, "Source ack failed; the message is redelivered or the next session resumes from the target's position.");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::AnswerPolicy;
-
-    #[test]
-    fn with_sampling_or_max_age_every_copy_is_answered() {
-        let policy = AnswerPolicy::new(false, 256);
-        assert!(policy.must_answer(1, 0, false));
-    }
-
-    #[test]
-    fn at_most_a_quarter_window_capped_at_64_goes_unanswered_in_a_row() {
-        let mut policy = AnswerPolicy::new(true, 256);
-        for seq in 1..64 {
-            assert!(!policy.must_answer(seq, 0, false), "copy {seq}");
-            policy.published(false);
-        }
-        assert!(policy.must_answer(64, 0, false));
-        policy.published(true);
-        assert!(!policy.must_answer(65, 0, false));
-
-        let mut small = AnswerPolicy::new(true, 8);
-        assert!(!small.must_answer(1, 0, false));
-        small.published(false);
-        assert!(small.must_answer(2, 0, false));
-        assert!(AnswerPolicy::new(true, 4).must_answer(1, 0, false));
-        assert_eq!(AnswerPolicy::new(true, 100_000).every, 64);
-    }
-
-    #[test]
-    fn a_copy_that_fills_the_window_is_answered() {
-        // Nothing more is published until a copy in the window settles, so one must answer:
-        // the window may be full by count, or by bytes long before a quarter of it.
-        let mut policy = AnswerPolicy::new(true, 1024);
-        assert!(policy.must_answer(1, 0, true));
-        policy.published(true);
-        assert!(!policy.must_answer(2, 0, false));
-    }
-
-    #[test]
-    fn copies_up_to_a_failed_sequence_are_each_answered() {
-        let policy = AnswerPolicy::new(true, 256);
-        assert!(policy.must_answer(10, 12, false));
-        assert!(policy.must_answer(12, 12, false));
-        assert!(!policy.must_answer(13, 12, false));
     }
 }

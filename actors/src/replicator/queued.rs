@@ -4,7 +4,6 @@
 //! duplicate window: a message redelivered by the source (after a crash, or after `ack_wait`)
 //! is dropped by the target as a duplicate.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,6 +19,10 @@ use super::settings::ReplicatorSettings;
 use super::setup;
 use super::worker::WorkerContext;
 use crate::connection::backoff;
+
+mod in_flight;
+
+use in_flight::{Attempt, InFlight};
 
 /// A publish the target has not answered for this long is sent again (the target's
 /// duplicate window drops it if the first one landed after all).
@@ -53,50 +56,17 @@ impl Entry {
     }
 }
 
-/// The copies of one worker in flight, keyed by the token of their current attempt.
-struct InFlight {
-    entries: HashMap<u64, Entry>,
-    next_token: u64,
-    /// Payload bytes of the entries (bounded by `window_bytes`).
-    bytes: usize,
-}
-
-impl InFlight {
-    fn new(window: usize) -> Self {
-        Self {
-            entries: HashMap::with_capacity(window),
-            next_token: 0,
-            bytes: 0,
-        }
+impl Attempt for Entry {
+    fn bytes(&self) -> usize {
+        self.message.payload.len()
     }
 
-    fn len(&self) -> usize {
-        self.entries.len()
+    fn sent(&self) -> Instant {
+        self.sent
     }
 
-    /// Room for one more copy: fewer than `window` entries and fewer than `window_bytes`
-    /// payload bytes (so one message larger than `window_bytes` still goes, alone).
-    fn has_room(&self, s: &ReplicatorSettings) -> bool {
-        self.len() < s.window.get() && self.bytes < s.window_bytes.get()
-    }
-
-    fn insert(&mut self, token: u64, entry: Entry) {
-        self.bytes = self.bytes.saturating_add(entry.message.payload.len());
-        if let Some(old) = self.entries.insert(token, entry) {
-            self.bytes = self.bytes.saturating_sub(old.message.payload.len());
-        }
-    }
-
-    fn remove(&mut self, token: u64) -> Option<Entry> {
-        let entry = self.entries.remove(&token)?;
-        self.bytes = self.bytes.saturating_sub(entry.message.payload.len());
-        Some(entry)
-    }
-
-    fn token(&mut self) -> u64 {
-        let token = self.next_token;
-        self.next_token += 1;
-        token
+    fn waiting(&self) -> bool {
+        self.waiting
     }
 }
 
@@ -104,7 +74,7 @@ impl InFlight {
 async fn send(
     w: &WorkerContext,
     inbox: &AckInbox,
-    inflight: &mut InFlight,
+    inflight: &mut InFlight<Entry>,
     mut entry: Entry,
 ) -> Option<(Entry, Failure)> {
     let s = &w.settings;
@@ -132,7 +102,7 @@ async fn send(
 async fn settle_failure(
     w: &WorkerContext,
     index: usize,
-    inflight: &mut InFlight,
+    inflight: &mut InFlight<Entry>,
     troubled: &mut bool,
     mut entry: Entry,
     failure: Failure,
@@ -283,7 +253,7 @@ async fn session(
         Ok(inbox) => inbox,
         Err(e) => return SessionEnd::Setup(format!("cannot listen for target acks: {e}")),
     };
-    let mut inflight = InFlight::new(window);
+    let mut inflight: InFlight<Entry> = InFlight::new(window, s.window_bytes.get());
     let mut tick = actix_rt::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = loop {
@@ -295,7 +265,7 @@ async fn session(
                 };
                 w.stats.target_acks.inc();
                 // Only an attempt still waiting for its ack is settled by it.
-                if inflight.entries.get(&token).is_none_or(|e| e.waiting) {
+                if !inflight.awaits_answer(token) {
                     continue;
                 }
                 let Some(entry) = inflight.remove(token) else {
@@ -317,7 +287,7 @@ async fn session(
                     }
                 }
             }
-            next = messages.next(), if inflight.has_room(s) => {
+            next = messages.next(), if inflight.has_room() => {
                 let message = match next {
                     None => break SessionEnd::Interrupted("source consumer stream ended".to_owned()),
                     Some(Err(e)) => break SessionEnd::Interrupted(format!("source consumer: {e}")),
@@ -359,14 +329,7 @@ async fn session(
                 }
                 // Send retries whose backoff passed, and again what the target did not
                 // answer in time.
-                let now = Instant::now();
-                let due: Vec<u64> = inflight
-                    .entries
-                    .iter()
-                    .filter(|(_, e)| if e.waiting { e.sent <= now } else { now.duration_since(e.sent) > ACK_TIMEOUT })
-                    .map(|(token, _)| *token)
-                    .collect();
-                for token in due {
+                for token in inflight.due(Instant::now(), ACK_TIMEOUT) {
                     let Some(entry) = inflight.remove(token) else {
                         continue;
                     };
