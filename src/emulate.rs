@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use choir_actors::connection::TlsSettings;
 use choir_actors::emulator::{budget, ConnectionMode, Fleet, FleetSpec, RegistrationSpec};
-use choir_actors::emulator::{EmulatorError, EmulatorMetrics};
+use choir_actors::emulator::{EmulatorError, EmulatorMetrics, SecurityMetrics};
 use choir_actors::metrics::Metrics;
 use choir_actors::protocol::security::{NamePatterns, SecurityPolicy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -488,25 +488,42 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
     })
 }
 
-/// Starts the `[emulator]` fleet of `config`, if any, for `choir run`, and returns its arbiters
-/// (the node stops them at shutdown). A fleet that cannot start is logged as an ERROR; the
-/// rest of the node runs on.
+/// The `[emulator]` fleet a node started: its arbiters (the node stops them at shutdown) and,
+/// for a secure fleet, its verification counters (`security` in `/debug/vars`).
+#[derive(Default)]
+pub struct NodeFleet {
+    /// The fleet's arbiters.
+    pub arbiters: Vec<actix::Arbiter>,
+    /// The verification counters of a secure fleet.
+    pub security: Option<SecurityMetrics>,
+}
+
+/// Starts the `[emulator]` fleet of `config`, if any, for `choir run`. A fleet that cannot
+/// start is logged as an ERROR; the rest of the node runs on.
 pub fn start(
     config: &Config,
     urls: &BTreeMap<String, Vec<String>>,
     metrics: &Metrics,
     components: &Components,
-) -> Vec<actix::Arbiter> {
+) -> NodeFleet {
     match start_from_config(config, urls, metrics) {
         Ok(Some(fleet)) => {
             let status = fleet.status();
             components.add(Arc::new(move || status.json()));
-            fleet.into_arbiters()
+            let security = fleet
+                .spec()
+                .secure
+                .is_some()
+                .then(|| fleet.metrics().security.clone());
+            NodeFleet {
+                arbiters: fleet.into_arbiters(),
+                security,
+            }
         }
-        Ok(None) => Vec::new(),
+        Ok(None) => NodeFleet::default(),
         Err(error) => {
             tracing::error!(error = %Chain(&error), "Cannot start the [emulator] fleet.");
-            Vec::new()
+            NodeFleet::default()
         }
     }
 }
