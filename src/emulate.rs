@@ -18,7 +18,7 @@ use choir_actors::connection::TlsSettings;
 use choir_actors::emulator::{budget, ConnectionMode, Fleet, FleetSpec, RegistrationSpec};
 use choir_actors::emulator::{EmulatorError, EmulatorMetrics, SecurityMetrics};
 use choir_actors::metrics::Metrics;
-use choir_actors::protocol::security::{NamePatterns, SecurityPolicy};
+use choir_actors::protocol::security::{NamePatterns, SecurityError, SecurityPolicy, Verifier};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
@@ -310,11 +310,17 @@ impl EmulateArgs {
                 NamePatterns::parse(flag, list).map_err(|e| EmulateError::Flag {
                     flag,
                     value: list.to_owned(),
-                    message: e.to_string(),
+                    // The flag is already named: say only what is wrong, with the cause.
+                    message: match e {
+                        SecurityError::Pattern {
+                            pattern, source, ..
+                        } => format!("invalid pattern {pattern:?}: {source}"),
+                        other => Chain(&other).to_string(),
+                    },
                 })
             })
         };
-        Ok(Some(SecurityPolicy {
+        let policy = SecurityPolicy {
             ca,
             allowlist: patterns(
                 "--certname-allowlist",
@@ -326,7 +332,18 @@ impl EmulateArgs {
                 &self.privileged_users,
                 NamePatterns::default_privileged(),
             )?,
-        }))
+        };
+        // Load the CA now, so a bad file is reported against the flag that named it.
+        Verifier::new(&policy).map_err(|e| EmulateError::Flag {
+            flag: if self.security_ca.is_some() {
+                "--security-ca"
+            } else {
+                "--ca"
+            },
+            value: policy.ca.display().to_string(),
+            message: Chain(&e).to_string(),
+        })?;
+        Ok(Some(policy))
     }
 }
 
@@ -564,6 +581,47 @@ mod tests {
     }
 
     #[test]
+    fn bad_secure_flags_are_refused_naming_the_flag_and_file_once() {
+        let spec = |extra: &[&str]| {
+            let mut argv = vec!["x", "--instances", "1", "--secure"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).args.spec().map(|_| ())
+        };
+        let missing = spec(&["--security-ca", "/nonexistent/ca.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(missing.starts_with("--security-ca "), "{missing}");
+        assert!(
+            missing.contains("cannot read CA /nonexistent/ca.pem"),
+            "{missing}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("me.key");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let not_ca = spec(&["--ca", key.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(not_ca.starts_with("--ca "), "{not_ca}");
+        assert!(not_ca.contains("is not a PEM CA"), "{not_ca}");
+        let pattern = spec(&["--ca", "/x", "--certname-allowlist", "("])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            pattern.matches("--certname-allowlist").count(),
+            1,
+            "{pattern}"
+        );
+        assert!(
+            pattern.contains("invalid pattern \"(\": regex parse error"),
+            "{pattern}"
+        );
+    }
+
+    #[test]
     fn flags_make_a_spec() {
         let cli = Cli::parse_from([
             "x",
@@ -618,13 +676,26 @@ mod tests {
         let cli = Cli::parse_from(["x", "-i", "1", "--secure"]);
         let err = cli.args.spec().unwrap_err().to_string();
         assert!(err.starts_with("--secure"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=ca", "-keyout"])
+            .arg(dir.path().join("ca.key"))
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
         let cli = Cli::parse_from([
             "x",
             "-i",
             "1",
             "--secure",
             "--ca",
-            "ca.pem",
+            ca.to_str().unwrap(),
             "--certname-allowlist",
             "/^ops\\./,admin.choria",
             "--user",
@@ -634,7 +705,7 @@ mod tests {
         ]);
         let spec = cli.args.spec().unwrap();
         let policy = spec.secure.clone().unwrap();
-        assert_eq!(policy.ca, PathBuf::from("ca.pem"));
+        assert_eq!(policy.ca, ca);
         assert!(policy.allowlist.matches("ops.example"));
         assert!(!policy.allowlist.matches("rip.mcollective"));
         assert!(policy.privileged.matches("x.privileged.mcollective"));
