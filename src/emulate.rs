@@ -18,7 +18,9 @@ use choir_actors::connection::TlsSettings;
 use choir_actors::emulator::{budget, ConnectionMode, Fleet, FleetSpec, RegistrationSpec};
 use choir_actors::emulator::{EmulatorError, EmulatorMetrics, SecurityMetrics};
 use choir_actors::metrics::Metrics;
-use choir_actors::protocol::security::{NamePatterns, SecurityError, SecurityPolicy, Verifier};
+use choir_actors::protocol::security::{
+    read_certificates, read_pem_file, NamePatterns, SecurityError, SecurityPolicy, Verifier,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
@@ -252,6 +254,7 @@ impl EmulateArgs {
             message: e.message,
         })?;
         spec.secure = self.security_policy()?;
+        self.check_tls_files()?;
         if self.tls {
             if !self.verify {
                 warn!("--tls without --verify: choir always verifies server certificates.");
@@ -290,6 +293,41 @@ impl EmulateArgs {
 }
 
 impl EmulateArgs {
+    /// --ca, --cert and --key are readable PEM files of the right kind: checked at start, so
+    /// a bad file is refused naming its flag instead of failing every daemon's connect.
+    fn check_tls_files(&self) -> Result<(), EmulateError> {
+        let flag_error =
+            |flag: &'static str, path: &std::path::Path, e: SecurityError| EmulateError::Flag {
+                flag,
+                value: path.display().to_string(),
+                message: Chain(&e).to_string(),
+            };
+        for (flag, what, path) in [
+            ("--ca", "CA", &self.ca),
+            ("--cert", "certificate", &self.cert),
+        ] {
+            if let Some(path) = path {
+                read_certificates(what, path).map_err(|e| flag_error(flag, path, e))?;
+            }
+        }
+        if let Some(path) = &self.key {
+            let bytes =
+                read_pem_file("private key", path).map_err(|e| flag_error("--key", path, e))?;
+            if !String::from_utf8_lossy(&bytes).contains("PRIVATE KEY-----") {
+                return Err(flag_error(
+                    "--key",
+                    path,
+                    SecurityError::NotPem {
+                        what: "private key",
+                        path: path.clone(),
+                        reason: "no PRIVATE KEY section found".to_owned(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The verification policy of --secure: --security-ca (or --ca) and the name patterns.
     fn security_policy(&self) -> Result<Option<SecurityPolicy>, EmulateError> {
         if !self.secure {
@@ -619,6 +657,36 @@ mod tests {
             pattern.contains("invalid pattern \"(\": regex parse error"),
             "{pattern}"
         );
+    }
+
+    #[test]
+    fn unreadable_or_wrong_tls_files_are_refused_naming_the_flag() {
+        let spec = |extra: &[&str]| {
+            let mut argv = vec!["x", "--instances", "1", "--tls"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).args.spec().map(|_| ())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("me.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let c = cert.to_str().unwrap();
+        let err = spec(&["--cert", c, "--key", "/nonexistent/me.key"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--key \"/nonexistent/me.key\""), "{err}");
+        assert!(err.contains("cannot read private key"), "{err}");
+        let err = spec(&["--cert", c, "--key", c]).unwrap_err().to_string();
+        assert!(err.starts_with("--key "), "{err}");
+        assert!(err.contains("no PRIVATE KEY section"), "{err}");
+        let err = spec(&["--ca", "/nonexistent/ca.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--ca "), "{err}");
+        assert!(err.contains("cannot read CA /nonexistent/ca.pem"), "{err}");
     }
 
     #[test]
