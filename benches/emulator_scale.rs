@@ -8,12 +8,18 @@
 //!
 //! Then, in the same run, a broadcast RPC round (`rpcutil#ping` to every daemon) in secure
 //! mode (signed requests, every daemon verifying) against insecure mode, with the daemons in
-//! this process: median round time of each, their ratio, and how many verifications one
-//! secure round cost (one per distinct request, whatever the number of daemons).
+//! this process, at each size of `EMULATOR_SCALE_SECURE` (default 2000,10000). For each size
+//! it prints the median round time of each mode and their ratio (goal <= 1.15), the
+//! verifications per secure round and the CPU time spent in them (thread CPU time of the
+//! verify calls, `choir_emulator_security_verify_cpu_nanoseconds_total`: flat as the daemons
+//! grow, since a request is verified once per process), this process's whole CPU time per
+//! round in each mode (getrusage: daemons and client), and the size of the request payload
+//! every daemon connection receives in each mode (a signed request carries its certificate
+//! and signature). Also written to `target/emulator_scale.json` under `secure`.
 //!
-//!     EMULATOR_SCALE_SECURE=2000 EMULATOR_SCALE_ROUNDS=10 cargo bench --bench emulator_scale
-//!     EMULATOR_SCALE_SIZES= EMULATOR_SCALE_SECURE=2000 ...   # only the secure comparison
-//!     EMULATOR_SCALE_SECURE=0 ...                            # skip it (default 10000)
+//!     EMULATOR_SCALE_SIZES= EMULATOR_SCALE_SECURE=2000,10000 EMULATOR_SCALE_ROUNDS=10 \
+//!         cargo bench --bench emulator_scale              # only the secure comparison
+//!     EMULATOR_SCALE_SECURE=0 ...                         # skip it
 //!
 //! Every process it starts is stopped by its own pid; every wait has a timeout.
 
@@ -145,16 +151,44 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// One mode of the secure comparison: median round time (ms) and verifications per round.
+/// What one mode of the secure comparison measured.
+struct Rounds {
+    /// Median round time, ms.
+    median_ms: f64,
+    /// Verifications per round (distinct requests verified).
+    verifications: f64,
+    /// Thread CPU time spent in the verify calls per round, µs.
+    verify_cpu_us: f64,
+    /// CPU time of this whole process (daemons and client) per round, ms (getrusage).
+    process_cpu_ms: f64,
+    /// Bytes of one broadcast request payload as a daemon receives it.
+    payload_bytes: usize,
+}
+
+/// User + system CPU time of this process, in µs.
+fn process_cpu_us() -> u64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| {
+        let us = |t: nix::sys::time::TimeVal| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000
+                + u64::try_from(t.tv_usec()).unwrap_or(0)
+        };
+        us(u.user_time()) + us(u.system_time())
+    })
+}
+
+/// One mode of the secure comparison: `rounds` broadcast `rpcutil#ping` rounds to a fresh
+/// fleet of `instances` daemons in this process.
 async fn rpc_rounds(
     server: &NatsServer,
     instances: usize,
     rounds: usize,
     policy: Option<choir::actors::protocol::security::SecurityPolicy>,
     signer: Option<choir::actors::protocol::security::SigningIdentity>,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<Rounds> {
     use choir::actors::client::{Addressing, ChoriaClient, ClientOptions, Expectation, RpcCall};
     use choir::actors::emulator::{EmulatorMetrics, Fleet, FleetSpec};
+    use futures::StreamExt as _;
     let mut spec = FleetSpec::new("bench", instances, vec![server.url()]);
     spec.secure = policy;
     let metrics = EmulatorMetrics::unregistered();
@@ -178,9 +212,24 @@ async fn rpc_rounds(
         timeout: Duration::from_secs(60),
         keep_bodies: false,
     };
-    // One warm-up round, then the measured ones.
+    // One warm-up round, watched by a plain subscriber for the size of the request payload
+    // every daemon connection receives; then the measured rounds.
+    let watcher = async_nats::connect(server.url()).await?;
+    let mut requests = watcher
+        .subscribe("mcollective.broadcast.agent.rpcutil")
+        .await?;
+    watcher.flush().await?;
     client.rpc(&call).await?;
+    let payload_bytes = tokio::time::timeout(Duration::from_secs(10), requests.next())
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |m| m.payload.len());
+    drop(requests);
+    drop(watcher);
     let verified_before = metrics.security.verified.get();
+    let cpu_before = metrics.security.verify_cpu_nanos.get();
+    let process_before = process_cpu_us();
     let mut times = Vec::new();
     for _ in 0..rounds {
         let began = Instant::now();
@@ -192,23 +241,34 @@ async fn rpc_rounds(
             result.replies.len()
         );
     }
-    let verified = (metrics.security.verified.get() - verified_before) as f64 / rounds as f64;
+    let n = rounds as f64;
+    let process_cpu_ms = process_cpu_us().saturating_sub(process_before) as f64 / 1e3 / n;
+    let verifications = (metrics.security.verified.get() - verified_before) as f64 / n;
+    let verify_cpu_us = (metrics.security.verify_cpu_nanos.get() - cpu_before) as f64 / 1e3 / n;
     fleet.stop();
-    Ok((median(&mut times), verified))
+    Ok(Rounds {
+        median_ms: median(&mut times),
+        verifications,
+        verify_cpu_us,
+        process_cpu_ms,
+        payload_bytes,
+    })
 }
 
-/// Secure against insecure broadcast RPC rounds to `instances` daemons.
-fn secure_comparison(instances: usize, rounds: usize) -> anyhow::Result<serde_json::Value> {
+/// Secure against insecure broadcast RPC rounds to `instances` daemons, in one run.
+fn secure_comparison(
+    server: &NatsServer,
+    ca: &pki::TestCa,
+    client: &pki::Issued,
+    instances: usize,
+    rounds: usize,
+) -> anyhow::Result<serde_json::Value> {
     use choir::actors::protocol::security::{SecurityPolicy, SigningIdentity};
-    let dir = tempfile::tempdir()?;
-    let ca = pki::TestCa::new(dir.path(), "ca");
-    let client = ca.issue(&pki::CertSpec::client("bench.mcollective"));
     let signer = SigningIdentity::load(&client.cert, &client.key)?;
-    let server = NatsServer::start();
     let (insecure, secure) = actix_rt::System::new().block_on(async {
-        let insecure = rpc_rounds(&server, instances, rounds, None, None).await?;
+        let insecure = rpc_rounds(server, instances, rounds, None, None).await?;
         let secure = rpc_rounds(
-            &server,
+            server,
             instances,
             rounds,
             Some(SecurityPolicy::with_defaults(&ca.cert)),
@@ -217,21 +277,61 @@ fn secure_comparison(instances: usize, rounds: usize) -> anyhow::Result<serde_js
         .await?;
         anyhow::Ok((insecure, secure))
     })?;
-    let ratio = secure.0 / insecure.0.max(1e-9);
+    let ratio = secure.median_ms / insecure.median_ms.max(1e-9);
     println!(
-        "broadcast rpcutil#ping to {instances} daemons, median of {rounds} rounds: \
-         insecure {:.1} ms, secure {:.1} ms, secure/insecure {ratio:.2}x, \
-         verifications per secure round {:.1}",
-        insecure.0, secure.0, secure.1
+        "{instances:>9} {:>13.1} {:>11.1} {:>7.2}x {:>8.1} {:>15.1} {:>12.1} {:>12.1} {:>9} {:>9}",
+        insecure.median_ms,
+        secure.median_ms,
+        ratio,
+        secure.verifications,
+        secure.verify_cpu_us,
+        insecure.process_cpu_ms,
+        secure.process_cpu_ms,
+        insecure.payload_bytes,
+        secure.payload_bytes,
     );
     Ok(serde_json::json!({
         "instances": instances,
         "rounds": rounds,
-        "insecure_median_ms": insecure.0,
-        "secure_median_ms": secure.0,
+        "insecure_median_ms": insecure.median_ms,
+        "secure_median_ms": secure.median_ms,
         "ratio": ratio,
-        "verifications_per_round": secure.1,
+        "verifications_per_round": secure.verifications,
+        "verify_cpu_us_per_round": secure.verify_cpu_us,
+        "insecure_process_cpu_ms_per_round": insecure.process_cpu_ms,
+        "secure_process_cpu_ms_per_round": secure.process_cpu_ms,
+        "insecure_request_bytes": insecure.payload_bytes,
+        "secure_request_bytes": secure.payload_bytes,
     }))
+}
+
+/// The secure comparison at every size of `sizes`, on one nats-server with one CA.
+fn secure_comparisons(sizes: &[usize], rounds: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+    let dir = tempfile::tempdir()?;
+    let ca = pki::TestCa::new(dir.path(), "ca");
+    let client = ca.issue(&pki::CertSpec::client("bench.mcollective"));
+    let server = NatsServer::start();
+    println!(
+        "broadcast rpcutil#ping, median of {rounds} rounds per mode (goal: secure/insecure <= 1.15x; \
+         verify CPU per round flat as daemons grow)"
+    );
+    println!(
+        "{:>9} {:>13} {:>11} {:>8} {:>8} {:>15} {:>12} {:>12} {:>9} {:>9}",
+        "daemons",
+        "insecure ms",
+        "secure ms",
+        "ratio",
+        "verifs",
+        "verify CPU us",
+        "insec CPU ms",
+        "secure CPU ms",
+        "insec B",
+        "secure B"
+    );
+    sizes
+        .iter()
+        .map(|&n| secure_comparison(&server, &ca, &client, n, rounds))
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -244,7 +344,13 @@ fn main() -> anyhow::Result<()> {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(default)
     };
-    let secure_instances = env_number("EMULATOR_SCALE_SECURE", 10_000);
+    let secure_sizes: Vec<usize> = std::env::var("EMULATOR_SCALE_SECURE")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![2_000, 10_000])
+        .into_iter()
+        .filter(|&n| n > 0)
+        .collect();
     let secure_rounds = env_number("EMULATOR_SCALE_ROUNDS", 10).max(1);
     let sizes: Vec<usize> = std::env::var("EMULATOR_SCALE_SIZES")
         .ok()
@@ -290,10 +396,10 @@ fn main() -> anyhow::Result<()> {
             last.instances
         );
     }
-    let secure = if secure_instances > 0 {
-        Some(secure_comparison(secure_instances, secure_rounds)?)
+    let secure = if secure_sizes.is_empty() {
+        Vec::new()
     } else {
-        None
+        secure_comparisons(&secure_sizes, secure_rounds)?
     };
     let json = serde_json::json!({
         "bench": "emulator_scale",

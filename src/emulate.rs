@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use choir_actors::connection::TlsSettings;
 use choir_actors::emulator::{budget, ConnectionMode, Fleet, FleetSpec, RegistrationSpec};
-use choir_actors::emulator::{EmulatorError, EmulatorMetrics};
+use choir_actors::emulator::{EmulatorError, EmulatorMetrics, SecurityMetrics};
 use choir_actors::metrics::Metrics;
-use choir_actors::protocol::security::{NamePatterns, SecurityPolicy};
+use choir_actors::protocol::security::{
+    read_certificates, read_pem_file, NamePatterns, SecurityError, SecurityPolicy, Verifier,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
@@ -252,6 +254,7 @@ impl EmulateArgs {
             message: e.message,
         })?;
         spec.secure = self.security_policy()?;
+        self.check_tls_files()?;
         if self.tls {
             if !self.verify {
                 warn!("--tls without --verify: choir always verifies server certificates.");
@@ -290,6 +293,41 @@ impl EmulateArgs {
 }
 
 impl EmulateArgs {
+    /// --ca, --cert and --key are readable PEM files of the right kind: checked at start, so
+    /// a bad file is refused naming its flag instead of failing every daemon's connect.
+    fn check_tls_files(&self) -> Result<(), EmulateError> {
+        let flag_error =
+            |flag: &'static str, path: &std::path::Path, e: SecurityError| EmulateError::Flag {
+                flag,
+                value: path.display().to_string(),
+                message: Chain(&e).to_string(),
+            };
+        for (flag, what, path) in [
+            ("--ca", "CA", &self.ca),
+            ("--cert", "certificate", &self.cert),
+        ] {
+            if let Some(path) = path {
+                read_certificates(what, path).map_err(|e| flag_error(flag, path, e))?;
+            }
+        }
+        if let Some(path) = &self.key {
+            let bytes =
+                read_pem_file("private key", path).map_err(|e| flag_error("--key", path, e))?;
+            if !String::from_utf8_lossy(&bytes).contains("PRIVATE KEY-----") {
+                return Err(flag_error(
+                    "--key",
+                    path,
+                    SecurityError::NotPem {
+                        what: "private key",
+                        path: path.clone(),
+                        reason: "no PRIVATE KEY section found".to_owned(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The verification policy of --secure: --security-ca (or --ca) and the name patterns.
     fn security_policy(&self) -> Result<Option<SecurityPolicy>, EmulateError> {
         if !self.secure {
@@ -310,11 +348,17 @@ impl EmulateArgs {
                 NamePatterns::parse(flag, list).map_err(|e| EmulateError::Flag {
                     flag,
                     value: list.to_owned(),
-                    message: e.to_string(),
+                    // The flag is already named: say only what is wrong, with the cause.
+                    message: match e {
+                        SecurityError::Pattern {
+                            pattern, source, ..
+                        } => format!("invalid pattern {pattern:?}: {source}"),
+                        other => Chain(&other).to_string(),
+                    },
                 })
             })
         };
-        Ok(Some(SecurityPolicy {
+        let policy = SecurityPolicy {
             ca,
             allowlist: patterns(
                 "--certname-allowlist",
@@ -326,7 +370,18 @@ impl EmulateArgs {
                 &self.privileged_users,
                 NamePatterns::default_privileged(),
             )?,
-        }))
+        };
+        // Load the CA now, so a bad file is reported against the flag that named it.
+        Verifier::new(&policy).map_err(|e| EmulateError::Flag {
+            flag: if self.security_ca.is_some() {
+                "--security-ca"
+            } else {
+                "--ca"
+            },
+            value: policy.ca.display().to_string(),
+            message: Chain(&e).to_string(),
+        })?;
+        Ok(Some(policy))
     }
 }
 
@@ -488,25 +543,42 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
     })
 }
 
-/// Starts the `[emulator]` fleet of `config`, if any, for `choir run`, and returns its arbiters
-/// (the node stops them at shutdown). A fleet that cannot start is logged as an ERROR; the
-/// rest of the node runs on.
+/// The `[emulator]` fleet a node started: its arbiters (the node stops them at shutdown) and,
+/// for a secure fleet, its verification counters (`security` in `/debug/vars`).
+#[derive(Default)]
+pub struct NodeFleet {
+    /// The fleet's arbiters.
+    pub arbiters: Vec<actix::Arbiter>,
+    /// The verification counters of a secure fleet.
+    pub security: Option<SecurityMetrics>,
+}
+
+/// Starts the `[emulator]` fleet of `config`, if any, for `choir run`. A fleet that cannot
+/// start is logged as an ERROR; the rest of the node runs on.
 pub fn start(
     config: &Config,
     urls: &BTreeMap<String, Vec<String>>,
     metrics: &Metrics,
     components: &Components,
-) -> Vec<actix::Arbiter> {
+) -> NodeFleet {
     match start_from_config(config, urls, metrics) {
         Ok(Some(fleet)) => {
             let status = fleet.status();
             components.add(Arc::new(move || status.json()));
-            fleet.into_arbiters()
+            let security = fleet
+                .spec()
+                .secure
+                .is_some()
+                .then(|| fleet.metrics().security.clone());
+            NodeFleet {
+                arbiters: fleet.into_arbiters(),
+                security,
+            }
         }
-        Ok(None) => Vec::new(),
+        Ok(None) => NodeFleet::default(),
         Err(error) => {
             tracing::error!(error = %Chain(&error), "Cannot start the [emulator] fleet.");
-            Vec::new()
+            NodeFleet::default()
         }
     }
 }
@@ -544,6 +616,77 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: EmulateArgs,
+    }
+
+    #[test]
+    fn bad_secure_flags_are_refused_naming_the_flag_and_file_once() {
+        let spec = |extra: &[&str]| {
+            let mut argv = vec!["x", "--instances", "1", "--secure"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).args.spec().map(|_| ())
+        };
+        let missing = spec(&["--security-ca", "/nonexistent/ca.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(missing.starts_with("--security-ca "), "{missing}");
+        assert!(
+            missing.contains("cannot read CA /nonexistent/ca.pem"),
+            "{missing}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("me.key");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let not_ca = spec(&["--ca", key.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(not_ca.starts_with("--ca "), "{not_ca}");
+        assert!(not_ca.contains("is not a PEM CA"), "{not_ca}");
+        let pattern = spec(&["--ca", "/x", "--certname-allowlist", "("])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            pattern.matches("--certname-allowlist").count(),
+            1,
+            "{pattern}"
+        );
+        assert!(
+            pattern.contains("invalid pattern \"(\": regex parse error"),
+            "{pattern}"
+        );
+    }
+
+    #[test]
+    fn unreadable_or_wrong_tls_files_are_refused_naming_the_flag() {
+        let spec = |extra: &[&str]| {
+            let mut argv = vec!["x", "--instances", "1", "--tls"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).args.spec().map(|_| ())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("me.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let c = cert.to_str().unwrap();
+        let err = spec(&["--cert", c, "--key", "/nonexistent/me.key"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--key \"/nonexistent/me.key\""), "{err}");
+        assert!(err.contains("cannot read private key"), "{err}");
+        let err = spec(&["--cert", c, "--key", c]).unwrap_err().to_string();
+        assert!(err.starts_with("--key "), "{err}");
+        assert!(err.contains("no PRIVATE KEY section"), "{err}");
+        let err = spec(&["--ca", "/nonexistent/ca.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--ca "), "{err}");
+        assert!(err.contains("cannot read CA /nonexistent/ca.pem"), "{err}");
     }
 
     #[test]
@@ -601,13 +744,26 @@ mod tests {
         let cli = Cli::parse_from(["x", "-i", "1", "--secure"]);
         let err = cli.args.spec().unwrap_err().to_string();
         assert!(err.starts_with("--secure"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=ca", "-keyout"])
+            .arg(dir.path().join("ca.key"))
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
         let cli = Cli::parse_from([
             "x",
             "-i",
             "1",
             "--secure",
             "--ca",
-            "ca.pem",
+            ca.to_str().unwrap(),
             "--certname-allowlist",
             "/^ops\\./,admin.choria",
             "--user",
@@ -617,7 +773,7 @@ mod tests {
         ]);
         let spec = cli.args.spec().unwrap();
         let policy = spec.secure.clone().unwrap();
-        assert_eq!(policy.ca, PathBuf::from("ca.pem"));
+        assert_eq!(policy.ca, ca);
         assert!(policy.allowlist.matches("ops.example"));
         assert!(!policy.allowlist.matches("rip.mcollective"));
         assert!(policy.privileged.matches("x.privileged.mcollective"));

@@ -162,7 +162,8 @@ impl Node {
                 health.clone(),
             ));
         }
-        arbiters.extend(crate::emulate::start(config, &urls, &metrics, &components));
+        let fleet = crate::emulate::start(config, &urls, &metrics, &components);
+        arbiters.extend(fleet.arbiters);
 
         let monitor = match node.monitor_addr() {
             Some(addr) => {
@@ -173,7 +174,7 @@ impl Node {
                     config: config.summary_json(),
                     started,
                     components,
-                    security: None,
+                    security: fleet.security,
                 };
                 let handle = monitor::start_with_watchdog(addr, state, watchdog.clone()).map_err(
                     |source| NodeError::Monitor {

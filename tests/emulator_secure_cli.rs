@@ -112,3 +112,64 @@ fn secure_emulator_answers_signed_pings_and_refuses_insecure_ones() {
     assert!(poll_until(Duration::from_secs(10), || warned() >= 1));
     assert_eq!(warned(), 1, "{}", std::fs::read_to_string(&log).unwrap());
 }
+
+#[test]
+fn secure_node_emulator_shows_refused_requests_in_debug_vars_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca");
+    let rip = ca.issue(&CertSpec::client("rip.mcollective"));
+    let server = NatsServer::start();
+    let url = server.url();
+    let node = common::ChoirNode::start(&format!(
+        "[networks.region]\nurls = [\"{url}\"]\n\n[emulator]\nnetwork = \"region\"\nname = \"sn\"\ninstances = 2\nsecure = true\nsecurity_ca = {:?}\n",
+        ca.cert.display().to_string()
+    ));
+    let monitor = node.monitor;
+    assert!(
+        poll_until(Duration::from_secs(30), || {
+            http_get(monitor, "/metrics")
+                .and_then(|(_, body)| metric_value(&body, "choir_emulator_daemons", &[]))
+                == Some(2.0)
+        }),
+        "{}",
+        node.log()
+    );
+
+    let signed = cli::choir(
+        &[
+            "ping",
+            "-s",
+            &url,
+            "--cert",
+            rip.cert.to_str().unwrap(),
+            "--key",
+            rip.key.to_str().unwrap(),
+            "--expect",
+            "2",
+            "-t",
+            "20s",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(signed.status.success(), "{}", signed.stderr);
+    for _ in 0..2 {
+        let insecure = cli::choir(&["ping", "-s", &url, "-t", "1s"], Duration::from_secs(60));
+        assert!(!insecure.status.success(), "{}", insecure.stdout);
+    }
+    assert!(
+        poll_until(Duration::from_secs(10), || refused(monitor) == Some(2.0)),
+        "refusals in /metrics: {:?}",
+        refused(monitor)
+    );
+    let (_, body) = http_get(monitor, "/debug/vars").unwrap();
+    let vars: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(vars["security"]["refused"]["insecure"], 2, "{vars}");
+    assert_eq!(vars["security"]["verified"], 3, "{vars}");
+    assert_eq!(
+        vars["security"]["refused"]["invalid_signature"], 0,
+        "{vars}"
+    );
+    let warned = || node.log().matches("Refusing insecure requests").count();
+    assert!(poll_until(Duration::from_secs(10), || warned() >= 1));
+    assert_eq!(warned(), 1, "{}", node.log());
+}

@@ -113,9 +113,13 @@ async fn signed_request_from_an_allowed_client_is_answered_and_verified_once() {
     // Twenty daemons on two threads received it: one verification.
     assert_eq!(setup.metrics.security.verified.get(), 1);
     assert_eq!(setup.metrics.dropped_for(DropReason::Security), 0);
+    // The CPU time of that one verification is counted (a chain and a signature check).
+    let one = setup.metrics.security.verify_cpu_nanos.get();
+    assert!(one > 0, "verification CPU not counted");
     // A second request is a second verification, still not one per daemon.
     assert_eq!(pongs(&setup, signed, WAIT).await, N);
     assert_eq!(setup.metrics.security.verified.get(), 2);
+    assert!(setup.metrics.security.verify_cpu_nanos.get() > one);
     setup.fleet.stop();
 }
 

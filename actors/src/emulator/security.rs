@@ -38,6 +38,9 @@ pub struct SecurityMetrics {
     pub verified: Counter,
     /// `choir_emulator_security_refused_total{reason}`: distinct requests refused.
     pub refused: Family<ReasonLabel, Counter>,
+    /// `choir_emulator_security_verify_cpu_nanoseconds_total`: CPU time (of the verifying
+    /// thread) spent in the verifications: chain, names and signature checks.
+    pub verify_cpu_nanos: Counter,
 }
 
 impl SecurityMetrics {
@@ -52,6 +55,11 @@ impl SecurityMetrics {
             "choir_emulator_security_refused",
             "Distinct requests a secure emulator refused, by reason",
             self.refused.clone(),
+        );
+        metrics.register(
+            "choir_emulator_security_verify_cpu_nanoseconds",
+            "CPU time a secure emulator spent verifying requests (thread CPU time of the verify calls)",
+            self.verify_cpu_nanos.clone(),
         );
         for reason in Rejection::REASONS {
             drop(self.refused.get_or_create(&label(reason)));
@@ -69,7 +77,11 @@ impl SecurityMetrics {
             .iter()
             .map(|r| ((*r).to_owned(), self.refused_for(r).into()))
             .collect();
-        serde_json::json!({ "verified": self.verified.get(), "refused": refused })
+        serde_json::json!({
+            "verified": self.verified.get(),
+            "refused": refused,
+            "verify_cpu_ns": self.verify_cpu_nanos.get(),
+        })
     }
 }
 
@@ -131,7 +143,12 @@ impl RequestSecurity {
         let decoded = &prepared.decoded;
         let env = &decoded.request.envelope;
         self.metrics.verified.inc();
-        match self.verifier.verify(&decoded.secure, &env.callerid) {
+        let began = thread_cpu_nanos();
+        let verdict = self.verifier.verify(&decoded.secure, &env.callerid);
+        self.metrics
+            .verify_cpu_nanos
+            .inc_by(thread_cpu_nanos().saturating_sub(began));
+        match verdict {
             Verdict::Trusted { .. } => None,
             Verdict::Refused(rejection) => {
                 let reason = rejection.reason();
@@ -155,6 +172,15 @@ impl RequestSecurity {
             }
         }
     }
+}
+
+/// CPU time of the calling thread in nanoseconds (0 if the clock cannot be read).
+fn thread_cpu_nanos() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+        let nanos = i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec());
+        u64::try_from(nanos).unwrap_or(0)
+    })
 }
 
 /// A fleet's [`RequestSecurity`], shared by its daemons; equal when it is the same one.
