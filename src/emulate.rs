@@ -531,8 +531,8 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
         let status = fleet.status();
         components.add(Arc::new(move || status.json()));
         tokio::select! {
-            _ = report_start(&fleet) => crate::node::wait_for_signal().await,
-            _ = crate::node::wait_for_signal() => {}
+            _ = report_start(&fleet) => crate::signal::wait_for_signal().await,
+            _ = crate::signal::wait_for_signal() => {}
         }
         info!("Stopping the emulated daemons.");
         fleet.stop();

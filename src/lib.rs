@@ -20,6 +20,7 @@
 //! - [`monitor`]: the HTTP monitor (`/metrics`, `/healthz`, `/debug/vars`).
 //! - [`playbook`]: `choir playbook run|show|check`, the command-line playbook runner.
 //! - [`replication`]: starts the `[replicators.*]` (the actors live in `choir-actors`).
+//! - [`signal`]: waiting for SIGINT or SIGTERM.
 //! - [`telemetry`]: logging setup.
 //!
 //! The binary (`src/main.rs`) is only the command line.
@@ -35,6 +36,7 @@ pub mod node;
 pub mod playbook;
 pub mod replication;
 pub mod security_args;
+pub mod signal;
 pub mod telemetry;
 
 pub use choir_actors as actors;

@@ -25,6 +25,7 @@ use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::signal::wait_for_signal;
 use crate::embedded::{self, EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec, StopServer};
 use crate::monitor::{self, Components, MonitorState};
 
@@ -253,24 +254,4 @@ pub fn run(config: Config) -> Result<(), NodeError> {
         node.shutdown(config.node.shutdown_timeout).await;
         Ok(())
     })
-}
-
-/// Waits for SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        _ => {
-            warn!("Cannot install signal handlers; only Ctrl-C via tokio works.");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -216,7 +216,7 @@ fn run(file: &Path, args: &[String]) -> ExitCode {
     let report = system.block_on(async move {
         let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
         actix::spawn(async move {
-            interrupted().await;
+            crate::signal::wait_for_signal().await;
             tracing::warn!("Interrupted: stopping the run and releasing its locks.");
             let _ = cancel_tx.send(());
         });
@@ -243,21 +243,6 @@ fn run(file: &Path, args: &[String]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn interrupted() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 
