@@ -22,6 +22,7 @@ mod inspect_fuzz_tests;
 pub mod sampling;
 
 pub mod acks;
+pub mod context;
 pub mod envelope;
 pub mod failure;
 pub mod gate;

@@ -12,12 +12,12 @@ use futures::StreamExt;
 use tracing::{debug, error, info, warn};
 
 use super::acks::{AckInbox, AckOutcome};
+use super::context::WorkerContext;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;
 use super::settings::ReplicatorSettings;
 use super::setup;
-use super::worker::WorkerContext;
 use crate::connection::backoff;
 
 mod in_flight;

@@ -14,13 +14,14 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::advisory::Advisory;
+use super::context::{WorkerKind, WorkerShared};
 use super::gate::Gate;
 use super::sampling::{write_state_file, SamplingTracker, SenderEvent};
 use super::settings::{Mode, ReplicatorSettings};
 use super::setup;
 use super::setup_patience::{Report, SetupPatience};
 use super::stats::ReplicatorStats;
-use super::worker::{ReplicaWorkerActor, WorkerKind, WorkerShared};
+use super::worker::ReplicaWorkerActor;
 use crate::connection::{backoff, GetClient, NetworkActor, NetworkSettings};
 use crate::error_chain::Chain;
 use crate::supervision::ActorSlot;
