@@ -40,6 +40,7 @@ mod daemon;
 pub mod daemon_stats;
 mod failure_log;
 pub mod fleet;
+mod fleet_shared;
 pub mod keepalive;
 mod node;
 pub mod registration;

@@ -10,7 +10,6 @@
 //! answers each message through [`EmulatedNode::handle`]. After a server restart async-nats
 //! reconnects and resubscribes by itself.
 
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +19,10 @@ use async_nats::{Client, Message};
 use rand::Rng as _;
 use tracing::{debug, warn};
 
-use super::fleet::FleetShared;
+use super::fleet_shared::{send_reply, FleetShared};
 use super::request_cache::with_scratch;
 use super::subscriptions::Subscriptions;
-use super::{registration, EmulatedNode, Incoming, Outgoing};
+use super::{registration, EmulatedNode, Incoming};
 use crate::connection::backoff;
 use crate::error_chain::Chain;
 use crate::protocol::unix_now;
@@ -93,31 +92,6 @@ pub(super) fn publish_registration<A>(
             Err(_) => metrics.publish_errors.inc(),
         };
     }));
-}
-
-/// Sends `out` (a reply) on `client`, writing its audit line first.
-pub(super) fn send_reply(
-    fleet: &FleetShared,
-    client: Rc<Client>,
-    out: Outgoing,
-) -> impl Future<Output = ()> {
-    write_audit(fleet, &out);
-    let metrics = fleet.metrics.clone();
-    async move {
-        match client.publish(out.subject, out.payload.into()).await {
-            Ok(()) => metrics.replies.inc(),
-            Err(_) => metrics.publish_errors.inc(),
-        };
-    }
-}
-
-/// Writes the audit line of reply `out`, if it has one and the fleet keeps an audit log.
-pub(super) fn write_audit(fleet: &FleetShared, out: &Outgoing) {
-    if let (Some(log), Some(record)) = (&fleet.audit, &out.audit) {
-        if log.write(record).is_err() {
-            fleet.metrics.audit_errors.inc();
-        }
-    }
 }
 
 /// Schedules the periodic registration of an actor: first after a random splay (or at once),

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tracing::info;
 
 use super::failure_log::{FailureLog, FAILURE_LOG_PERIOD};
+use super::fleet_shared::{FleetShared, RegistrationPlan};
 use super::registration::default_subject;
 use super::servers::ServerPool;
 use super::wire_daemon::{plain_address, WireDaemon};
@@ -22,33 +23,8 @@ use super::{
     AuditLog, ConnectionMode, EmulatedNode, EmulatedNodeActor, EmulatorError, EmulatorMetrics,
     FleetSecurity, FleetSpec, NodeProfile, RequestSecurity, SharedLinkActor,
 };
-use crate::connection::NetworkSettings;
 use crate::protocol::security::Verifier;
 use crate::protocol::Facts;
-
-/// Registration as the actors use it: the subject resolved.
-#[derive(Debug, Clone)]
-pub(super) struct RegistrationPlan {
-    pub(super) interval: Duration,
-    pub(super) splay: bool,
-    pub(super) subject: String,
-}
-
-/// What every actor of a fleet shares.
-#[derive(Debug)]
-pub(super) struct FleetShared {
-    pub(super) settings: NetworkSettings,
-    pub(super) metrics: EmulatorMetrics,
-    pub(super) connect_slots: Semaphore,
-    pub(super) audit: Option<AuditLog>,
-    pub(super) registration: Option<Arc<RegistrationPlan>>,
-    /// The servers wire daemons connect to (grows with the servers' `connect_urls`).
-    pub(super) servers: ServerPool,
-    /// Connect failures, logged at most once per period.
-    pub(super) failures: FailureLog,
-    /// Keep-alive ping interval of wire daemons.
-    pub(super) ping_interval: Duration,
-}
 
 /// How far a fleet got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,10 +12,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use async_nats::{Client, Message};
 
-use super::daemon::{
-    connect_and_subscribe, publish_registration, schedule_registration, send_reply,
-};
-use super::fleet::FleetShared;
+use super::daemon::{connect_and_subscribe, publish_registration, schedule_registration};
+use super::fleet_shared::{send_reply, FleetShared};
 use super::node::Target;
 use super::request_cache::with_scratch;
 use super::{EmulatedNode, Incoming};

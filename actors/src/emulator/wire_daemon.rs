@@ -27,7 +27,7 @@ use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
 use super::connect::reconnect_backoff;
-use super::fleet::{FleetShared, RegistrationPlan};
+use super::fleet_shared::{write_audit, FleetShared, RegistrationPlan};
 use super::keepalive::{PingCount, Tick};
 use super::request_cache::{with_scratch, ThreadScratch};
 use super::wire::{self, ConnectInfo, ServerInfo, ServerOp, WireError};
@@ -698,7 +698,7 @@ impl Responder<'_> {
             Ok(out) => out,
             Err(reason) => return metrics.drop_for(reason),
         };
-        super::daemon::write_audit(self.fleet, &out);
+        write_audit(self.fleet, &out);
         if out.payload.len() > self.max_payload {
             metrics.oversize.inc();
             return;
