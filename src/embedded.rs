@@ -30,14 +30,7 @@ pub enum EmbeddedError {
     NoPort(std::io::Error),
 }
 
-/// Finds `nats-server` on `PATH`, then in the usual system places.
-pub fn find_nats_server() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr/bin"].map(PathBuf::from))
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file())
-}
+pub use crate::nats_binary::find_nats_server;
 
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> Result<u16, EmbeddedError> {

@@ -17,6 +17,8 @@
 //! - [`emulate`]: `choir emulate` and the `[emulator]` fleet of `choir run` (fd limit,
 //!   progress bar, `/debug/vars`).
 //! - [`federation`]: starts the `[federation.<cluster>]` brokers.
+//! - [`nats_binary`]: where the `nats-server` binary is (used by config checks and
+//!   [`embedded`]).
 //! - [`monitor`]: the HTTP monitor (`/metrics`, `/healthz`, `/debug/vars`).
 //! - [`playbook`]: `choir playbook run|show|check`, the command-line playbook runner.
 //! - [`replication`]: starts the `[replicators.*]` (the actors live in `choir-actors`).
@@ -32,6 +34,7 @@ pub mod embedded;
 pub mod emulate;
 pub mod federation;
 pub mod monitor;
+pub mod nats_binary;
 pub mod node;
 pub mod playbook;
 pub mod replication;

@@ -93,7 +93,7 @@ impl NetworkConfig {
                 }
                 Some(_) => {}
                 None => {
-                    if crate::embedded::find_nats_server().is_none() {
+                    if crate::nats_binary::find_nats_server().is_none() {
                         problems.key(
                             key("embedded"),
                             "no nats-server binary on PATH or in /usr/sbin; install it (apt-get install nats-server) or set nats_server",
