@@ -14,6 +14,7 @@ pub mod emulator;
 pub mod federation;
 #[cfg(test)]
 mod fuzz_tests;
+mod names;
 pub mod network;
 pub mod node;
 pub mod replicator;
@@ -28,6 +29,7 @@ pub use adapter::AdapterConfig;
 pub use choir_actors::problems::{Problem, Problems};
 pub use emulator::EmulatorConfig;
 pub use federation::FederationConfig;
+use names::{valid_name, NAME_RULE};
 pub use network::{NetworkConfig, TlsConfig};
 pub use node::NodeConfig;
 pub use replicator::ReplicatorConfig;
@@ -41,15 +43,6 @@ pub const SECTIONS: &[&str] = &[
     "emulator",
     "federation",
 ];
-
-const NAME_RULE: &str = "names use letters, digits, '-' and '_' only";
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
 
 /// Errors loading a config file.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ use choir_actors::adapter::{default_queue_group, AdapterProtocol, AdapterSetting
 use serde::Deserialize;
 
 use super::defaults;
+use super::names::valid_stream_name;
 use super::Config;
 use super::Problems;
 
@@ -63,14 +64,6 @@ pub struct AdapterConfig {
     /// `choria` only: drop requests outside their `time ± ttl` window.
     #[serde(default = "defaults::adapter_check_ttl")]
     pub check_ttl: bool,
-}
-
-fn valid_stream_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
-        })
 }
 
 impl AdapterConfig {

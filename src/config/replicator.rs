@@ -14,6 +14,7 @@ use choir_actors::replicator::subject_map::SubjectMap;
 use serde::Deserialize;
 
 use super::defaults;
+use super::names::valid_stream_name;
 use super::Config;
 use super::Problems;
 
@@ -143,11 +144,6 @@ fn parse_start(value: &toml::Value) -> Result<StartPosition, String> {
         },
         _ => Err("expected \"all\", \"new\", a sequence number, a time or a duration".to_owned()),
     }
-}
-
-fn valid_stream_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.contains(|c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace())
 }
 
 impl ReplicatorConfig {

@@ -1,0 +1,50 @@
+//! The naming rules of the config, each in one place: section names and stream names.
+
+/// What [`valid_name`] allows, as a problem message.
+pub(super) const NAME_RULE: &str = "names use letters, digits, '-' and '_' only";
+
+/// Whether `name` is a valid section or node name: letters, digits, `-` and `_`.
+pub(super) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Whether `name` is a valid JetStream stream name by the NATS rule: not empty, at most 255
+/// bytes, and no whitespace, control character, `.`, `*`, `>`, `/` or `\`.
+pub(super) fn valid_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_name_with_a_character_nats_refuses_is_invalid() {
+        for bad in [
+            "a.b", "a*b", "a>b", "a/b", "a\\b", "a b", "a\tb", "a\nb", "a\u{0}b", "a\u{7f}b",
+        ] {
+            assert!(!valid_stream_name(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn an_empty_or_overlong_stream_name_is_invalid() {
+        assert!(!valid_stream_name(""));
+        assert!(!valid_stream_name(&"x".repeat(256)));
+        assert!(valid_stream_name(&"x".repeat(255)));
+    }
+
+    #[test]
+    fn a_plain_stream_name_is_valid() {
+        for good in ["ORDERS", "orders-2", "my_stream", "Ü-stream"] {
+            assert!(valid_stream_name(good), "{good:?} refused");
+        }
+    }
+}
