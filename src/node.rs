@@ -25,9 +25,9 @@ use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::signal::wait_for_signal;
 use crate::embedded::{self, EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec, StopServer};
 use crate::monitor::{self, Components, MonitorState};
+use crate::signal::wait_for_signal;
 
 /// Errors starting a node.
 #[derive(Debug, thiserror::Error)]
