@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use async_nats::{Client, Message};
-use rand::Rng as _;
 use tracing::{debug, warn};
 
 use super::fleet_shared::{send_reply, FleetShared};
@@ -105,14 +104,7 @@ where
     let Some(plan) = fleet.registration.clone() else {
         return;
     };
-    let splay = if plan.splay {
-        let ms = u64::try_from(plan.interval.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        Duration::from_millis(rand::thread_rng().gen_range(0..ms))
-    } else {
-        Duration::ZERO
-    };
+    let splay = plan.first_delay();
     let mut again = tick.clone();
     ctx.run_later(splay, move |act, ctx| {
         tick(act, ctx);

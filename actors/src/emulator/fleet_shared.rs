@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
+use rand::Rng as _;
 use tokio::sync::Semaphore;
 
 use super::failure_log::FailureLog;
@@ -21,6 +22,20 @@ pub(super) struct RegistrationPlan {
     pub(super) interval: Duration,
     pub(super) splay: bool,
     pub(super) subject: String,
+}
+
+impl RegistrationPlan {
+    /// How long a daemon waits before its first registration: a random splay below
+    /// `interval` when `splay` is on, else none.
+    pub(super) fn first_delay(&self) -> Duration {
+        if !self.splay {
+            return Duration::ZERO;
+        }
+        let ms = u64::try_from(self.interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Duration::from_millis(rand::thread_rng().gen_range(0..ms))
+    }
 }
 
 /// What every actor of a fleet shares.
@@ -61,5 +76,38 @@ pub(super) fn write_audit(fleet: &FleetShared, out: &Outgoing) {
         if log.write(record).is_err() {
             fleet.metrics.audit_errors.inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(interval: Duration, splay: bool) -> RegistrationPlan {
+        RegistrationPlan {
+            interval,
+            splay,
+            subject: "choria.lifecycle".into(),
+        }
+    }
+
+    #[test]
+    fn without_splay_the_first_registration_is_at_once() {
+        assert_eq!(
+            plan(Duration::from_secs(300), false).first_delay(),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_splayed_first_registration_is_within_one_interval() {
+        let plan = plan(Duration::from_millis(50), true);
+        for _ in 0..200 {
+            assert!(plan.first_delay() < Duration::from_millis(50));
+        }
+        assert_eq!(
+            self::plan(Duration::ZERO, true).first_delay(),
+            Duration::ZERO
+        );
     }
 }

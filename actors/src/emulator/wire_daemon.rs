@@ -261,13 +261,8 @@ struct Registration {
 
 impl Registration {
     fn new(plan: Arc<RegistrationPlan>) -> Self {
-        let splay = if plan.splay {
-            Duration::from_millis(rand::random::<u64>() % duration_ms(plan.interval))
-        } else {
-            Duration::ZERO
-        };
         Self {
-            timer: Box::pin(tokio::time::sleep(splay)),
+            timer: Box::pin(tokio::time::sleep(plan.first_delay())),
             plan,
             sequence: 0,
         }
@@ -328,10 +323,6 @@ fn put_registration(
         },
         Err(error) => warn!(identity = node.identity(), %error, "Cannot encode registration."),
     }
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// One connection of a daemon: the socket, a partial operation left over from the last read,
