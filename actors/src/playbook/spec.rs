@@ -260,7 +260,7 @@ impl InputSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSpec {
-    /// `memory`, `nats_kv`, `etcd`, `file` or `environment`.
+    /// `memory`, `nats_kv`, `etcd`, `consul`, `file` or `environment`.
     #[serde(rename = "type")]
     pub kind: String,
     /// How long to wait for a lock (default 120s).
@@ -281,9 +281,13 @@ pub struct StoreSpec {
     /// nats_kv: bucket replicas (default 1).
     #[serde(default)]
     pub replicas: Option<usize>,
-    /// etcd: the client URL (default `http://127.0.0.1:2379`).
+    /// etcd: the client URL (default `http://127.0.0.1:2379`); consul: the agent URL
+    /// (default `http://127.0.0.1:8500`).
     #[serde(default)]
     pub url: Option<String>,
+    /// consul: the ACL token, sent as `X-Consul-Token`.
+    #[serde(default)]
+    pub token: Option<String>,
     /// file: path of the JSON file.
     #[serde(default)]
     pub file: Option<String>,

@@ -582,6 +582,7 @@ fn validate_stores(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<Str
             lock_bucket,
             replicas,
             url,
+            token,
             file,
             create,
             prefix,
@@ -593,6 +594,7 @@ fn validate_stores(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<Str
             ("lock_bucket", lock_bucket.is_some()),
             ("replicas", replicas.is_some()),
             ("url", url.is_some()),
+            ("token", token.is_some()),
             ("file", file.is_some()),
             ("create", *create),
             ("prefix", prefix.is_some()),
@@ -663,19 +665,20 @@ fn validate_stores(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<Str
                     prefix: prefix.clone().unwrap_or_else(|| "PB_".into()),
                 }),
             ),
-            "consul" => {
-                problems.value(
-                    format!("{key}.type"),
-                    kind,
-                    "the consul store is not built yet",
-                );
-                (&[], None)
-            }
+            "consul" => (
+                &["url", "token"],
+                Some(StoreKind::Consul {
+                    url: url
+                        .clone()
+                        .unwrap_or_else(|| super::store::consul::DEFAULT_URL.into()),
+                    token: token.clone().map(super::store::consul::AclToken),
+                }),
+            ),
             other => {
                 problems.value(
                     format!("{key}.type"),
                     other,
-                    "unknown store type (memory, nats_kv, etcd, file or environment)",
+                    "unknown store type (memory, nats_kv, etcd, consul, file or environment)",
                 );
                 continue;
             }
