@@ -359,7 +359,8 @@ pub enum CommandSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
-    /// `shell`, `data`, `sleep`, `webhook` or `rpc` (`mcollective`); in YAML the entry's key.
+    /// `shell`, `data`, `sleep`, `webhook`, `slack` or `rpc` (`mcollective`); in YAML the
+    /// entry's key.
     #[serde(rename = "type", default)]
     pub kind: String,
     /// What the task does (templated).
@@ -383,7 +384,7 @@ pub struct TaskSpec {
     /// shell: working directory.
     #[serde(default)]
     pub cwd: Option<String>,
-    /// shell, webhook, rpc: time limit.
+    /// shell, webhook, slack, rpc: time limit.
     #[serde(default, deserialize_with = "duration::deserialize")]
     pub timeout: Option<Duration>,
     /// shell: extra environment.
@@ -401,7 +402,7 @@ pub struct TaskSpec {
     /// sleep: how long.
     #[serde(default, deserialize_with = "duration::deserialize")]
     pub duration: Option<Duration>,
-    /// webhook: the URL.
+    /// webhook: the URL; slack: the chat.postMessage API URL (default Slack's).
     #[serde(default)]
     pub url: Option<String>,
     /// webhook: GET or POST (default POST).
@@ -449,6 +450,21 @@ pub struct TaskSpec {
     /// webhook: verify the server's TLS certificate (default true).
     #[serde(default)]
     pub verify_ssl: Option<bool>,
+    /// slack: the bot token, sent as `Authorization: Bearer`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// slack: the channel.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// slack: the message (templated).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// slack: the attachment colour (default `#ffa449`).
+    #[serde(default)]
+    pub color: Option<String>,
+    /// slack: the name posted as (default `Choria`).
+    #[serde(default)]
+    pub username: Option<String>,
 }
 
 /// `[hooks]`.

@@ -65,6 +65,8 @@ pub enum TaskKind {
     Sleep,
     /// HTTP request.
     Webhook,
+    /// A Slack message (chat.postMessage).
+    Slack,
     /// Choria RPC.
     Rpc,
 }
@@ -77,6 +79,7 @@ impl TaskKind {
             Self::Data => "data",
             Self::Sleep => "sleep",
             Self::Webhook => "webhook",
+            Self::Slack => "slack",
             Self::Rpc => "rpc",
         }
     }
@@ -830,11 +833,12 @@ fn validate_task(
         "data" => TaskKind::Data,
         "sleep" => TaskKind::Sleep,
         "webhook" => TaskKind::Webhook,
+        "slack" => TaskKind::Slack,
         "rpc" | "mcollective" => TaskKind::Rpc,
         "" => {
             problems.key(
                 format!("{key}.type"),
-                "a task needs type (shell, data, sleep, webhook or mcollective)",
+                "a task needs type (shell, data, sleep, webhook, slack or mcollective)",
             );
             return None;
         }
@@ -842,7 +846,7 @@ fn validate_task(
             problems.value(
                 format!("{key}.type"),
                 other,
-                "unknown task type (shell, data, sleep, webhook, mcollective or rpc)",
+                "unknown task type (shell, data, sleep, webhook, slack, mcollective or rpc)",
             );
             return None;
         }
@@ -871,6 +875,11 @@ fn validate_task(
         ("silent", task.silent.is_some()),
         ("post", !task.post.is_empty()),
         ("verify_ssl", task.verify_ssl.is_some()),
+        ("token", task.token.is_some()),
+        ("channel", task.channel.is_some()),
+        ("text", task.text.is_some()),
+        ("color", task.color.is_some()),
+        ("username", task.username.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, used)| used.then_some(field))
@@ -893,6 +902,12 @@ fn validate_task(
                 "verify_ssl",
             ],
             &["url"],
+        ),
+        TaskKind::Slack => (
+            &[
+                "token", "channel", "text", "color", "username", "url", "timeout",
+            ],
+            &["token", "channel", "text"],
         ),
         TaskKind::Rpc => (
             &[
@@ -951,6 +966,11 @@ fn validate_task(
         ("url", &task.url),
         ("agent", &task.agent),
         ("assert", &task.assert),
+        ("token", &task.token),
+        ("channel", &task.channel),
+        ("text", &task.text),
+        ("color", &task.color),
+        ("username", &task.username),
     ] {
         if let Some(text) = text {
             check_template(&field(name), text, names, problems);
@@ -1030,7 +1050,7 @@ fn validate_task(
                 }
             }
         }
-        TaskKind::Shell | TaskKind::Sleep => {}
+        TaskKind::Shell | TaskKind::Sleep | TaskKind::Slack => {}
     }
     Some(Task {
         kind,
