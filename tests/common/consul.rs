@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -127,12 +129,12 @@ impl ConsulApi {
 
     /// The `X-Consul-Token` headers received so far.
     pub fn tokens(&self) -> Vec<String> {
-        self.state.lock().unwrap().tokens.clone()
+        self.state.lock().tokens.clone()
     }
 
     /// How many sessions are alive.
     pub fn live_sessions(&self) -> usize {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock();
         state.expire();
         state.sessions.len()
     }
@@ -213,7 +215,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     let mut body = vec![0; length];
     reader.read_exact(&mut body).unwrap_or_default();
     let (status, reply) = {
-        let mut state = state.lock().unwrap();
+        let mut state = state.lock();
         if let Some(token) = token {
             state.tokens.push(token);
         }
