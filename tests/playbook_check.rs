@@ -48,6 +48,63 @@ fn every_example_playbook_passes_check() {
 }
 
 #[test]
+fn every_example_playbook_exists_in_yaml_and_passes_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/playbooks");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.iter().any(|f| f.ends_with("data_sources.yaml")),
+        "the seed's playbook is there: {files:?}"
+    );
+    for file in files {
+        let (code, stdout, stderr) = check(&file);
+        assert_eq!(code, 0, "{}: {stderr}", file.display());
+        assert!(
+            stdout.starts_with(&format!("{}: ok", file.display())),
+            "{stdout}"
+        );
+    }
+}
+
+/// Everything validation makes of a playbook except the file it came from and the spec as
+/// written (where the YAML layout puts `name` at the top level and TOML in `[metadata]`).
+fn model(path: &Path) -> String {
+    let book = choir_actors::playbook::load(path).unwrap();
+    format!(
+        "{} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        book.name(),
+        book.inputs,
+        book.stores,
+        book.locks,
+        book.nodes,
+        book.tasks,
+        book.hooks,
+        book.client
+    )
+}
+
+#[test]
+fn every_toml_example_has_a_yaml_twin_that_reads_into_the_same_playbook() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/playbooks");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for toml in files {
+        let yaml = toml.with_extension("yaml");
+        assert!(yaml.exists(), "{} has no YAML form", toml.display());
+        assert_eq!(model(&toml), model(&yaml), "{}", yaml.display());
+    }
+}
+
+#[test]
 fn show_prints_inputs_as_help() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/playbooks/deploy_cluster.toml");
     let out = Command::new(choir_bin())

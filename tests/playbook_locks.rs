@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::consul::ConsulApi;
 use common::etcd::Etcd;
 use common::node::choir_bin;
 use common::{poll_until, NatsServer};
@@ -243,6 +244,14 @@ fn two_runs_of_the_same_etcd_lock_take_turns() {
 }
 
 #[test]
+fn two_runs_of_the_same_consul_lock_take_turns() {
+    let consul = ConsulApi::start();
+    take_turns(&format!("type = \"consul\"\nurl = \"{}\"", consul.url()));
+    // Both runs destroyed their sessions at the end.
+    assert_eq!(consul.live_sessions(), 0);
+}
+
+#[test]
 fn two_runs_of_the_same_memory_lock_in_one_process_take_turns() {
     use choir_actors::playbook::{self, Runner};
     let dir = tempfile::tempdir().unwrap();
@@ -365,6 +374,12 @@ fn a_nats_kv_lock_held_by_a_killed_run_frees_itself_after_its_ttl() {
 fn an_etcd_lock_held_by_a_killed_run_frees_itself_after_its_ttl() {
     let etcd = Etcd::start();
     killed_holder_frees_the_lock(&format!("type = \"etcd\"\nurl = \"{}\"", etcd.url()));
+}
+
+#[test]
+fn a_consul_lock_held_by_a_killed_run_frees_itself_after_its_ttl() {
+    let consul = ConsulApi::start();
+    killed_holder_frees_the_lock(&format!("type = \"consul\"\nurl = \"{}\"", consul.url()));
 }
 
 #[test]

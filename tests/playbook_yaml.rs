@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::consul::ConsulApi;
 use common::node::choir_bin;
 use common::NatsServer;
 use serde_json::Value;
@@ -96,6 +97,49 @@ fn the_seed_data_sources_yaml_playbook_deploys_alpha_then_bravo_over_nats_kv() {
             "choria/locks/playbook/data_sources"
         );
     }
+}
+
+#[test]
+fn the_seed_data_sources_yaml_playbook_deploys_alpha_then_bravo_over_consul() {
+    let consul = ConsulApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!(
+        "type: consul\n    url: \"{}\"\n    token: \"secret-acl\"",
+        consul.url()
+    );
+    let file = adapted(
+        dir.path(),
+        "config/playbooks/data_sources.yaml",
+        &[
+            ("type: consul", &store),
+            ("/path/to/script", "/bin/echo deploying"),
+            // A short lock timeout: the second round only starts if the first released its lock.
+            ("timeout: 360", "timeout: 3"),
+        ],
+    );
+    for round in 0..2 {
+        let (code, output, report) = run(&file);
+        assert_eq!(code, 0, "round {round}: {output}");
+        let deploys: Vec<&str> = report["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["set"] == "tasks" && t["type"] == "shell")
+            .map(|t| t["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            deploys,
+            ["deploying --cluster alpha", "deploying --cluster bravo"],
+            "round {round}: {output}"
+        );
+        assert_eq!(
+            report["locks"][0]["key"],
+            "choria/locks/playbook/data_sources"
+        );
+        assert_eq!(consul.live_sessions(), 0, "round {round}: session left");
+    }
+    let tokens = consul.tokens();
+    assert!(!tokens.is_empty() && tokens.iter().all(|t| t == "secret-acl"));
 }
 
 #[test]

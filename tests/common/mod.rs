@@ -3,6 +3,7 @@
 //! Every wait has a timeout; every process is killed on drop.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod consul;
 pub mod creds;
 pub mod etcd;
 pub mod http;

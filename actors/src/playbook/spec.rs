@@ -260,7 +260,7 @@ impl InputSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSpec {
-    /// `memory`, `nats_kv`, `etcd`, `file` or `environment`.
+    /// `memory`, `nats_kv`, `etcd`, `consul`, `file` or `environment`.
     #[serde(rename = "type")]
     pub kind: String,
     /// How long to wait for a lock (default 120s).
@@ -281,9 +281,13 @@ pub struct StoreSpec {
     /// nats_kv: bucket replicas (default 1).
     #[serde(default)]
     pub replicas: Option<usize>,
-    /// etcd: the client URL (default `http://127.0.0.1:2379`).
+    /// etcd: the client URL (default `http://127.0.0.1:2379`); consul: the agent URL
+    /// (default `http://127.0.0.1:8500`).
     #[serde(default)]
     pub url: Option<String>,
+    /// consul: the ACL token, sent as `X-Consul-Token`.
+    #[serde(default)]
+    pub token: Option<String>,
     /// file: path of the JSON file.
     #[serde(default)]
     pub file: Option<String>,
@@ -355,7 +359,8 @@ pub enum CommandSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
-    /// `shell`, `data`, `sleep`, `webhook` or `rpc` (`mcollective`); in YAML the entry's key.
+    /// `shell`, `data`, `sleep`, `webhook`, `slack` or `rpc` (`mcollective`); in YAML the
+    /// entry's key.
     #[serde(rename = "type", default)]
     pub kind: String,
     /// What the task does (templated).
@@ -379,7 +384,7 @@ pub struct TaskSpec {
     /// shell: working directory.
     #[serde(default)]
     pub cwd: Option<String>,
-    /// shell, webhook, rpc: time limit.
+    /// shell, webhook, slack, rpc: time limit.
     #[serde(default, deserialize_with = "duration::deserialize")]
     pub timeout: Option<Duration>,
     /// shell: extra environment.
@@ -397,7 +402,7 @@ pub struct TaskSpec {
     /// sleep: how long.
     #[serde(default, deserialize_with = "duration::deserialize")]
     pub duration: Option<Duration>,
-    /// webhook: the URL.
+    /// webhook: the URL; slack: the chat.postMessage API URL (default Slack's).
     #[serde(default)]
     pub url: Option<String>,
     /// webhook: GET or POST (default POST).
@@ -445,6 +450,21 @@ pub struct TaskSpec {
     /// webhook: verify the server's TLS certificate (default true).
     #[serde(default)]
     pub verify_ssl: Option<bool>,
+    /// slack: the bot token, sent as `Authorization: Bearer`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// slack: the channel.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// slack: the message (templated).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// slack: the attachment colour (default `#ffa449`).
+    #[serde(default)]
+    pub color: Option<String>,
+    /// slack: the name posted as (default `Choria`).
+    #[serde(default)]
+    pub username: Option<String>,
 }
 
 /// `[hooks]`.

@@ -4,10 +4,13 @@
 //! - [`memory`]: in-process (shared by every run in the process), in-process locks.
 //! - [`nats_kv`]: JetStream KV: a data bucket and a separate lock bucket (`max_age` = ttl).
 //! - [`etcd`]: etcd v3 through its JSON gateway: leases with keepalive and the Lock API.
+//! - [`consul`]: Consul's HTTP API: sessions with a TTL (`Behavior: delete`) and
+//!   `?acquire=`/`?release=` on the lock key.
 //! - [`file`]: one JSON object in a file, replaced atomically under an OS file lock; no locks
 //!   for playbooks.
 //! - [`environment`]: read-only environment variables; no locks.
 
+pub mod consul;
 pub mod environment;
 pub mod etcd;
 pub mod file;
@@ -72,7 +75,8 @@ pub struct LockToken {
     /// Fencing token, strictly increasing across successive holders of a key: the KV
     /// revision (nats_kv), the lock key's create revision (etcd), a counter (memory).
     pub fence: u64,
-    /// Backend handle (etcd: the lock key it returned; nats_kv: the owner record).
+    /// Backend handle (etcd: the lock key it returned; nats_kv: the owner record; consul:
+    /// the session id).
     #[serde(skip)]
     pub handle: String,
     /// The etcd lease that keeps the lock (0 elsewhere).
@@ -168,6 +172,13 @@ pub enum StoreKind {
         /// Client URL.
         url: String,
     },
+    /// Consul's HTTP API.
+    Consul {
+        /// Agent URL.
+        url: String,
+        /// ACL token (`X-Consul-Token`).
+        token: Option<consul::AclToken>,
+    },
     /// A JSON file.
     File {
         /// Its path.
@@ -195,6 +206,9 @@ pub async fn open(config: &StoreConfig) -> Result<SharedStore, StoreError> {
         StoreKind::Memory => Arc::new(memory::MemoryStore::named(&config.name)),
         StoreKind::NatsKv { .. } => Arc::new(nats_kv::NatsKvStore::open(config).await?),
         StoreKind::Etcd { url } => Arc::new(etcd::EtcdStore::new(&config.name, url)),
+        StoreKind::Consul { url, token } => {
+            Arc::new(consul::ConsulStore::new(&config.name, url, token.clone()))
+        }
         StoreKind::File { path, create } => {
             Arc::new(file::FileStore::open(&config.name, path, *create)?)
         }

@@ -65,6 +65,8 @@ pub enum TaskKind {
     Sleep,
     /// HTTP request.
     Webhook,
+    /// A Slack message (chat.postMessage).
+    Slack,
     /// Choria RPC.
     Rpc,
 }
@@ -77,6 +79,7 @@ impl TaskKind {
             Self::Data => "data",
             Self::Sleep => "sleep",
             Self::Webhook => "webhook",
+            Self::Slack => "slack",
             Self::Rpc => "rpc",
         }
     }
@@ -582,6 +585,7 @@ fn validate_stores(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<Str
             lock_bucket,
             replicas,
             url,
+            token,
             file,
             create,
             prefix,
@@ -593,6 +597,7 @@ fn validate_stores(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<Str
             ("lock_bucket", lock_bucket.is_some()),
             ("replicas", replicas.is_some()),
             ("url", url.is_some()),
+            ("token", token.is_some()),
             ("file", file.is_some()),
             ("create", *create),
             ("prefix", prefix.is_some()),
@@ -663,19 +668,20 @@ fn validate_stores(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<Str
                     prefix: prefix.clone().unwrap_or_else(|| "PB_".into()),
                 }),
             ),
-            "consul" => {
-                problems.value(
-                    format!("{key}.type"),
-                    kind,
-                    "the consul store is not built yet",
-                );
-                (&[], None)
-            }
+            "consul" => (
+                &["url", "token"],
+                Some(StoreKind::Consul {
+                    url: url
+                        .clone()
+                        .unwrap_or_else(|| super::store::consul::DEFAULT_URL.into()),
+                    token: token.clone().map(super::store::consul::AclToken),
+                }),
+            ),
             other => {
                 problems.value(
                     format!("{key}.type"),
                     other,
-                    "unknown store type (memory, nats_kv, etcd, file or environment)",
+                    "unknown store type (memory, nats_kv, etcd, consul, file or environment)",
                 );
                 continue;
             }
@@ -827,11 +833,12 @@ fn validate_task(
         "data" => TaskKind::Data,
         "sleep" => TaskKind::Sleep,
         "webhook" => TaskKind::Webhook,
+        "slack" => TaskKind::Slack,
         "rpc" | "mcollective" => TaskKind::Rpc,
         "" => {
             problems.key(
                 format!("{key}.type"),
-                "a task needs type (shell, data, sleep, webhook or mcollective)",
+                "a task needs type (shell, data, sleep, webhook, slack or mcollective)",
             );
             return None;
         }
@@ -839,7 +846,7 @@ fn validate_task(
             problems.value(
                 format!("{key}.type"),
                 other,
-                "unknown task type (shell, data, sleep, webhook, mcollective or rpc)",
+                "unknown task type (shell, data, sleep, webhook, slack, mcollective or rpc)",
             );
             return None;
         }
@@ -868,6 +875,11 @@ fn validate_task(
         ("silent", task.silent.is_some()),
         ("post", !task.post.is_empty()),
         ("verify_ssl", task.verify_ssl.is_some()),
+        ("token", task.token.is_some()),
+        ("channel", task.channel.is_some()),
+        ("text", task.text.is_some()),
+        ("color", task.color.is_some()),
+        ("username", task.username.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, used)| used.then_some(field))
@@ -890,6 +902,12 @@ fn validate_task(
                 "verify_ssl",
             ],
             &["url"],
+        ),
+        TaskKind::Slack => (
+            &[
+                "token", "channel", "text", "color", "username", "url", "timeout",
+            ],
+            &["token", "channel", "text"],
         ),
         TaskKind::Rpc => (
             &[
@@ -948,6 +966,11 @@ fn validate_task(
         ("url", &task.url),
         ("agent", &task.agent),
         ("assert", &task.assert),
+        ("token", &task.token),
+        ("channel", &task.channel),
+        ("text", &task.text),
+        ("color", &task.color),
+        ("username", &task.username),
     ] {
         if let Some(text) = text {
             check_template(&field(name), text, names, problems);
@@ -1027,7 +1050,7 @@ fn validate_task(
                 }
             }
         }
-        TaskKind::Shell | TaskKind::Sleep => {}
+        TaskKind::Shell | TaskKind::Sleep | TaskKind::Slack => {}
     }
     Some(Task {
         kind,
