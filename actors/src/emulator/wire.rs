@@ -208,8 +208,10 @@ fn check_subject(subject: &str) -> Result<(), WireError> {
 pub fn parse(buf: &[u8]) -> Result<Option<(ServerOp<'_>, usize)>, WireError> {
     let Some(end) = memchr::memchr(b'\n', buf) else {
         // A partial line is judged only by the cap of what it can still become: an `INFO`
-        // may grow up to its own cap, anything else up to the control-line cap.
-        if buf.len() > line_cap(buf) {
+        // may grow up to its own cap, anything else up to the control-line cap. A `\r`
+        // already read is the start of the line's end, not part of the line.
+        let partial = buf.strip_suffix(b"\r").unwrap_or(buf);
+        if partial.len() > line_cap(partial) {
             return Err(WireError::Protocol("control line too long".into()));
         }
         return Ok(None);
@@ -401,6 +403,21 @@ mod tests {
         // An absurd announced size is refused, not added up.
         assert!(parse(b"MSG a 1 18446744073709551615\r\n").is_err());
         assert!(parse(b"HMSG a 1 2 99999999999\r\n").is_err());
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_cap_waits_for_its_newline_after_its_cr() {
+        let line = format!("-ERR '{}'\r\n", "x".repeat(MAX_CONTROL_LINE - 7));
+        let bytes = line.as_bytes();
+        assert_eq!(bytes.len(), MAX_CONTROL_LINE + 2);
+        // Read up to and including the `\r`: not too long, just not complete.
+        assert!(matches!(parse(&bytes[..bytes.len() - 1]), Ok(None)));
+        // The whole line is accepted, as it is when read in one piece.
+        assert!(matches!(parse(bytes), Ok(Some((ServerOp::Err(_), n))) if n == bytes.len()));
+        // One byte more is too long, however it is read.
+        let longer = format!("-ERR '{}'\r\n", "x".repeat(MAX_CONTROL_LINE - 6));
+        assert!(parse(&longer.as_bytes()[..longer.len() - 1]).is_err());
+        assert!(parse(longer.as_bytes()).is_err());
     }
 
     #[test]
