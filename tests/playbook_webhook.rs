@@ -5,54 +5,20 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::http::recording_server;
 use common::node::choir_bin;
 use serde_json::Value;
 
 /// Answers each request with the next status; sends (head, body) of each request.
 fn server(statuses: Vec<u16>) -> (String, mpsc::Receiver<(String, String)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for status in statuses {
-            let (stream, _) = listener.accept().unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let mut stream = stream;
-            let reply = "{\"ok\":true}";
-            write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                reply.len()
-            )
-            .unwrap();
-            tx.send((head, String::from_utf8(body).unwrap())).unwrap();
-        }
-    });
-    (url, rx)
+    recording_server(
+        "/hook",
+        statuses.into_iter().map(|s| (s, "{\"ok\":true}")).collect(),
+    )
 }
 
 fn playbook(url: &str) -> String {

@@ -44,3 +44,50 @@ pub fn metric_value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option
             all.then(|| value.parse().ok()).flatten()
         })
 }
+
+/// A loopback HTTP/1.1 server that answers one request per `(status, body)` of `replies`, in
+/// order, with a JSON body, and sends each request it received as `(request line and headers,
+/// body)` on the returned channel. Returns the URL of `path` on it.
+pub fn recording_server(
+    path: &str,
+    replies: Vec<(u16, &'static str)>,
+) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+    use std::io::BufRead;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (status, reply) in replies {
+            let (stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 {status} Reply\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            )
+            .unwrap();
+            tx.send((head, String::from_utf8(body).unwrap())).unwrap();
+        }
+    });
+    (url, rx)
+}
