@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use choir_actors::connection::TlsSettings;
 use choir_actors::emulator::{budget, ConnectionMode, Fleet, FleetSpec, RegistrationSpec};
 use choir_actors::emulator::{EmulatorError, EmulatorMetrics, SecurityMetrics};
-use choir_actors::metrics::Metrics;
+use choir_actors::metrics::MetricsRegistry;
 use choir_actors::protocol::security::{
     read_certificates, read_pem_file, NamePatterns, SecurityError, SecurityPolicy, Verifier,
 };
@@ -162,7 +162,7 @@ pub struct EmulateArgs {
     #[arg(long)]
     pub arbiters: Option<NonZeroUsize>,
     /// A fact of every daemon, key=value (repeatable; {instance} and {identity} expand).
-    #[arg(long = "fact", value_parser = parse_fact)]
+    #[arg(long = "fact", value_parser = parse_fact_setting)]
     pub facts: Vec<(String, String)>,
     /// A configuration class of every daemon (repeatable).
     #[arg(long = "class")]
@@ -196,7 +196,9 @@ pub enum Connections {
     Shared,
 }
 
-fn parse_fact(text: &str) -> Result<(String, String), String> {
+/// Reads `--fact key=value`: a fact the emulated daemons report (a setting, not a filter:
+/// filters use [`FactFilter::parse_expression`](choir_actors::protocol::FactFilter::parse_expression)).
+fn parse_fact_setting(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err("expected key=value".to_owned()),
@@ -504,7 +506,7 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
     preflight(&spec)?;
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let metrics = Metrics::new();
+        let metrics = MetricsRegistry::new();
         let counters = EmulatorMetrics::register(&metrics);
         let components = Components::default();
         let monitor = if args.http_port == 0 {
@@ -558,7 +560,7 @@ pub struct NodeFleet {
 pub fn start(
     config: &Config,
     urls: &BTreeMap<String, Vec<String>>,
-    metrics: &Metrics,
+    metrics: &MetricsRegistry,
     components: &Components,
 ) -> NodeFleet {
     match start_from_config(config, urls, metrics) {
@@ -588,7 +590,7 @@ pub fn start(
 pub fn start_from_config(
     config: &Config,
     urls: &BTreeMap<String, Vec<String>>,
-    metrics: &Metrics,
+    metrics: &MetricsRegistry,
 ) -> Result<Option<Fleet>, EmulateError> {
     let Some(section) = &config.emulator else {
         return Ok(None);

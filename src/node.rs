@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use choir_actors::connection::{Drain, NetworkActor, NetworkHealth, NetworkMetrics};
 use choir_actors::federation::FederationBrokerActor;
-use choir_actors::metrics::Metrics;
+use choir_actors::metrics::MetricsRegistry;
 use choir_actors::replicator::TopicReplicatorActor;
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{info, warn};
@@ -56,7 +56,7 @@ pub enum NodeError {
 /// A running node: handles to everything it started.
 pub struct Node {
     /// The node's registry (`/metrics`).
-    pub metrics: Metrics,
+    pub metrics: MetricsRegistry,
     /// Connection state of every network (`/healthz`).
     pub health: NetworkHealth,
     /// The network actors by name.
@@ -75,7 +75,7 @@ impl Node {
     /// Starts everything `config` describes on the current actix System.
     pub fn start(config: &Config) -> Result<Self, NodeError> {
         let started = Instant::now();
-        let metrics = Metrics::new();
+        let metrics = MetricsRegistry::new();
         let health = NetworkHealth::default();
         let node = &config.node;
         std::fs::create_dir_all(&node.state_dir).map_err(|source| NodeError::StateDir {

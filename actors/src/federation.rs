@@ -59,7 +59,7 @@ use crate::connection::dedicated::{connect_with_retry, Owner};
 use crate::connection::{backoff, drain_and_close, NetworkSettings};
 use crate::error_chain::Chain;
 
-pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, WorkerMetrics};
+pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, StageMetrics};
 pub use pipeline::{Direction, PathSpec};
 pub use settings::BrokerSettings;
 pub use transform::{transform_reply, transform_request, HopJson, Rejection, Rewritten};

@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::Metrics;
+use crate::metrics::MetricsRegistry;
 
 /// Label of network metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,7 +41,7 @@ pub struct NetworkMetrics {
 
 impl NetworkMetrics {
     /// Creates the families and registers them in `metrics`.
-    pub fn register(metrics: &Metrics) -> Self {
+    pub fn register(metrics: &MetricsRegistry) -> Self {
         let this = Self::default();
         metrics.register(
             "choir_network_connected",

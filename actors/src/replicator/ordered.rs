@@ -42,7 +42,7 @@ use super::acks::AckInbox;
 use super::context::WorkerContext;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
-use super::gate::Verdict;
+use super::gate::GateVerdict;
 use super::setup::{self, SetupError};
 use crate::connection::backoff;
 
@@ -319,7 +319,7 @@ impl Session<'_> {
                     let raw = &message.message;
                     let bytes = raw.payload.len();
                     match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
-                        Verdict::Copy => {
+                        GateVerdict::Copy => {
                             let link = window.link(bytes);
                             let headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(link.expected_last), s.msg_id);
                             let subject = s.subject_map.map(raw.subject.as_str());
@@ -337,7 +337,7 @@ impl Session<'_> {
                             let result = result.map_err(|e| classify_send(&e));
                             window.published(link, seq, bytes, Held { message, published, sent }, answered, result);
                         }
-                        Verdict::Sampled | Verdict::TooOld => {
+                        GateVerdict::Sampled | GateVerdict::TooOld => {
                             window.skipped(seq, bytes, Held { message, published, sent });
                         }
                     }
