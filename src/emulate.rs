@@ -7,7 +7,6 @@
 //! bounded rate behind a progress bar (stderr, hidden when it is not a terminal) and an INFO
 //! summary reports the start-up time and memory per daemon.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use choir_actors::connection::TlsSettings;
 use choir_actors::emulator::{budget, ConnectionMode, Fleet, FleetSpec, RegistrationSpec};
-use choir_actors::emulator::{EmulatorError, EmulatorMetrics, SecurityMetrics};
+use choir_actors::emulator::{EmulatorError, EmulatorMetrics};
 use choir_actors::metrics::MetricsRegistry;
 use choir_actors::protocol::security::{
     read_certificates, read_pem_file, NamePatterns, SecurityError, SecurityPolicy, Verifier,
@@ -24,7 +23,6 @@ use choir_actors::protocol::security::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
-use crate::config::Config;
 use crate::monitor::{self, rss_bytes, Components, MonitorState};
 use choir_actors::error_chain::Chain;
 
@@ -543,70 +541,6 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
         }
         Ok(())
     })
-}
-
-/// The `[emulator]` fleet a node started: its arbiters (the node stops them at shutdown) and,
-/// for a secure fleet, its verification counters (`security` in `/debug/vars`).
-#[derive(Default)]
-pub struct NodeFleet {
-    /// The fleet's arbiters.
-    pub arbiters: Vec<actix::Arbiter>,
-    /// The verification counters of a secure fleet.
-    pub security: Option<SecurityMetrics>,
-}
-
-/// Starts the `[emulator]` fleet of `config`, if any, for `choir run`. A fleet that cannot
-/// start is logged as an ERROR; the rest of the node runs on.
-pub fn start(
-    config: &Config,
-    urls: &BTreeMap<String, Vec<String>>,
-    metrics: &MetricsRegistry,
-    components: &Components,
-) -> NodeFleet {
-    match start_from_config(config, urls, metrics) {
-        Ok(Some(fleet)) => {
-            let status = fleet.status();
-            components.add(Arc::new(move || status.json()));
-            let security = fleet
-                .spec()
-                .secure
-                .is_some()
-                .then(|| fleet.metrics().security.clone());
-            NodeFleet {
-                arbiters: fleet.into_arbiters(),
-                security,
-            }
-        }
-        Ok(None) => NodeFleet::default(),
-        Err(error) => {
-            tracing::error!(error = %Chain(&error), "Cannot start the [emulator] fleet.");
-            NodeFleet::default()
-        }
-    }
-}
-
-/// Starts the `[emulator]` fleet of `config`, if any, on the current actix System; `urls` are
-/// the resolved URLs of every network.
-pub fn start_from_config(
-    config: &Config,
-    urls: &BTreeMap<String, Vec<String>>,
-    metrics: &MetricsRegistry,
-) -> Result<Option<Fleet>, EmulateError> {
-    let Some(section) = &config.emulator else {
-        return Ok(None);
-    };
-    let Some(network) = config.networks.get(&section.network) else {
-        return Ok(None);
-    };
-    let settings = network.settings(
-        &config.node.name,
-        &section.network,
-        urls.get(&section.network).cloned().unwrap_or_default(),
-    );
-    let spec = section.spec(settings);
-    preflight(&spec)?;
-    let fleet = Fleet::start(spec, EmulatorMetrics::register(metrics))?;
-    Ok(Some(fleet))
 }
 
 #[cfg(test)]

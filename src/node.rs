@@ -13,6 +13,12 @@
 //!  └─ monitor                                  (actix-web: /metrics, /healthz, /debug/vars)
 //! ```
 
+pub mod adapters;
+pub mod brokers;
+pub mod embedded;
+pub mod emulator;
+pub mod replicators;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -25,9 +31,9 @@ use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::embedded::{self, EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec, StopServer};
 use crate::monitor::{self, Components, MonitorState};
 use crate::signal::wait_for_signal;
+use embedded::{EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec, StopServer};
 
 /// Errors starting a node.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +95,7 @@ impl Node {
             if network.embedded {
                 let binary = match &network.nats_server {
                     Some(path) => path.clone(),
-                    None => embedded::find_nats_server()
+                    None => crate::nats_binary::find_nats_server()
                         .ok_or_else(|| EmbeddedError::NotFound(name.clone()))?,
                 };
                 let port = match network.port {
@@ -134,13 +140,11 @@ impl Node {
             networks.insert(name.clone(), slot);
             arbiters.push(arbiter);
         }
-        arbiters.extend(crate::adapters::start(
-            config, &networks, &metrics, &watchdog,
-        ));
+        arbiters.extend(adapters::start(config, &networks, &metrics, &watchdog));
         let replicators =
-            crate::replication::start(config, &networks, &urls, &metrics, &watchdog, &health);
+            replicators::start(config, &networks, &urls, &metrics, &watchdog, &health);
         let (broker_arbiters, brokers) =
-            crate::federation::start(config, &urls, &metrics, &watchdog, &health);
+            brokers::start(config, &urls, &metrics, &watchdog, &health);
         arbiters.extend(broker_arbiters);
         let components = Components::default();
         for name in config.replicators.keys() {
@@ -163,7 +167,7 @@ impl Node {
                 health.clone(),
             ));
         }
-        let fleet = crate::emulate::start(config, &urls, &metrics, &components);
+        let fleet = emulator::start(config, &urls, &metrics, &components);
         arbiters.extend(fleet.arbiters);
 
         let monitor = match node.monitor_addr() {
@@ -211,8 +215,8 @@ impl Node {
     /// Drains every connection, stops the embedded servers and the monitor, within `timeout`.
     pub async fn shutdown(self, timeout: Duration) {
         let work = async {
-            crate::replication::stop(&self.replicators).await;
-            crate::federation::stop(&self.brokers).await;
+            replicators::stop(&self.replicators).await;
+            brokers::stop(&self.brokers).await;
             let drains = self.networks.iter().map(|(name, slot)| {
                 let addr = slot.get();
                 async move {
