@@ -38,4 +38,4 @@ pub mod worker;
 
 pub use metrics::ReplicatorMetrics;
 pub use settings::{Mode, ReplicatorSettings, StartPosition};
-pub use topic::{ReplicatorNetworks, StopReplicator, TopicReplicatorActor};
+pub use topic::{ReplicatorNetworks, TopicReplicatorActor};
