@@ -205,3 +205,64 @@ async fn without_compat_copies_carry_no_choria_header_and_no_sr_metrics() {
     let (_, text) = node.get("/metrics").unwrap();
     assert!(!text.contains("choria_stream_replicator_"), "{text}");
 }
+
+/// Moving from the Choria Stream Replicator: the target's last message is the SR's copy of
+/// source message 5 (its `Choria-SR-Source` names stream and per-stream name), so an ordered
+/// replicator in compat mode with the same name goes on from 6 instead of copying all again.
+#[tokio::test]
+async fn an_ordered_replicator_in_choria_compat_resumes_after_the_stream_replicators_last_copy()
+{
+    let source = NatsServer::start();
+    let target = NatsServer::start();
+    let src = connect(&source.url()).await;
+    let dst = connect(&target.url()).await;
+    create_stream(&src, "ORDERS", &["orders.>"]).await;
+    create_stream(&dst, "ORDERS", &["orders.>"]).await;
+    let sjs = async_nats::jetstream::new(src.clone());
+    for i in 1..=10 {
+        sjs.publish(format!("orders.{i}"), format!("{{\"n\":{i}}}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let tjs = async_nats::jetstream::new(dst.clone());
+    for i in 1..=5u64 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Choria-SR-Source",
+            format!("ORDERS {i} OLD-SITE orders 1700000000000").as_str(),
+        );
+        tjs.publish_with_headers(format!("orders.{i}"), headers, format!("{{\"n\":{i}}}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let node = ChoirNode::start(&replicator_config(&source, &target, "compat = \"choria\""));
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            count(&dst, "ORDERS").await >= 10
+        })
+        .await,
+        "log:\n{}",
+        node.log()
+    );
+    // Settled: the replicator has nothing left to copy.
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            node.get("/metrics").is_some_and(|(_, t)| {
+                metric_value(&t, "choir_replicator_lag_messages", &[("replicator", "orders")])
+                    == Some(0.0)
+            })
+        })
+        .await
+    );
+    let all = read_all(&dst, "ORDERS").await;
+    let ns: Vec<u64> = all
+        .iter()
+        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (1..=10).collect::<Vec<_>>(), "each once, in order");
+    assert_eq!(all[5].header("Choria-SR-Source").unwrap().split(' ').nth(1), Some("6"));
+}

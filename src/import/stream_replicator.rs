@@ -387,7 +387,9 @@ impl Mapper {
             self.problem(key("stream"), "required: the source stream");
             return None;
         };
-        let base = choir_name(s.name.as_deref().unwrap_or(&stream)).to_lowercase();
+        // The SR's per-stream name, case kept: it is the `worker` label and the name in
+        // `Choria-SR-Source` that an ordered replicator resumes from.
+        let base = choir_name(s.name.as_deref().unwrap_or(&stream));
         let mut name = base.clone();
         let mut n = 1;
         while names.contains(&name) {
@@ -425,7 +427,7 @@ impl Mapper {
         r.keys.push(("stream".into(), string(&stream)));
         if s.name.is_some() && s.name.as_deref() != Some(name.as_str()) {
             r.notes.push(format!(
-                "the SR's name {:?} became {name:?} (choir names use letters, digits, '-' and '_'; the consumer is choir_{name}, not SR_<name>)",
+                "the SR's name {:?} became {name:?} (choir names use letters, digits, '-' and '_')",
                 s.name.as_deref().unwrap_or_default()
             ));
         }
