@@ -425,8 +425,11 @@ mod tests {
         let base = "[networks.a]\nurls=[\"nats://127.0.0.1:1\"]\n[networks.b]\nurls=[\"nats://127.0.0.1:2\"]\n\
                     [replicators.r]\nsource=\"a\"\ntarget=\"b\"\nstream=\"S\"\n";
         let compat = |node: &str, extra: &str| {
-            let config =
-                parse(Path::new("t.toml"), &format!("[node]\n{node}\n{base}{extra}")).unwrap();
+            let config = parse(
+                Path::new("t.toml"),
+                &format!("[node]\n{node}\n{base}{extra}"),
+            )
+            .unwrap();
             config.replicators["r"]
                 .choria_compat(&config.node)
                 .map(|c| c.site)

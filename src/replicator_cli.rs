@@ -234,7 +234,12 @@ fn advisory_line(body: &[u8]) -> String {
         return format!("(not an advisory) {}", String::from_utf8_lossy(body));
     };
     let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    let text = |k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap_or("?").to_owned();
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
     let timestamp = num("timestamp");
     let ago = Duration::from_secs(timestamp.saturating_sub(num("seen")));
     format!(
@@ -260,13 +265,14 @@ async fn advisories(args: &AdvisoriesArgs) -> Result<ExitCode, ReplicatorCliErro
             .map_err(|e| nats_error("--credentials")(e.to_string()))?;
     }
     let urls: Vec<&str> = args.network.split(',').map(str::trim).collect();
-    let client = options
-        .connect(urls.as_slice())
-        .await
-        .map_err(|source| ReplicatorCliError::Connect {
-            network: args.network.clone(),
-            source,
-        })?;
+    let client =
+        options
+            .connect(urls.as_slice())
+            .await
+            .map_err(|source| ReplicatorCliError::Connect {
+                network: args.network.clone(),
+                source,
+            })?;
     let print = |body: &[u8]| -> Result<(), ReplicatorCliError> {
         let mut out = std::io::stdout().lock();
         if args.json {
@@ -303,16 +309,16 @@ async fn advisories(args: &AdvisoriesArgs) -> Result<ExitCode, ReplicatorCliErro
                 })
                 .await
                 .map_err(|e| nats_error("create consumer")(e.to_string()))?;
-            let pending = consumer
-                .cached_info()
-                .num_pending;
+            let pending = consumer.cached_info().num_pending;
             let mut messages = consumer
                 .messages()
                 .await
                 .map_err(|e| nats_error("consume")(e.to_string()))?;
             let mut left = pending;
             while left > 0 {
-                let Some(message) = messages.next().await else { break };
+                let Some(message) = messages.next().await else {
+                    break;
+                };
                 let message = message.map_err(|e| nats_error("consume")(e.to_string()))?;
                 print(&message.payload)?;
                 left = message.info().map(|i| i.pending).unwrap_or(0);

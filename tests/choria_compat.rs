@@ -26,7 +26,10 @@ fn schema() -> jsonschema::Validator {
 }
 
 fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 async fn publish(client: &async_nats::Client, sender: &str) {
@@ -54,7 +57,10 @@ async fn next_advisory(
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
         let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{v} does not match the SR schema: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "{v} does not match the SR schema: {errors:?}"
+        );
         if v["event"] == wanted {
             return v;
         }
@@ -87,7 +93,10 @@ async fn choria_compat_mode_speaks_the_stream_replicators_headers_advisories_hea
     publish(&src, "node2").await;
     let new = next_advisory(&mut advisories, &validator, "new").await;
     assert_eq!(new["protocol"], "io.choria.sr.v2.age_advisory");
-    assert_eq!(new["replicator"], "test", "the SR's top-level name: the node's");
+    assert_eq!(
+        new["replicator"], "test",
+        "the SR's top-level name: the node's"
+    );
     assert_eq!(new["inspect_field"], "sender");
     let timeout = next_advisory(&mut advisories, &validator, "timeout").await;
     assert!(timeout["age"].as_u64().unwrap() >= 1, "{timeout}");
@@ -115,7 +124,10 @@ async fn choria_compat_mode_speaks_the_stream_replicators_headers_advisories_hea
         assert_eq!(parts[2], "test");
         assert_eq!(parts[3], "orders");
         let millis: u64 = parts[4].parse().unwrap();
-        assert!(millis / 1000 >= started && millis / 1000 <= unix_secs(), "{header}");
+        assert!(
+            millis / 1000 >= started && millis / 1000 <= unix_secs(),
+            "{header}"
+        );
     }
 
     assert!(
@@ -180,7 +192,12 @@ async fn choria_compat_mode_speaks_the_stream_replicators_headers_advisories_hea
     assert!(value("advisor_publish_total_messages") >= 3.0);
     assert!(value("heartbeat_published_count") >= 2.0);
     assert!(
-        metric_value(&text, "choir_replicator_copied_total", &[("replicator", "orders")]).is_some(),
+        metric_value(
+            &text,
+            "choir_replicator_copied_total",
+            &[("replicator", "orders")]
+        )
+        .is_some(),
         "choir's own metrics are still served"
     );
 }
@@ -210,8 +227,7 @@ async fn without_compat_copies_carry_no_choria_header_and_no_sr_metrics() {
 /// source message 5 (its `Choria-SR-Source` names stream and per-stream name), so an ordered
 /// replicator in compat mode with the same name goes on from 6 instead of copying all again.
 #[tokio::test]
-async fn an_ordered_replicator_in_choria_compat_resumes_after_the_stream_replicators_last_copy()
-{
+async fn an_ordered_replicator_in_choria_compat_resumes_after_the_stream_replicators_last_copy() {
     let source = NatsServer::start();
     let target = NatsServer::start();
     let src = connect(&source.url()).await;
@@ -233,11 +249,15 @@ async fn an_ordered_replicator_in_choria_compat_resumes_after_the_stream_replica
             "Choria-SR-Source",
             format!("ORDERS {i} OLD-SITE orders 1700000000000").as_str(),
         );
-        tjs.publish_with_headers(format!("orders.{i}"), headers, format!("{{\"n\":{i}}}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        tjs.publish_with_headers(
+            format!("orders.{i}"),
+            headers,
+            format!("{{\"n\":{i}}}").into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     }
     let node = ChoirNode::start(&replicator_config(&source, &target, "compat = \"choria\""));
     assert!(
@@ -252,8 +272,11 @@ async fn an_ordered_replicator_in_choria_compat_resumes_after_the_stream_replica
     assert!(
         eventually(Duration::from_secs(20), || async {
             node.get("/metrics").is_some_and(|(_, t)| {
-                metric_value(&t, "choir_replicator_lag_messages", &[("replicator", "orders")])
-                    == Some(0.0)
+                metric_value(
+                    &t,
+                    "choir_replicator_lag_messages",
+                    &[("replicator", "orders")],
+                ) == Some(0.0)
             })
         })
         .await
@@ -261,8 +284,15 @@ async fn an_ordered_replicator_in_choria_compat_resumes_after_the_stream_replica
     let all = read_all(&dst, "ORDERS").await;
     let ns: Vec<u64> = all
         .iter()
-        .map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["n"].as_u64().unwrap())
+        .map(|m| {
+            serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(ns, (1..=10).collect::<Vec<_>>(), "each once, in order");
-    assert_eq!(all[5].header("Choria-SR-Source").unwrap().split(' ').nth(1), Some("6"));
+    assert_eq!(
+        all[5].header("Choria-SR-Source").unwrap().split(' ').nth(1),
+        Some("6")
+    );
 }

@@ -65,7 +65,10 @@ fn a_stream_replicator_v2_config_imports_into_toml_that_choir_check_accepts() {
         2,
         "one network for the comma list: {toml}"
     );
-    assert!(source["credentials"].as_str().unwrap().ends_with("region.creds"));
+    assert!(source["credentials"]
+        .as_str()
+        .unwrap()
+        .ends_with("region.creds"));
     assert!(source["tls"]["ca"].as_str().unwrap().ends_with("ca.pem"));
     let central3 = networks
         .values()
@@ -80,7 +83,10 @@ fn a_stream_replicator_v2_config_imports_into_toml_that_choir_check_accepts() {
     let p1 = &replicators["PARTITION1"];
     assert_eq!(p1["stream"].as_str(), Some("CHORIA_REGISTRATION"));
     assert_eq!(p1["target_stream"].as_str(), Some("REGISTRATION_US_EAST_1"));
-    assert_eq!(p1["filter_subject"].as_str(), Some("choria.node_metadata.>"));
+    assert_eq!(
+        p1["filter_subject"].as_str(),
+        Some("choria.node_metadata.>")
+    );
     assert_eq!(p1["target_subject_prefix"].as_str(), Some("us-east-1"));
     assert_eq!(p1["target_subject_remove"].as_str(), Some("choria."));
     assert_eq!(p1["start"].as_str(), Some("1d"));
@@ -131,7 +137,10 @@ fn a_stream_replicator_v2_config_imports_into_toml_that_choir_check_accepts() {
             toml.contains(&format!("# not imported: {key}")),
             "{key} not named in:\n{toml}"
         );
-        assert!(stderr.contains(&format!("not imported: {key}")), "{key}: {stderr}");
+        assert!(
+            stderr.contains(&format!("not imported: {key}")),
+            "{key}: {stderr}"
+        );
     }
     assert!(summary.contains("replicator PARTITION1"), "{summary}");
 }
@@ -173,7 +182,11 @@ async fn choir_run_reads_a_stream_replicator_yaml_directly() {
     let src = connect(&source.url()).await;
     create_stream(&src, "ORDERS", &["orders.>"]).await;
     let js = async_nats::jetstream::new(src.clone());
-    js.publish("orders.1", "{}".into()).await.unwrap().await.unwrap();
+    js.publish("orders.1", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // No monitor_port: the SR's monitor listens on every interface, and tests stay on loopback.
     let yaml = format!(
@@ -206,12 +219,20 @@ async fn choir_run_reads_a_stream_replicator_yaml_directly() {
     );
     let copies = common::jetstream::read_all(&dst, "ORDERS").await;
     assert_eq!(
-        copies[0].header("Choria-SR-Source").unwrap().split(' ').nth(2),
+        copies[0]
+            .header("Choria-SR-Source")
+            .unwrap()
+            .split(' ')
+            .nth(2),
         Some("site1"),
         "the SR's name is the node's, and compat is on"
     );
     assert_eq!(
-        copies[0].header("Choria-SR-Source").unwrap().split(' ').nth(3),
+        copies[0]
+            .header("Choria-SR-Source")
+            .unwrap()
+            .split(' ')
+            .nth(3),
         Some("ORDERS"),
         "a stream without a name is named after its stream"
     );

@@ -43,7 +43,14 @@ fn replicator_state_prints_the_saved_tracker_filtered_by_sender() {
     assert!(text.contains("Sender: node2.example.net"), "{text}");
     assert!(text.contains("Seen / copied: 2 / 1"), "{text}");
 
-    let (code, text, err) = run(&["replicator", "state", state_dir, "--sender", "^node2", "--json"]);
+    let (code, text, err) = run(&[
+        "replicator",
+        "state",
+        state_dir,
+        "--sender",
+        "^node2",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let senders = json["orders"].as_array().unwrap();
@@ -55,7 +62,11 @@ fn replicator_state_prints_the_saved_tracker_filtered_by_sender() {
     let (code, _, err) = run(&["replicator", "state", state_dir, "--sender", "("]);
     assert_ne!(code, 0);
     assert!(err.contains("--sender \"(\""), "{err}");
-    let (code, _, err) = run(&["replicator", "state", dir.path().join("nowhere").to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "replicator",
+        "state",
+        dir.path().join("nowhere").to_str().unwrap(),
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("nowhere"), "{err}");
 }
@@ -75,11 +86,14 @@ async fn replicator_advisories_prints_stored_ones_then_follows_new_ones() {
     create_stream(&client, "ADVISORIES", &["adv.>"]).await;
     let js = async_nats::jetstream::new(client.clone());
     for (event, value) in [("new", "n1"), ("timeout", "n1")] {
-        js.publish(format!("adv.{event}.{value}"), advisory(event, value, 1_700_000_000).into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        js.publish(
+            format!("adv.{event}.{value}"),
+            advisory(event, value, 1_700_000_000).into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     }
     let url = server.url();
     let (code, text, err) = run(&["replicator", "advisories", &url, "adv.>"]);
@@ -91,10 +105,20 @@ async fn replicator_advisories_prints_stored_ones_then_follows_new_ones() {
 
     let (code, _, err) = run(&["replicator", "advisories", &url, "nostream.>"]);
     assert_ne!(code, 0);
-    assert!(err.contains("no JetStream stream stores nostream.>"), "{err}");
+    assert!(
+        err.contains("no JetStream stream stores nostream.>"),
+        "{err}"
+    );
 
     let mut child = Command::new(choir_bin())
-        .args(["replicator", "advisories", &url, "adv.>", "--follow", "--json"])
+        .args([
+            "replicator",
+            "advisories",
+            &url,
+            "adv.>",
+            "--follow",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -120,11 +144,16 @@ async fn replicator_advisories_prints_stored_ones_then_follows_new_ones() {
     let mut live = None;
     for _ in 0..40 {
         client
-            .publish("adv.expire.n1", advisory("expire", "n1", 1_700_000_100).into())
+            .publish(
+                "adv.expire.n1",
+                advisory("expire", "n1", 1_700_000_100).into(),
+            )
             .await
             .unwrap();
         client.flush().await.unwrap();
-        if let Ok(Some(line)) = tokio::time::timeout(Duration::from_millis(500), lines_rx.recv()).await {
+        if let Ok(Some(line)) =
+            tokio::time::timeout(Duration::from_millis(500), lines_rx.recv()).await
+        {
             live = Some(line);
             break;
         }

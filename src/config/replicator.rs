@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use super::compat::Compat;
 use super::defaults;
-use super::node::NodeConfig;
 use super::names::valid_stream_name;
+use super::node::NodeConfig;
 use super::Config;
 use super::Problems;
 

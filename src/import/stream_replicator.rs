@@ -265,7 +265,10 @@ impl Mapper {
 
     fn map(&mut self, config: &SrConfig) {
         if config.name.as_deref().is_none_or(str::is_empty) {
-            self.problem("name", "required: the replicator's name (choir's node name)");
+            self.problem(
+                "name",
+                "required: the replicator's name (choir's node name)",
+            );
         }
         if config.streams.is_empty() {
             self.problem("streams", "no streams to replicate");
@@ -280,7 +283,10 @@ impl Mapper {
             self.unmapped("profiling", "choir serves no /debug/pprof");
         }
         if config.logfile.is_some() {
-            self.unmapped("logfile", "choir logs to stderr; redirect it or use the service manager's journal");
+            self.unmapped(
+                "logfile",
+                "choir logs to stderr; redirect it or use the service manager's journal",
+            );
         }
         if config.loglevel.is_some() {
             self.unmapped("loglevel", "set RUST_LOG (e.g. RUST_LOG=debug) instead");
@@ -401,8 +407,16 @@ impl Mapper {
             name: name.clone(),
             ..Replicator::default()
         };
-        let source_tls = s.source_tls.as_ref().or(s.tls.as_ref()).or(config.tls.as_ref());
-        let target_tls = s.target_tls.as_ref().or(s.tls.as_ref()).or(config.tls.as_ref());
+        let source_tls = s
+            .source_tls
+            .as_ref()
+            .or(s.tls.as_ref())
+            .or(config.tls.as_ref());
+        let target_tls = s
+            .target_tls
+            .as_ref()
+            .or(s.tls.as_ref())
+            .or(config.tls.as_ref());
         let source = match &s.source_url {
             Some(url) => self.network(&key("source_url"), url, source_tls, "source"),
             None => {
@@ -456,10 +470,16 @@ impl Mapper {
                 "give only one of start_sequence, start_time, start_delta, start_at_end",
             );
         } else if let Some(seq) = s.start_sequence {
-            r.keys.push(("start".into(), Value::Integer(i64::try_from(seq).unwrap_or(i64::MAX))));
+            r.keys.push((
+                "start".into(),
+                Value::Integer(i64::try_from(seq).unwrap_or(i64::MAX)),
+            ));
         } else if let Some(time) = &s.start_time {
             if humantime::parse_rfc3339_weak(time).is_err() {
-                self.problem(key("start_time"), format!("{time:?} is not an RFC 3339 time"));
+                self.problem(
+                    key("start_time"),
+                    format!("{time:?} is not an RFC 3339 time"),
+                );
             } else {
                 r.keys.push(("start".into(), string(time)));
             }
@@ -500,7 +520,7 @@ impl Mapper {
             }
         }
         let inspects = [
-            s.inspect_field.as_ref().map(|f| f.clone()),
+            s.inspect_field.clone(),
             s.inspect_header.as_ref().map(|h| format!("header:{h}")),
             s.inspect_subject_token.map(|t| format!("subject:{t}")),
         ];
@@ -516,7 +536,9 @@ impl Mapper {
                 if field.contains(['#', '|', '*', '?', '@', '\\']) {
                     self.problem(
                         key("inspect_field"),
-                        format!("{field:?}: choir takes a dotted JSON path (a.b.c), not gjson queries"),
+                        format!(
+                            "{field:?}: choir takes a dotted JSON path (a.b.c), not gjson queries"
+                        ),
                     );
                 }
             }
@@ -526,7 +548,10 @@ impl Mapper {
                 .as_ref()
                 .and_then(|d| self.duration(&key("inspect_duration"), d))
             else {
-                self.problem(key("inspect_duration"), "required with inspect_* (the sampling period)");
+                self.problem(
+                    key("inspect_duration"),
+                    "required with inspect_* (the sampling period)",
+                );
                 return None;
             };
             r.keys.push(("age".into(), Value::String(age.clone())));
@@ -550,7 +575,10 @@ impl Mapper {
                 "the SR forgets a sender after inspect_duration; choir after sender_expire (default 2 x sender_timeout)".into(),
             );
             if let Some(size) = s.size_trigger.filter(|n| *n > 0) {
-                r.keys.push(("size_trigger".into(), Value::Integer(i64::try_from(size).unwrap_or(i64::MAX))));
+                r.keys.push((
+                    "size_trigger".into(),
+                    Value::Integer(i64::try_from(size).unwrap_or(i64::MAX)),
+                ));
             }
             if let Some(force) = &s.inspect_force_field {
                 r.keys.push(("force_field".into(), string(force)));
@@ -575,7 +603,10 @@ impl Mapper {
             }
         }
         if let Some(election) = &s.leader_election_name {
-            self.unmapped(format!("{} ({election:?})", key("leader_election_name")), NO_HA);
+            self.unmapped(
+                format!("{} ({election:?})", key("leader_election_name")),
+                NO_HA,
+            );
         }
         Some(r)
     }
@@ -604,10 +635,16 @@ impl Mapper {
             self.unmapped("heartbeats.leader_election", NO_HA);
         }
         if hb.choria.is_some() {
-            self.unmapped("heartbeats.choria", "Choria JWT/seed authentication is not supported");
+            self.unmapped(
+                "heartbeats.choria",
+                "Choria JWT/seed authentication is not supported",
+            );
         }
         if hb.headers.is_some() {
-            self.unmapped("heartbeats.headers", "choir sends Choria-SR-Originator and Choria-SR-Subject only");
+            self.unmapped(
+                "heartbeats.headers",
+                "choir sends Choria-SR-Originator and Choria-SR-Subject only",
+            );
         }
         for (i, subject) in hb.subjects.iter().enumerate() {
             if i > 0 {
@@ -618,16 +655,25 @@ impl Mapper {
                 continue;
             }
             if subject.headers.is_some() {
-                self.unmapped(format!("heartbeats.subjects[{i}].headers"), "choir sends Choria-SR-Originator and Choria-SR-Subject only");
+                self.unmapped(
+                    format!("heartbeats.subjects[{i}].headers"),
+                    "choir sends Choria-SR-Originator and Choria-SR-Subject only",
+                );
             }
             let interval = subject
                 .interval
                 .as_ref()
                 .or(hb.interval.as_ref())
-                .map_or_else(|| Some("10s".to_owned()), |d| self.duration(&format!("heartbeats.subjects[{i}].interval"), d));
+                .map_or_else(
+                    || Some("10s".to_owned()),
+                    |d| self.duration(&format!("heartbeats.subjects[{i}].interval"), d),
+                );
             if let (Some(interval), Some(r)) = (interval, self.replicators.get_mut(at)) {
                 r.keys.push(("heartbeat".into(), Value::String(interval)));
-                r.keys.push(("heartbeat_subject".into(), Value::String(subject.subject.clone())));
+                r.keys.push((
+                    "heartbeat_subject".into(),
+                    Value::String(subject.subject.clone()),
+                ));
             }
         }
         if hb.subjects.is_empty() {
@@ -735,13 +781,23 @@ mod tests {
         assert_eq!(n.connect_timeout.as_deref(), Some("5s"));
         // The same servers again: the same network.
         assert_eq!(
-            m.network("k2", "nats://u:p@a:4222,b:4223?connect_timeout=5s", None, "target")
-                .unwrap(),
+            m.network(
+                "k2",
+                "nats://u:p@a:4222,b:4223?connect_timeout=5s",
+                None,
+                "target"
+            )
+            .unwrap(),
             "source"
         );
         assert_eq!(
-            m.network("k3", "nats://c:4222?credentials=/x.creds&insecure=true", None, "source")
-                .unwrap(),
+            m.network(
+                "k3",
+                "nats://c:4222?credentials=/x.creds&insecure=true",
+                None,
+                "source"
+            )
+            .unwrap(),
             "source2"
         );
         assert_eq!(m.networks[1].1.credentials.as_deref(), Some("/x.creds"));
@@ -761,13 +817,19 @@ mod tests {
 
     #[test]
     fn bad_yaml_names_the_file_line_and_key() {
-        let text = "name: x\nstreams:\n  - stream: S\n    source_url: nats://a:1\n    size_triger: 10\n";
-        let err = import_str(Path::new("sr.yaml"), text).unwrap_err().to_string();
+        let text =
+            "name: x\nstreams:\n  - stream: S\n    source_url: nats://a:1\n    size_triger: 10\n";
+        let err = import_str(Path::new("sr.yaml"), text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("sr.yaml:5: streams[0]"), "{err}");
         assert!(err.contains("size_triger"), "{err}");
         let err = import_str(Path::new("sr.yaml"), "name: x\nstreams:\n  - name: a\n    source_url: nats://a:1\n    target_url: nats://b:1\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("sr.yaml:3: streams[0].stream: required"), "{err}");
+        assert!(
+            err.contains("sr.yaml:3: streams[0].stream: required"),
+            "{err}"
+        );
     }
 }

@@ -39,8 +39,8 @@ use futures::{FutureExt, StreamExt};
 use tracing::{debug, error, info, warn};
 
 use super::acks::AckInbox;
-use super::context::WorkerContext;
 use super::choria::source_header;
+use super::context::WorkerContext;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;

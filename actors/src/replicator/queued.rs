@@ -12,8 +12,8 @@ use futures::StreamExt;
 use tracing::{debug, error, info, warn};
 
 use super::acks::{AckInbox, AckOutcome};
-use super::context::WorkerContext;
 use super::choria::source_header;
+use super::context::WorkerContext;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;

@@ -617,9 +617,7 @@ impl SamplingTracker {
         let mut tracker = Self::new(config)?;
         let senders = match read_state_file(path) {
             Ok(senders) => senders,
-            Err(SamplingError::Read { source, .. })
-                if source.kind() == io::ErrorKind::NotFound =>
-            {
+            Err(SamplingError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Ok(tracker)
             }
             Err(e) => return Err(e),

@@ -343,7 +343,10 @@ impl Actor for TopicReplicatorActor {
                             let sent = std::time::Instant::now();
                             // As the SR: a JetStream publish, so a stream stores it for
                             // `nats server check message`.
-                            let acked = match js.publish_with_headers(subject, headers, body.into()).await {
+                            let acked = match js
+                                .publish_with_headers(subject, headers, body.into())
+                                .await
+                            {
                                 Ok(ack) => ack.await.is_ok(),
                                 Err(_) => false,
                             };

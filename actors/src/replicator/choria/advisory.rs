@@ -59,7 +59,12 @@ impl SrAdvisory {
             protocol: SR_ADVISORY_PROTOCOL.to_owned(),
             event_id: ksuid_like(
                 timestamp,
-                &choir_event_id(&format!("{site}/{name}"), &event.sender, event.kind, timestamp),
+                &choir_event_id(
+                    &format!("{site}/{name}"),
+                    &event.sender,
+                    event.kind,
+                    timestamp,
+                ),
             ),
             inspect_field: inspect_field.to_owned(),
             age: Duration::from_secs(timestamp.saturating_sub(seen)).as_secs(),

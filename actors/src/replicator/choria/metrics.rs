@@ -57,39 +57,153 @@ fn n(v: u64) -> f64 {
 
 /// The SR's per-replicator series and where choir keeps each value.
 const SERIES: &[(&str, &str, Kind, Read)] = &[
-    ("replicator_total_messages", "Messages received from the source, copied or not", Kind::Counter, |s| n(s.received.get())),
-    ("replicator_total_bytes", "Payload bytes received from the source, copied or not", Kind::Counter, |s| n(s.received_bytes.get())),
-    ("replicator_handler_error_count", "Target publishes that failed (transient, rejected, out of order)", Kind::Counter, |s| {
-        n(s.failed_transient.get() + s.failed_rejected.get() + s.failed_out_of_order.get())
-    }),
-    ("replicator_stream_sequence", "Source stream sequence of the last message received", Kind::Gauge, |s| s.stream_sequence.get() as f64),
-    ("replicator_too_old_messages", "Messages skipped as older than max_age", Kind::Counter, |s| n(s.skipped_too_old.get())),
-    ("replicator_copied_messages", "Messages copied into the target", Kind::Counter, |s| n(s.copied.get())),
-    ("replicator_copied_bytes", "Payload bytes copied into the target", Kind::Counter, |s| n(s.bytes.get())),
-    ("replicator_skipped_messages", "Messages skipped by sampling", Kind::Counter, |s| n(s.skipped_sampling.get())),
-    ("replicator_skipped_bytes", "Payload bytes skipped by sampling", Kind::Counter, |s| n(s.skipped_bytes.get())),
-    ("replicator_meta_parse_failed_count", "Source messages without JetStream metadata (choir restarts the session on one; always 0)", Kind::Counter, |_| 0.0),
-    ("replicator_ack_failed_count", "Source acks that failed (choir resyncs instead of counting; always 0)", Kind::Counter, |_| 0.0),
-    ("replicator_consumer_recreated", "Times a worker resumed from the position known to be in the target", Kind::Counter, |s| n(s.resyncs.get())),
-    ("tracker_total_items", "Senders in the sampling tracker", Kind::Gauge, |s| s.senders.get() as f64),
-    ("tracker_seen_by_gossip", "Senders learnt from peers (choir has no gossip; always 0)", Kind::Gauge, |_| 0.0),
-    ("advisor_publish_errors", "Advisories that could not be published or were dropped", Kind::Counter, |s| {
-        n(s.advisories_of("failed") + s.advisories_of("dropped"))
-    }),
-    ("advisor_publish_total_messages", "Advisories published", Kind::Counter, |s| {
-        n(["new", "timeout", "recover", "expire"].iter().map(|e| s.advisories_of(e)).sum())
-    }),
-    ("limiter_messages_without_limit_field_count", "Messages without the inspected field or header, copied unsampled", Kind::Counter, |s| n(s.no_sender.get())),
-    ("limiter_messages_copy_forced_count", "Copies forced by force_field", Kind::Counter, |s| n(s.forced.get())),
+    (
+        "replicator_total_messages",
+        "Messages received from the source, copied or not",
+        Kind::Counter,
+        |s| n(s.received.get()),
+    ),
+    (
+        "replicator_total_bytes",
+        "Payload bytes received from the source, copied or not",
+        Kind::Counter,
+        |s| n(s.received_bytes.get()),
+    ),
+    (
+        "replicator_handler_error_count",
+        "Target publishes that failed (transient, rejected, out of order)",
+        Kind::Counter,
+        |s| n(s.failed_transient.get() + s.failed_rejected.get() + s.failed_out_of_order.get()),
+    ),
+    (
+        "replicator_stream_sequence",
+        "Source stream sequence of the last message received",
+        Kind::Gauge,
+        |s| s.stream_sequence.get() as f64,
+    ),
+    (
+        "replicator_too_old_messages",
+        "Messages skipped as older than max_age",
+        Kind::Counter,
+        |s| n(s.skipped_too_old.get()),
+    ),
+    (
+        "replicator_copied_messages",
+        "Messages copied into the target",
+        Kind::Counter,
+        |s| n(s.copied.get()),
+    ),
+    (
+        "replicator_copied_bytes",
+        "Payload bytes copied into the target",
+        Kind::Counter,
+        |s| n(s.bytes.get()),
+    ),
+    (
+        "replicator_skipped_messages",
+        "Messages skipped by sampling",
+        Kind::Counter,
+        |s| n(s.skipped_sampling.get()),
+    ),
+    (
+        "replicator_skipped_bytes",
+        "Payload bytes skipped by sampling",
+        Kind::Counter,
+        |s| n(s.skipped_bytes.get()),
+    ),
+    (
+        "replicator_meta_parse_failed_count",
+        "Source messages without JetStream metadata (choir restarts the session on one; always 0)",
+        Kind::Counter,
+        |_| 0.0,
+    ),
+    (
+        "replicator_ack_failed_count",
+        "Source acks that failed (choir resyncs instead of counting; always 0)",
+        Kind::Counter,
+        |_| 0.0,
+    ),
+    (
+        "replicator_consumer_recreated",
+        "Times a worker resumed from the position known to be in the target",
+        Kind::Counter,
+        |s| n(s.resyncs.get()),
+    ),
+    (
+        "tracker_total_items",
+        "Senders in the sampling tracker",
+        Kind::Gauge,
+        |s| s.senders.get() as f64,
+    ),
+    (
+        "tracker_seen_by_gossip",
+        "Senders learnt from peers (choir has no gossip; always 0)",
+        Kind::Gauge,
+        |_| 0.0,
+    ),
+    (
+        "advisor_publish_errors",
+        "Advisories that could not be published or were dropped",
+        Kind::Counter,
+        |s| n(s.advisories_of("failed") + s.advisories_of("dropped")),
+    ),
+    (
+        "advisor_publish_total_messages",
+        "Advisories published",
+        Kind::Counter,
+        |s| {
+            n(["new", "timeout", "recover", "expire"]
+                .iter()
+                .map(|e| s.advisories_of(e))
+                .sum())
+        },
+    ),
+    (
+        "limiter_messages_without_limit_field_count",
+        "Messages without the inspected field or header, copied unsampled",
+        Kind::Counter,
+        |s| n(s.no_sender.get()),
+    ),
+    (
+        "limiter_messages_copy_forced_count",
+        "Copies forced by force_field",
+        Kind::Counter,
+        |s| n(s.forced.get()),
+    ),
 ];
 
 /// The SR's heartbeat series (replicators with a heartbeat only).
 const HEARTBEAT_SERIES: &[(&str, &str, Kind, Read)] = &[
-    ("heartbeat_subjects_count", "Heartbeat subjects (one per replicator in choir)", Kind::Gauge, |_| 1.0),
-    ("heartbeat_published_count", "Heartbeats published", Kind::Counter, |s| n(s.heartbeats_sent.get())),
-    ("heartbeat_published_error_count", "Heartbeats that could not be published", Kind::Counter, |s| n(s.heartbeat_errors.get())),
-    ("heartbeat_publish_time", "How long the last heartbeat publish took, seconds", Kind::Gauge, |s| s.heartbeat_seconds.get()),
-    ("heartbeat_paused", "1 while heartbeats are paused (never in choir)", Kind::Gauge, |_| 0.0),
+    (
+        "heartbeat_subjects_count",
+        "Heartbeat subjects (one per replicator in choir)",
+        Kind::Gauge,
+        |_| 1.0,
+    ),
+    (
+        "heartbeat_published_count",
+        "Heartbeats published",
+        Kind::Counter,
+        |s| n(s.heartbeats_sent.get()),
+    ),
+    (
+        "heartbeat_published_error_count",
+        "Heartbeats that could not be published",
+        Kind::Counter,
+        |s| n(s.heartbeat_errors.get()),
+    ),
+    (
+        "heartbeat_publish_time",
+        "How long the last heartbeat publish took, seconds",
+        Kind::Gauge,
+        |s| s.heartbeat_seconds.get(),
+    ),
+    (
+        "heartbeat_paused",
+        "1 while heartbeats are paused (never in choir)",
+        Kind::Gauge,
+        |_| 0.0,
+    ),
 ];
 
 /// The prefix of every SR metric.
@@ -196,7 +310,10 @@ mod tests {
         let families = ReplicatorMetrics::register(&metrics);
         let stats = families.for_replicator("part1");
         let text = metrics.encode().unwrap();
-        assert!(!text.contains(PREFIX), "nothing before a replicator is exposed");
+        assert!(
+            !text.contains(PREFIX),
+            "nothing before a replicator is exposed"
+        );
         families.choria().expose(&stats, "REG", "US-EAST-1", false);
         stats.record_received(7, 100);
         stats.copied.inc();
@@ -218,7 +335,10 @@ mod tests {
         assert!(!text.contains(&format!("{PREFIX}heartbeat_published_count")));
         for name in ChoriaSeries::names() {
             if !name.contains("heartbeat") {
-                assert!(text.contains(&format!("{name}{{")) || text.contains(&format!("{name}_sum{{")), "{name}");
+                assert!(
+                    text.contains(&format!("{name}{{")) || text.contains(&format!("{name}_sum{{")),
+                    "{name}"
+                );
             }
         }
     }

@@ -89,7 +89,10 @@ mod tests {
     fn the_value_has_the_five_parts_of_the_sr() {
         let at = UNIX_EPOCH + Duration::from_millis(1_673_433_286_805);
         let v = value("CHORIA_REGISTRATION", 10_631, "US-EAST-1", "PARTITION1", at);
-        assert_eq!(v, "CHORIA_REGISTRATION 10631 US-EAST-1 PARTITION1 1673433286805");
+        assert_eq!(
+            v,
+            "CHORIA_REGISTRATION 10631 US-EAST-1 PARTITION1 1673433286805"
+        );
         assert_eq!(
             SrSource::parse(&v),
             Some(SrSource {
