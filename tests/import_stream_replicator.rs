@@ -111,7 +111,11 @@ fn a_stream_replicator_v2_config_imports_into_toml_that_choir_check_accepts() {
     assert_eq!(machine["start"].as_str(), Some("new"));
     assert_eq!(machine["create_target"].as_bool(), Some(false));
     let events = &replicators["CHORIA_EVENTS"];
-    assert_eq!(events["inspect"].as_str(), Some("subject:3"));
+    assert_eq!(
+        events["inspect"].as_str(),
+        Some("subject:2"),
+        "the SR counts tokens from 1, choir from 0"
+    );
     assert_eq!(events["start"].as_integer(), Some(100));
     assert_eq!(
         replicators["kv"]["start"].as_str(),

@@ -519,10 +519,30 @@ impl Mapper {
                 );
             }
         }
+        // The SR counts subject tokens from 1 and takes -1 for the whole subject; choir counts
+        // from 0 and takes negative numbers from the end.
+        let token = match s.inspect_subject_token {
+            Some(t) if t > 0 => Some(format!("subject:{}", t - 1)),
+            Some(-1) => {
+                self.unmapped(
+                    key("inspect_subject_token"),
+                    "-1 (the whole subject) has no choir equivalent: this replicator is not sampled",
+                );
+                None
+            }
+            Some(t) => {
+                self.problem(
+                    key("inspect_subject_token"),
+                    format!("{t}: tokens count from 1 (or -1 for the whole subject)"),
+                );
+                None
+            }
+            None => None,
+        };
         let inspects = [
             s.inspect_field.clone(),
             s.inspect_header.as_ref().map(|h| format!("header:{h}")),
-            s.inspect_subject_token.map(|t| format!("subject:{t}")),
+            token,
         ];
         let set: Vec<String> = inspects.into_iter().flatten().collect();
         if set.len() > 1 {
