@@ -147,6 +147,10 @@ fn a_stream_replicator_v2_config_imports_into_toml_that_choir_check_accepts() {
         );
     }
     assert!(summary.contains("replicator PARTITION1"), "{summary}");
+    assert!(
+        toml.contains("# [replicators.PARTITION1.ha]\n# bucket = \"CHORIA_LEADER_ELECTION\""),
+        "the HA table to uncomment: {toml}"
+    );
 }
 
 #[test]

@@ -116,7 +116,7 @@ pub struct Imported {
 }
 
 /// Why `leader_election_name` is not imported.
-const NO_HA: &str = "replicator HA ([replicators.X.ha]: bucket, ttl, identity) is not in this build of choir yet; run this replicator on one node";
+const NO_HA: &str = "replicator HA ([replicators.X.ha]: bucket, ttl, identity) is not in this build of choir yet; run this replicator on one node (the replicator carries the [replicators.X.ha] table to uncomment once it is)";
 
 /// Reads and imports the SR config at `path`.
 pub fn import(path: &Path) -> Result<Imported, ImportError> {
@@ -206,6 +206,8 @@ struct Replicator {
     keys: Vec<(String, Value)>,
     notes: Vec<String>,
     advisories: Option<(String, bool)>,
+    /// The SR's `leader_election_name`, for the commented-out `[replicators.X.ha]` table.
+    ha_note: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -627,6 +629,7 @@ impl Mapper {
                 format!("{} ({election:?})", key("leader_election_name")),
                 NO_HA,
             );
+            r.ha_note = Some(election.clone());
         }
         Some(r)
     }
@@ -773,6 +776,15 @@ impl Mapper {
                 line("# with compat = \"choria\" advisories go to the source network, as the SR's");
                 line(&format!("subject = {}", Value::String(subject.clone())));
                 line(&format!("reliable = {reliable}"));
+            }
+            if let Some(election) = &r.ha_note {
+                line(&format!(
+                    "# The SR elected a leader for {election:?} in KV bucket CHORIA_LEADER_ELECTION. Once replicator HA is in the build, uncomment:"
+                ));
+                line(&format!("# [replicators.{}.ha]", r.name));
+                line("# bucket = \"CHORIA_LEADER_ELECTION\"");
+                line("# ttl = \"10s\"            # the SR's --ttl");
+                line("# identity = \"<host>\"    # unique per node; default: the host name");
             }
         }
         out
