@@ -8,7 +8,7 @@
 //! 2014-05-13) but derived from the event instead of random, so a retried reliable publish
 //! still dedupes on `Nats-Msg-Id`.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +67,7 @@ impl SrAdvisory {
                 ),
             ),
             inspect_field: inspect_field.to_owned(),
-            age: Duration::from_secs(timestamp.saturating_sub(seen)).as_secs(),
+            age: timestamp.saturating_sub(seen),
             seen,
             replicator: site.to_owned(),
             timestamp,
@@ -121,7 +121,7 @@ fn base62(mut number: [u8; 20]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::UNIX_EPOCH;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
 
