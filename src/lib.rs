@@ -17,10 +17,13 @@
 //!   (the `[emulator]` fleet of `choir run`).
 //! - [`emulate`]: `choir emulate` (fd limit, progress bar, `/debug/vars`) and the fleet
 //!   preflight it shares with [`node::emulator`].
+//! - [`import`]: `choir import stream-replicator`, the Choria Stream Replicator's YAML as
+//!   choir TOML (also read directly by `choir run sr.yaml`).
 //! - [`nats_binary`]: where the `nats-server` binary is (used by config checks and
 //!   [`node::embedded`]).
 //! - [`monitor`]: the HTTP monitor (`/metrics`, `/healthz`, `/debug/vars`).
 //! - [`playbook`]: `choir playbook run|show|check`, the command-line playbook runner.
+//! - [`replicator_cli`]: `choir replicator state|advisories`, operator tools.
 //! - [`signal`]: waiting for SIGINT or SIGTERM.
 //! - [`telemetry`]: logging setup.
 //!
@@ -29,10 +32,12 @@
 pub mod client_cli;
 pub mod config;
 pub mod emulate;
+pub mod import;
 pub mod monitor;
 pub mod nats_binary;
 pub mod node;
 pub mod playbook;
+pub mod replicator_cli;
 pub mod security_args;
 pub mod signal;
 pub mod telemetry;
