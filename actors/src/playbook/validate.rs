@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::client::ClientSettings;
 use super::input::{coerce, toml_to_json, Rule};
 use super::spec::{
-    ClientSpec, CommandSpec, InputSpec, NodeSetSpec, PlaybookSpec, StoreSpec, TaskSpec,
+    ClientSpec, CommandSpec, HooksSpec, InputSpec, NodeSetSpec, PlaybookSpec, StoreSpec, TaskSpec,
 };
 use super::store::{StoreConfig, StoreKind, DEFAULT_TIMEOUT, DEFAULT_TTL};
 use super::template::{self, Expr};
@@ -247,6 +247,42 @@ fn validate(
     let mut problems = Problems::default();
     problems.extend(found);
     merge_metadata(&mut spec, &mut problems);
+    validate_metadata(&spec, &mut problems);
+    let stores = validate_stores(&spec, &mut problems);
+    let inputs = validate_inputs(&spec, &stores, &mut problems);
+    let locks = validate_locks(&spec, &stores, &mut problems);
+    let nodes = validate_node_sets(&spec, &mut problems);
+    let names = Names {
+        inputs: &inputs,
+        nodes: &nodes,
+        stores: &stores,
+    };
+    let tasks = validate_tasks("tasks", &spec.tasks, &names, &mut problems);
+    let hooks = validate_hooks(&spec.hooks, &names, &mut problems);
+
+    let client = validate_client(spec.client.as_ref(), &mut problems);
+
+    if !problems.is_empty() {
+        return Err(PlaybookError::Invalid {
+            path: path.to_path_buf(),
+            problems: problems.into_vec(),
+        });
+    }
+    Ok(Playbook {
+        path: path.to_path_buf(),
+        locks: locks.into_iter().collect(),
+        spec,
+        inputs,
+        stores,
+        nodes,
+        tasks,
+        hooks,
+        client,
+    })
+}
+
+/// The metadata (after [`merge_metadata`]), `loglevel` and `run_as`.
+fn validate_metadata(spec: &PlaybookSpec, problems: &mut Problems) {
     let meta = &spec.metadata;
     for (key, value) in [
         ("name", &meta.name),
@@ -282,9 +318,13 @@ fn validate(
             );
         }
     }
+}
 
-    let stores = validate_stores(&spec, &mut problems);
-
+fn validate_inputs(
+    spec: &PlaybookSpec,
+    stores: &BTreeMap<String, StoreConfig>,
+    problems: &mut Problems,
+) -> BTreeMap<String, Input> {
     let mut inputs = BTreeMap::new();
     for (name, input) in &spec.inputs {
         let key = format!("inputs.{name}");
@@ -345,15 +385,24 @@ fn validate(
         }
         inputs.insert(name.clone(), compiled);
     }
+    inputs
+}
 
+/// `(store, key)` locks, sorted and deduplicated; a bare store name is the playbook's own lock.
+fn validate_locks(
+    spec: &PlaybookSpec,
+    stores: &BTreeMap<String, StoreConfig>,
+    problems: &mut Problems,
+) -> BTreeSet<(String, String)> {
     let mut locks = BTreeSet::new();
     for (i, lock) in spec.locks.iter().enumerate() {
         let key = format!("locks[{i}]");
         let (store, lock_key) = match split_store_key(lock) {
             Some((store, k)) => (store.to_string(), k.to_string()),
-            None if valid_name(lock) => {
-                (lock.clone(), format!("choria/locks/playbook/{}", meta.name))
-            }
+            None if valid_name(lock) => (
+                lock.clone(),
+                format!("choria/locks/playbook/{}", spec.metadata.name),
+            ),
             None => {
                 problems.value(&key, lock, "expected a store name or store/key");
                 continue;
@@ -376,7 +425,10 @@ fn validate(
             },
         }
     }
+    locks
+}
 
+fn validate_node_sets(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<String, NodeSet> {
     let mut nodes = BTreeMap::new();
     for (name, set) in &spec.nodes {
         let key = format!("nodes.{name}");
@@ -457,66 +509,18 @@ fn validate(
             },
         );
     }
+    nodes
+}
 
-    let names = Names {
-        inputs: &inputs,
-        nodes: &nodes,
-        stores: &stores,
-    };
-    let tasks = validate_tasks("tasks", &spec.tasks, &names, &mut problems);
-    let hooks = Hooks {
-        pre_book: validate_tasks(
-            "hooks.pre_book",
-            &spec.hooks.pre_book,
-            &names,
-            &mut problems,
-        ),
-        pre_task: validate_tasks(
-            "hooks.pre_task",
-            &spec.hooks.pre_task,
-            &names,
-            &mut problems,
-        ),
-        post_task: validate_tasks(
-            "hooks.post_task",
-            &spec.hooks.post_task,
-            &names,
-            &mut problems,
-        ),
-        on_success: validate_tasks(
-            "hooks.on_success",
-            &spec.hooks.on_success,
-            &names,
-            &mut problems,
-        ),
-        on_fail: validate_tasks("hooks.on_fail", &spec.hooks.on_fail, &names, &mut problems),
-        post_book: validate_tasks(
-            "hooks.post_book",
-            &spec.hooks.post_book,
-            &names,
-            &mut problems,
-        ),
-    };
-
-    let client = validate_client(spec.client.as_ref(), &mut problems);
-
-    if !problems.is_empty() {
-        return Err(PlaybookError::Invalid {
-            path: path.to_path_buf(),
-            problems: problems.into_vec(),
-        });
+fn validate_hooks(hooks: &HooksSpec, names: &Names<'_>, problems: &mut Problems) -> Hooks {
+    Hooks {
+        pre_book: validate_tasks("hooks.pre_book", &hooks.pre_book, &names, problems),
+        pre_task: validate_tasks("hooks.pre_task", &hooks.pre_task, &names, problems),
+        post_task: validate_tasks("hooks.post_task", &hooks.post_task, &names, problems),
+        on_success: validate_tasks("hooks.on_success", &hooks.on_success, &names, problems),
+        on_fail: validate_tasks("hooks.on_fail", &hooks.on_fail, &names, problems),
+        post_book: validate_tasks("hooks.post_book", &hooks.post_book, &names, problems),
     }
-    Ok(Playbook {
-        path: path.to_path_buf(),
-        locks: locks.into_iter().collect(),
-        spec,
-        inputs,
-        stores,
-        nodes,
-        tasks,
-        hooks,
-        client,
-    })
 }
 
 /// Input names that are options of `choir playbook run`.
@@ -828,7 +832,22 @@ fn validate_task(
     names: &Names<'_>,
     problems: &mut Problems,
 ) -> Option<Task> {
-    let kind = match task.kind.as_str() {
+    let kind = task_kind(key, &task.kind, problems)?;
+    let task = normalise(key, kind, task, problems);
+    check_task_fields(key, kind, &task, problems);
+    check_task_templates(key, &task, names, problems);
+    match kind {
+        TaskKind::Data => check_data_task(key, &task, names, problems),
+        TaskKind::Webhook => check_webhook_task(key, &task, problems),
+        TaskKind::Rpc => check_rpc_task(key, &task, names, problems),
+        TaskKind::Shell | TaskKind::Sleep | TaskKind::Slack => {}
+    }
+    Some(Task { kind, spec: task })
+}
+
+/// The task's type from its `type` (TOML) or its key (YAML).
+fn task_kind(key: &str, kind: &str, problems: &mut Problems) -> Option<TaskKind> {
+    Some(match kind {
         "shell" => TaskKind::Shell,
         "data" => TaskKind::Data,
         "sleep" => TaskKind::Sleep,
@@ -850,9 +869,12 @@ fn validate_task(
             );
             return None;
         }
-    };
-    let task = &normalise(key, kind, task, problems);
-    let present: Vec<&str> = [
+    })
+}
+
+/// The type-specific keys a task has set.
+fn present_task_fields(task: &TaskSpec) -> Vec<&'static str> {
+    [
         ("command", task.command.is_some()),
         ("cwd", task.cwd.is_some()),
         ("timeout", task.timeout.is_some()),
@@ -883,8 +905,12 @@ fn validate_task(
     ]
     .into_iter()
     .filter_map(|(field, used)| used.then_some(field))
-    .collect();
-    let (allowed, required): (&[&str], &[&str]) = match kind {
+    .collect()
+}
+
+/// The keys a task type takes and the ones it needs.
+fn task_fields(kind: TaskKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
         TaskKind::Shell => (
             &["command", "cwd", "timeout", "environment", "nodes"],
             &["command"],
@@ -924,7 +950,13 @@ fn validate_task(
             ],
             &["agent", "action", "nodes"],
         ),
-    };
+    }
+}
+
+/// Keys that do not belong to the task's type, missing required keys, and `tries`.
+fn check_task_fields(key: &str, kind: TaskKind, task: &TaskSpec, problems: &mut Problems) {
+    let present = present_task_fields(task);
+    let (allowed, required) = task_fields(kind);
     for field in present.iter().filter(|f| !allowed.contains(f)) {
         problems.key(
             format!("{key}.{field}"),
@@ -940,6 +972,10 @@ fn validate_task(
     if task.tries == Some(0) {
         problems.value(format!("{key}.tries"), 0, "must be at least 1");
     }
+}
+
+/// Every templated key refers only to known inputs and node sets; a shell command splits.
+fn check_task_templates(key: &str, task: &TaskSpec, names: &Names<'_>, problems: &mut Problems) {
     let field = |name: &str| format!("{key}.{name}");
     if let Some(description) = &task.description {
         check_template(&field("description"), description, names, problems);
@@ -989,73 +1025,77 @@ fn validate_task(
             check_value_templates(&field(name), value, names, problems);
         }
     }
-    match kind {
-        TaskKind::Data => {
-            match task.action.as_deref() {
-                Some("write") if task.value.is_none() => {
-                    problems.key(field("value"), "a data write needs value")
-                }
-                Some("write") | Some("delete") | None => {}
-                Some(other) => problems.value(field("action"), other, "expected write or delete"),
-            }
-            if let Some(data_key) = &task.key {
-                check_template(&field("key"), data_key, names, problems);
-                if !data_key.contains("{{") {
-                    match split_store_key(data_key) {
-                        Some((store, _)) if !names.stores.contains_key(store) => problems.value(
-                            field("key"),
-                            data_key,
-                            format!("unknown data store {store:?}"),
-                        ),
-                        Some(_) => {}
-                        None => problems.value(field("key"), data_key, "expected store/key"),
-                    }
-                }
-            }
+}
+
+/// `action` is write or delete (a write has a value); `key` names a known store.
+fn check_data_task(key: &str, task: &TaskSpec, names: &Names<'_>, problems: &mut Problems) {
+    let field = |name: &str| format!("{key}.{name}");
+    match task.action.as_deref() {
+        Some("write") if task.value.is_none() => {
+            problems.key(field("value"), "a data write needs value")
         }
-        TaskKind::Webhook => {
-            if let Some(method) = &task.method {
-                if !matches!(
-                    method.to_ascii_uppercase().as_str(),
-                    "GET" | "POST" | "PUT" | "DELETE"
-                ) {
-                    problems.value(field("method"), method, "expected GET, POST, PUT or DELETE");
-                }
-            }
-        }
-        TaskKind::Rpc => {
-            if let Some(action) = &task.action {
-                check_template(&field("action"), action, names, problems);
-            }
-            for (i, post) in task.post.iter().enumerate() {
-                if post != "summarize" {
-                    problems.value(format!("{key}.post[{i}]"), post, "expected summarize");
-                }
-            }
-            if task.batch_size == Some(0) {
-                problems.value(field("batch_size"), 0, "must be at least 1");
-            }
-            if let Some(properties) = &task.properties {
-                if !properties.is_table() {
-                    problems.value(
-                        field("properties"),
-                        properties,
-                        "must be a table, e.g. { size = 10 }",
-                    );
-                }
-            }
-            if let Some(text) = task.assert.as_ref().filter(|t| !t.contains("{{")) {
-                if let Err(message) = super::task::rpc::assert::Assertion::parse(text) {
-                    problems.value(field("assert"), text, message);
-                }
-            }
-        }
-        TaskKind::Shell | TaskKind::Sleep | TaskKind::Slack => {}
+        Some("write") | Some("delete") | None => {}
+        Some(other) => problems.value(field("action"), other, "expected write or delete"),
     }
-    Some(Task {
-        kind,
-        spec: task.clone(),
-    })
+    if let Some(data_key) = &task.key {
+        check_template(&field("key"), data_key, names, problems);
+        if !data_key.contains("{{") {
+            match split_store_key(data_key) {
+                Some((store, _)) if !names.stores.contains_key(store) => problems.value(
+                    field("key"),
+                    data_key,
+                    format!("unknown data store {store:?}"),
+                ),
+                Some(_) => {}
+                None => problems.value(field("key"), data_key, "expected store/key"),
+            }
+        }
+    }
+}
+
+fn check_webhook_task(key: &str, task: &TaskSpec, problems: &mut Problems) {
+    if let Some(method) = &task.method {
+        if !matches!(
+            method.to_ascii_uppercase().as_str(),
+            "GET" | "POST" | "PUT" | "DELETE"
+        ) {
+            problems.value(
+                format!("{key}.method"),
+                method,
+                "expected GET, POST, PUT or DELETE",
+            );
+        }
+    }
+}
+
+/// `post`, `batch_size`, `properties` (a table) and `assert` (parses unless templated).
+fn check_rpc_task(key: &str, task: &TaskSpec, names: &Names<'_>, problems: &mut Problems) {
+    let field = |name: &str| format!("{key}.{name}");
+    if let Some(action) = &task.action {
+        check_template(&field("action"), action, names, problems);
+    }
+    for (i, post) in task.post.iter().enumerate() {
+        if post != "summarize" {
+            problems.value(format!("{key}.post[{i}]"), post, "expected summarize");
+        }
+    }
+    if task.batch_size == Some(0) {
+        problems.value(field("batch_size"), 0, "must be at least 1");
+    }
+    if let Some(properties) = &task.properties {
+        if !properties.is_table() {
+            problems.value(
+                field("properties"),
+                properties,
+                "must be a table, e.g. { size = 10 }",
+            );
+        }
+    }
+    if let Some(text) = task.assert.as_ref().filter(|t| !t.contains("{{")) {
+        if let Err(message) = super::task::rpc::assert::Assertion::parse(text) {
+            problems.value(field("assert"), text, message);
+        }
+    }
 }
 
 #[cfg(test)]
