@@ -359,7 +359,8 @@ pub enum CommandSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
-    /// `shell`, `data`, `sleep`, `webhook`, `slack` or `rpc` (`mcollective`); in YAML the
+    /// `shell`, `data`, `sleep`, `webhook`, `slack`, `graphite_event` or `rpc`
+    /// (`mcollective`); in YAML the
     /// entry's key.
     #[serde(rename = "type", default)]
     pub kind: String,
@@ -444,7 +445,7 @@ pub struct TaskSpec {
     /// webhook: Choria's name of `url`.
     #[serde(default)]
     pub uri: Option<String>,
-    /// webhook: Choria's name of `body`.
+    /// webhook: Choria's name of `body`; graphite_event: the event's data.
     #[serde(default)]
     pub data: Option<toml::Value>,
     /// webhook: verify the server's TLS certificate (default true).
@@ -465,6 +466,15 @@ pub struct TaskSpec {
     /// slack: the name posted as (default `Choria`).
     #[serde(default)]
     pub username: Option<String>,
+    /// graphite_event: what happened (the event's title).
+    #[serde(default)]
+    pub what: Option<String>,
+    /// graphite_event: the events API URL, e.g. `http://graphite/events/`.
+    #[serde(default)]
+    pub graphite: Option<String>,
+    /// graphite_event: the event's tags (default `[choria]`).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
 }
 
 /// `[hooks]`.

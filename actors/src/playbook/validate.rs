@@ -67,6 +67,8 @@ pub enum TaskKind {
     Webhook,
     /// A Slack message (chat.postMessage).
     Slack,
+    /// An event posted to Graphite's events API.
+    GraphiteEvent,
     /// Choria RPC.
     Rpc,
 }
@@ -80,6 +82,7 @@ impl TaskKind {
             Self::Sleep => "sleep",
             Self::Webhook => "webhook",
             Self::Slack => "slack",
+            Self::GraphiteEvent => "graphite_event",
             Self::Rpc => "rpc",
         }
     }
@@ -804,7 +807,9 @@ fn normalise(key: &str, kind: TaskKind, task: &TaskSpec, problems: &mut Problems
             task.url = Some(uri);
         }
     }
-    if let Some(data) = task.data.take() {
+    if kind == TaskKind::GraphiteEvent {
+        // graphite_event keeps `data`: it is the event's data, not a request body.
+    } else if let Some(data) = task.data.take() {
         if !webhook {
             problems.key(
                 format!("{key}.data"),
@@ -840,6 +845,7 @@ fn validate_task(
         TaskKind::Data => check_data_task(key, &task, names, problems),
         TaskKind::Webhook => check_webhook_task(key, &task, problems),
         TaskKind::Rpc => check_rpc_task(key, &task, names, problems),
+        TaskKind::GraphiteEvent => check_graphite_task(key, &task, problems),
         TaskKind::Shell | TaskKind::Sleep | TaskKind::Slack => {}
     }
     Some(Task { kind, spec: task })
@@ -853,11 +859,12 @@ fn task_kind(key: &str, kind: &str, problems: &mut Problems) -> Option<TaskKind>
         "sleep" => TaskKind::Sleep,
         "webhook" => TaskKind::Webhook,
         "slack" => TaskKind::Slack,
+        "graphite_event" => TaskKind::GraphiteEvent,
         "rpc" | "mcollective" => TaskKind::Rpc,
         "" => {
             problems.key(
                 format!("{key}.type"),
-                "a task needs type (shell, data, sleep, webhook, slack or mcollective)",
+                "a task needs type (shell, data, sleep, webhook, slack, graphite_event or mcollective)",
             );
             return None;
         }
@@ -865,7 +872,7 @@ fn task_kind(key: &str, kind: &str, problems: &mut Problems) -> Option<TaskKind>
             problems.value(
                 format!("{key}.type"),
                 other,
-                "unknown task type (shell, data, sleep, webhook, slack, mcollective or rpc)",
+                "unknown task type (shell, data, sleep, webhook, slack, graphite_event, mcollective or rpc)",
             );
             return None;
         }
@@ -902,6 +909,10 @@ fn present_task_fields(task: &TaskSpec) -> Vec<&'static str> {
         ("text", task.text.is_some()),
         ("color", task.color.is_some()),
         ("username", task.username.is_some()),
+        ("data", task.data.is_some()),
+        ("what", task.what.is_some()),
+        ("graphite", task.graphite.is_some()),
+        ("tags", task.tags.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, used)| used.then_some(field))
@@ -934,6 +945,10 @@ fn task_fields(kind: TaskKind) -> (&'static [&'static str], &'static [&'static s
                 "token", "channel", "text", "color", "username", "url", "timeout",
             ],
             &["token", "channel", "text"],
+        ),
+        TaskKind::GraphiteEvent => (
+            &["what", "data", "graphite", "tags", "headers", "timeout"],
+            &["what", "data", "graphite"],
         ),
         TaskKind::Rpc => (
             &[
@@ -1007,10 +1022,15 @@ fn check_task_templates(key: &str, task: &TaskSpec, names: &Names<'_>, problems:
         ("text", &task.text),
         ("color", &task.color),
         ("username", &task.username),
+        ("what", &task.what),
+        ("graphite", &task.graphite),
     ] {
         if let Some(text) = text {
             check_template(&field(name), text, names, problems);
         }
+    }
+    for (i, tag) in task.tags.iter().flatten().enumerate() {
+        check_template(&format!("{key}.tags[{i}]"), tag, names, problems);
     }
     for (k, v) in task.environment.iter().chain(task.headers.iter()) {
         check_template(&field(k), v, names, problems);
@@ -1018,6 +1038,7 @@ fn check_task_templates(key: &str, task: &TaskSpec, names: &Names<'_>, problems:
     for (name, value) in [
         ("value", &task.value),
         ("body", &task.body),
+        ("data", &task.data),
         ("properties", &task.properties),
         ("nodes", &task.nodes),
     ] {
@@ -1063,6 +1084,19 @@ fn check_webhook_task(key: &str, task: &TaskSpec, problems: &mut Problems) {
                 format!("{key}.method"),
                 method,
                 "expected GET, POST, PUT or DELETE",
+            );
+        }
+    }
+}
+
+/// The events URL is http or https (unless templated), as in Choria.
+fn check_graphite_task(key: &str, task: &TaskSpec, problems: &mut Problems) {
+    if let Some(url) = task.graphite.as_ref().filter(|u| !u.contains("{{")) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problems.value(
+                format!("{key}.graphite"),
+                url,
+                "the events URL must be http:// or https://",
             );
         }
     }
