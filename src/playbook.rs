@@ -311,7 +311,10 @@ pub fn describe(pb: &Playbook) -> String {
     for (name, set) in &pb.nodes {
         out.push_str(&format!("node set {name}: {}\n", set.spec.kind));
     }
-    let uses_client = pb.nodes.values().any(|set| set.spec.kind == "discovery")
+    let uses_client = pb
+        .nodes
+        .values()
+        .any(|set| set.spec.kind == "discovery" || set.spec.test || !set.spec.uses.is_empty())
         || pb
             .tasks
             .iter()

@@ -251,6 +251,7 @@ fn validate(
     problems.extend(found);
     merge_metadata(&mut spec, &mut problems);
     validate_metadata(&spec, &mut problems);
+    validate_uses(&spec, &mut problems);
     let stores = validate_stores(&spec, &mut problems);
     let inputs = validate_inputs(&spec, &stores, &mut problems);
     let locks = validate_locks(&spec, &stores, &mut problems);
@@ -319,6 +320,15 @@ fn validate_metadata(spec: &PlaybookSpec, problems: &mut Problems) {
                 run_as,
                 "expected a caller id such as choria=ops.mcollective",
             );
+        }
+    }
+}
+
+/// Every top-level `uses` range parses.
+fn validate_uses(spec: &PlaybookSpec, problems: &mut Problems) {
+    for (agent, range) in &spec.uses {
+        if let Err(message) = super::uses::VersionRange::parse(range) {
+            problems.value(format!("uses.{agent}"), range, message);
         }
     }
 }
@@ -438,29 +448,57 @@ fn validate_node_sets(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<
         if !valid_name(name) {
             problems.value(&key, name, "node set names are letters, digits, _ and -");
         }
-        let mut present = Vec::new();
-        if !set.nodes.is_empty() {
-            present.push("nodes");
-        }
-        if set.file.is_some() {
-            present.push("file");
-        }
-        for (field, used) in [
-            ("agents", !set.agents.is_empty()),
-            ("facts", !set.facts.is_empty()),
-            ("classes", !set.classes.is_empty()),
-            ("identities", !set.identities.is_empty()),
-            ("compound", set.compound.is_some()),
-            ("timeout", set.timeout.is_some()),
-        ] {
-            if used {
-                present.push(field);
+        let Some(set) = validate_node_set(&key, set, problems) else {
+            continue;
+        };
+        for (i, agent) in set.spec.uses.iter().enumerate() {
+            if !spec.uses.contains_key(agent) {
+                problems.value(
+                    format!("{key}.uses[{i}]"),
+                    agent,
+                    "not in the top-level uses (which gives its version range)",
+                );
             }
         }
-        let allowed: &[&str] = match set.kind.as_str() {
-            "list" => &["nodes"],
-            "file" => &["file"],
-            "discovery" => &[
+        nodes.insert(name.clone(), set);
+    }
+    nodes
+}
+
+/// The keys a node set has set, beyond the common ones.
+fn present_node_set_fields(set: &NodeSetSpec) -> Vec<&'static str> {
+    [
+        ("nodes", !set.nodes.is_empty()),
+        ("file", set.file.is_some()),
+        ("discovery_method", set.discovery_method.is_some()),
+        ("agents", !set.agents.is_empty()),
+        ("facts", !set.facts.is_empty()),
+        ("classes", !set.classes.is_empty()),
+        ("identities", !set.identities.is_empty()),
+        ("compound", set.compound.is_some()),
+        ("source", set.source.is_some()),
+        ("group", set.group.is_some()),
+        ("script", set.script.is_some()),
+        ("timeout", set.timeout.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, used)| used.then_some(field))
+    .collect()
+}
+
+/// One node set: its type (`mcollective` is read as `discovery`), the keys of that type, the
+/// required ones, and the common `limit`, `timeout` and `at_least`.
+fn validate_node_set(key: &str, set: &NodeSetSpec, problems: &mut Problems) -> Option<NodeSet> {
+    let mut set = set.clone();
+    if set.kind == "mcollective" {
+        set.kind = "discovery".into();
+    }
+    let (allowed, required): (&[&str], &[&str]) = match set.kind.as_str() {
+        "list" => (&["nodes"], &[]),
+        "file" => (&["file"], &["file"]),
+        "discovery" => (
+            &[
+                "discovery_method",
                 "agents",
                 "facts",
                 "classes",
@@ -468,51 +506,70 @@ fn validate_node_sets(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<
                 "compound",
                 "timeout",
             ],
-            other => {
-                problems.value(
-                    format!("{key}.type"),
-                    other,
-                    "unknown node set type (list, file or discovery)",
-                );
-                &[]
-            }
-        };
-        for field in present.iter().filter(|f| !allowed.contains(f)) {
-            if !allowed.is_empty() {
-                problems.key(
-                    format!("{key}.{field}"),
-                    format!("not valid for a {} node set", set.kind),
-                );
-            }
+            &[],
+        ),
+        "yaml" => (&["source", "group"], &["source", "group"]),
+        "shell" => (&["script", "timeout"], &["script"]),
+        other => {
+            problems.value(
+                format!("{key}.type"),
+                other,
+                "unknown node set type (list, file, discovery or mcollective, yaml, shell)",
+            );
+            return None;
         }
-        if set.kind == "file" && set.file.is_none() {
-            problems.key(format!("{key}.file"), "a file node set needs file");
-        }
-        if set.limit == Some(0) {
-            problems.value(format!("{key}.limit"), 0, "must be at least 1");
-        }
-        for (i, fact) in set.facts.iter().enumerate() {
-            if let Err(message) = super::nodes::discovery::parse_fact(fact) {
-                problems.value(format!("{key}.facts[{i}]"), fact, message);
-            }
-        }
-        if set.timeout == Some(Duration::ZERO) {
-            problems.value(format!("{key}.timeout"), "0s", "must be more than 0s");
-        }
-        let at_least = if set.empty_ok {
-            0
-        } else {
-            set.at_least.unwrap_or(1)
-        };
-        nodes.insert(
-            name.clone(),
-            NodeSet {
-                spec: set.clone(),
-                at_least,
-            },
+    };
+    let present = present_node_set_fields(&set);
+    for field in present.iter().filter(|f| !allowed.contains(f)) {
+        problems.key(
+            format!("{key}.{field}"),
+            format!("not valid for a {} node set", set.kind),
         );
     }
-    nodes
+    for field in required.iter().filter(|f| !present.contains(f)) {
+        problems.key(
+            format!("{key}.{field}"),
+            format!("a {} node set needs {field}", set.kind),
+        );
+    }
+    if let Some(method) = &set.discovery_method {
+        if !matches!(method.to_ascii_lowercase().as_str(), "mc" | "broadcast") {
+            problems.value(
+                format!("{key}.discovery_method"),
+                method,
+                "choir discovers by broadcast only: expected mc or broadcast",
+            );
+        }
+    }
+    for (i, fact) in set.facts.iter().enumerate() {
+        if let Err(message) = super::nodes::discovery::parse_fact(fact) {
+            problems.value(format!("{key}.facts[{i}]"), fact, message);
+        }
+    }
+    if let Some(script) = &set.script {
+        match super::task::shell::split_command(script) {
+            Ok(words) if words.is_empty() => {
+                problems.value(format!("{key}.script"), script, "must not be empty")
+            }
+            Ok(_) => {}
+            Err(error) => problems.value(format!("{key}.script"), script, error),
+        }
+    }
+    if set.limit == Some(0) {
+        problems.value(format!("{key}.limit"), 0, "must be at least 1");
+    }
+    if set.timeout == Some(Duration::ZERO) {
+        problems.value(format!("{key}.timeout"), "0s", "must be more than 0s");
+    }
+    let at_least = if set.empty_ok {
+        0
+    } else {
+        set.at_least.unwrap_or(1)
+    };
+    Some(NodeSet {
+        spec: set,
+        at_least,
+    })
 }
 
 fn validate_hooks(hooks: &HooksSpec, names: &Names<'_>, problems: &mut Problems) -> Hooks {
