@@ -261,3 +261,57 @@ fn check_names_node_set_keys_of_another_type_missing_keys_and_undeclared_uses() 
         assert!(text.contains(expected), "{expected} not in {text}");
     }
 }
+
+#[actix_rt::test]
+async fn a_file_node_set_reads_one_node_per_line_or_a_json_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("nodes.txt");
+    std::fs::write(&lines, "# web nodes\nweb1\n\n  web2  \nweb1\n").unwrap();
+    let json = dir.path().join("nodes.json");
+    std::fs::write(&json, "[\"db1\", \"db2\"]").unwrap();
+    let file = playbook(
+        dir.path(),
+        &format!(
+            "nodes:\n  web:\n    type: file\n    file: {}\n  db:\n    type: file\n    file: {}\n",
+            lines.display(),
+            json.display()
+        ),
+    );
+    let (code, output, report) = run(&file, None).await;
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(report["nodes"]["web"], serde_json::json!(["web1", "web2"]));
+    assert_eq!(report["nodes"]["db"], serde_json::json!(["db1", "db2"]));
+}
+
+#[actix_rt::test]
+async fn limit_keeps_the_first_nodes_and_at_least_when_empty_and_empty_ok_judge_the_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = |extra: &str, nodes: &str| {
+        format!("nodes:\n  web:\n    type: list\n    nodes: [{nodes}]\n{extra}")
+    };
+    let file = playbook(dir.path(), &set("    limit: 2\n", "a, b, c"));
+    let (code, output, report) = run(&file, None).await;
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(report["nodes"]["web"], serde_json::json!(["a", "b"]));
+
+    let file = playbook(dir.path(), &set("    at_least: 3\n", "a, b"));
+    let (code, _, report) = run(&file, None).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        report["error"],
+        "node set web has 2 nodes, at least 3 needed"
+    );
+
+    let file = playbook(dir.path(), &set("    when_empty: no web nodes today\n", ""));
+    let (code, _, report) = run(&file, None).await;
+    assert_eq!(code, 1);
+    assert_eq!(report["error"], "no web nodes today");
+
+    let file = playbook(
+        dir.path(),
+        &set("    empty_ok: true\n    at_least: 5\n", ""),
+    );
+    let (code, output, report) = run(&file, None).await;
+    assert_eq!(code, 0, "empty_ok forces at_least to 0: {output}");
+    assert_eq!(report["nodes"]["web"], serde_json::json!([]));
+}
