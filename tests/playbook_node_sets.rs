@@ -315,3 +315,41 @@ async fn limit_keeps_the_first_nodes_and_at_least_when_empty_and_empty_ok_judge_
     assert_eq!(code, 0, "empty_ok forces at_least to 0: {output}");
     assert_eq!(report["nodes"]["web"], serde_json::json!([]));
 }
+
+#[actix_rt::test]
+async fn an_mcollective_node_set_filters_by_classes_and_a_compound_expression() {
+    use choir::actors::emulator::{EmulatorMetrics, Fleet, FleetSpec};
+
+    let server = NatsServer::start();
+    let mut spec = FleetSpec::new("web", 4, vec![server.url()]);
+    spec.arbiters = std::num::NonZeroUsize::new(1);
+    spec.classes = vec!["webserver".into()];
+    let fleet = Fleet::start(spec, EmulatorMetrics::unregistered()).unwrap();
+    assert!(
+        fleet.wait_started(Duration::from_secs(60), |_| {}).await,
+        "daemons did not start"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = playbook(
+        dir.path(),
+        r#"nodes:
+  first_two:
+    type: mcollective
+    classes: [webserver]
+    compound: "fact('instance') < 2"
+    timeout: 2
+  databases:
+    type: mcollective
+    classes: [database]
+    timeout: 1
+    empty_ok: true
+"#,
+    );
+    let (code, output, report) = run(&file, Some(&server)).await;
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(
+        report["nodes"]["first_two"],
+        serde_json::json!(["web-0", "web-1"])
+    );
+    assert_eq!(report["nodes"]["databases"], serde_json::json!([]));
+}
