@@ -574,12 +574,12 @@ fn validate_node_set(key: &str, set: &NodeSetSpec, problems: &mut Problems) -> O
 
 fn validate_hooks(hooks: &HooksSpec, names: &Names<'_>, problems: &mut Problems) -> Hooks {
     Hooks {
-        pre_book: validate_tasks("hooks.pre_book", &hooks.pre_book, &names, problems),
-        pre_task: validate_tasks("hooks.pre_task", &hooks.pre_task, &names, problems),
-        post_task: validate_tasks("hooks.post_task", &hooks.post_task, &names, problems),
-        on_success: validate_tasks("hooks.on_success", &hooks.on_success, &names, problems),
-        on_fail: validate_tasks("hooks.on_fail", &hooks.on_fail, &names, problems),
-        post_book: validate_tasks("hooks.post_book", &hooks.post_book, &names, problems),
+        pre_book: validate_tasks("hooks.pre_book", &hooks.pre_book, names, problems),
+        pre_task: validate_tasks("hooks.pre_task", &hooks.pre_task, names, problems),
+        post_task: validate_tasks("hooks.post_task", &hooks.post_task, names, problems),
+        on_success: validate_tasks("hooks.on_success", &hooks.on_success, names, problems),
+        on_fail: validate_tasks("hooks.on_fail", &hooks.on_fail, names, problems),
+        post_book: validate_tasks("hooks.post_book", &hooks.post_book, names, problems),
     }
 }
 
