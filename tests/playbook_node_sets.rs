@@ -142,6 +142,19 @@ async fn a_shell_node_set_takes_one_host_per_line_and_names_every_bad_line() {
         error.contains("exit status: 3") && error.contains("broken"),
         "{error}"
     );
+
+    std::fs::write(&good, "#!/bin/sh\nsleep 60\n").unwrap();
+    let slow = playbook(
+        dir.path(),
+        &format!(
+            "nodes:\n  web:\n    type: shell\n    script: {}\n    timeout: 1\n",
+            good.display()
+        ),
+    );
+    let (code, _, report) = run(&slow, None).await;
+    assert_eq!(code, 1);
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("killed after 1s"), "{error}");
 }
 
 #[actix_rt::test]

@@ -4,6 +4,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
 /// The script's time limit unless the set gives `timeout` (Choria's 10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,7 +50,8 @@ pub fn parse_output(stdout: &str) -> Result<Vec<String>, String> {
     }
 }
 
-/// Runs `script` (killed after `timeout`) and returns its nodes.
+/// Runs `script` in its own process group (the whole group killed after `timeout`) and
+/// returns its nodes.
 pub async fn run(script: &str, timeout: Duration) -> Result<Vec<String>, String> {
     let words = crate::playbook::task::shell::split_command(script)?;
     let Some((program, args)) = words.split_first() else {
@@ -58,17 +62,24 @@ pub async fn run(script: &str, timeout: Duration) -> Result<Vec<String>, String>
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{program}: {e}"))?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok());
     let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(output)) => output,
         Ok(Err(error)) => return Err(format!("{program}: {error}")),
         Err(_) => {
+            // The child was dropped (and killed) with the future; whatever it started in its
+            // process group goes too.
+            if let Some(pgid) = group {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
             return Err(format!(
-                "{program}: killed after {}",
+                "{program}: killed after {} with its process group",
                 humantime::format_duration(timeout)
-            ))
+            ));
         }
     };
     if !output.status.success() {
