@@ -7,9 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use choir_actors::connection::{NetworkActor, NetworkHealth};
 use choir_actors::metrics::Metrics;
-use choir_actors::replicator::{
-    ReplicatorMetrics, ReplicatorNetworks, StopReplicator, TopicReplicatorActor,
-};
+use choir_actors::replicator::{ReplicatorMetrics, ReplicatorNetworks, TopicReplicatorActor};
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 
 use crate::config::Config;
@@ -73,12 +71,4 @@ pub fn start(
         slots.push(slot);
     }
     slots
-}
-
-/// Stops every replicator (persisting sampling trackers).
-pub async fn stop(replicators: &[ActorSlot<TopicReplicatorActor>]) {
-    let stops = replicators
-        .iter()
-        .map(|slot| slot.get().send(StopReplicator));
-    futures::future::join_all(stops).await;
 }

@@ -38,4 +38,4 @@ pub mod worker;
 
 pub use settings::{Mode, ReplicatorSettings, StartPosition};
 pub use stats::ReplicatorMetrics;
-pub use topic::{ReplicatorNetworks, StopReplicator, TopicReplicatorActor};
+pub use topic::{ReplicatorNetworks, TopicReplicatorActor};

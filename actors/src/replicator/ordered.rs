@@ -44,7 +44,7 @@ use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;
 use super::setup::{self, SetupError};
-use crate::connection::backoff;
+use crate::supervision::Backoff;
 
 mod window;
 
@@ -135,12 +135,7 @@ pub async fn run(w: Arc<WorkerContext>, confirmed: Arc<AtomicU64>) {
             }
         }
         if streak > 0 {
-            actix_rt::time::sleep(backoff(
-                streak - 1,
-                Duration::from_millis(50),
-                Duration::from_secs(2),
-            ))
-            .await;
+            actix_rt::time::sleep(Backoff::RESUME.delay(streak - 1)).await;
         }
     }
 }

@@ -18,7 +18,7 @@ use super::failure::{classify_send, dead_letter, Failure};
 use super::gate::Verdict;
 use super::settings::ReplicatorSettings;
 use super::setup;
-use crate::connection::backoff;
+use crate::supervision::Backoff;
 
 mod in_flight;
 
@@ -108,11 +108,7 @@ async fn settle_failure(
     failure: Failure,
 ) {
     let s = &w.settings;
-    let delay = backoff(
-        entry.attempt,
-        Duration::from_millis(100),
-        Duration::from_secs(2),
-    );
+    let delay = Backoff::RETRY.delay(entry.attempt);
     entry.attempt = entry.attempt.saturating_add(1);
     match failure {
         Failure::Transient(reason) => {
@@ -180,12 +176,7 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
     let mut troubled = false;
     loop {
         if streak > 0 {
-            actix_rt::time::sleep(backoff(
-                streak - 1,
-                Duration::from_millis(50),
-                Duration::from_secs(2),
-            ))
-            .await;
+            actix_rt::time::sleep(Backoff::RESUME.delay(streak - 1)).await;
         }
         match session(&w, index, &source_js, Until::Forever, &mut troubled).await {
             SessionEnd::Done => streak = 0,

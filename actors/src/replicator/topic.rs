@@ -22,9 +22,9 @@ use super::setup;
 use super::setup_patience::{Report, SetupPatience};
 use super::stats::ReplicatorStats;
 use super::worker::ReplicaWorkerActor;
-use crate::connection::{backoff, GetClient, NetworkActor, NetworkSettings};
+use crate::connection::{GetClient, NetworkActor, NetworkSettings};
 use crate::error_chain::Chain;
-use crate::supervision::ActorSlot;
+use crate::supervision::{ActorSlot, Backoff, Shutdown};
 
 /// Capacity of the advisory queue; advisories beyond it are counted as dropped.
 const ADVISORY_QUEUE: usize = 65_536;
@@ -236,7 +236,7 @@ impl Actor for TopicReplicatorActor {
         );
         self.stats.ready.set(0);
         let setup = async move {
-            let mut attempt = 0u32;
+            let mut backoff = Backoff::SETUP;
             let mut patience = SetupPatience::default();
             let since = std::time::Instant::now();
             loop {
@@ -261,7 +261,7 @@ impl Actor for TopicReplicatorActor {
                         Ok(()) => return (s, t),
                         Err(e) => {
                             let elapsed = since.elapsed();
-                            match patience.failed(attempt, elapsed) {
+                            match patience.failed(backoff.attempts(), elapsed) {
                                 Some(Report::Info) => {
                                     info!(replicator = %settings.name, error = %e, "Waiting for the replicator's streams (normal at start-up); retrying.")
                                 }
@@ -276,13 +276,7 @@ impl Actor for TopicReplicatorActor {
                         }
                     }
                 }
-                actix_rt::time::sleep(backoff(
-                    attempt,
-                    Duration::from_millis(200),
-                    Duration::from_secs(5),
-                ))
-                .await;
-                attempt = attempt.saturating_add(1);
+                actix_rt::time::sleep(backoff.next_delay()).await;
             }
         };
         ctx.spawn(setup.into_actor(self).map(|(source, target), act, ctx| {
@@ -338,7 +332,7 @@ impl Actor for TopicReplicatorActor {
 }
 
 impl Drop for TopicReplicatorActor {
-    /// A replicator that panicked is dropped without `restarting` or `StopReplicator`: stop its
+    /// A replicator that panicked is dropped without `restarting` or `Shutdown`: stop its
     /// workers' arbiters here, or they would copy on beside the workers of the replicator the
     /// watchdog re-creates (two ordered workers fighting over one consumer, and leaked threads
     /// and connections).
@@ -372,15 +366,12 @@ impl Supervised for TopicReplicatorActor {
     }
 }
 
-/// Command: persist the tracker and stop the workers (the node is shutting down).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopReplicator;
-
-impl Handler<StopReplicator> for TopicReplicatorActor {
+/// At node shutdown the replicator stops its workers and answers once the tracker is
+/// persisted.
+impl Handler<Shutdown> for TopicReplicatorActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: StopReplicator, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         for arbiter in self.arbiters.drain(..) {
             arbiter.stop();
         }
