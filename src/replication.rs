@@ -60,8 +60,17 @@ pub fn start(
                     .reporting_to(health),
             ),
         };
-        let settings = replicator.settings(name, &config.node.state_dir);
+        let mut settings = replicator.settings(name, &config.node.state_dir);
+        settings.choria = replicator.choria_compat(&config.node);
         let stats = families.for_replicator(name);
+        if let Some(choria) = &settings.choria {
+            families.choria().expose(
+                &stats,
+                &settings.source_stream,
+                &choria.site,
+                settings.heartbeat.is_some(),
+            );
+        }
         let (watched, slot) = WatchedActor::start(format!("replicator/{name}"), move || {
             let (settings, networks, stats) = (settings.clone(), networks.clone(), stats.clone());
             Supervisor::start(move |_| TopicReplicatorActor::new(settings, networks, stats))
