@@ -1,4 +1,8 @@
-//! The run report (JSON): outcome, inputs, nodes, locks, every task try, metrics.
+//! The run report: outcome, inputs, nodes, locks, every task try, metrics. JSON as this
+//! struct serializes; YAML ([`yaml`]) in the structure of Choria's Ruby report ([`choria`]).
+
+mod choria;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
