@@ -27,6 +27,8 @@
 //!
 //! The binary (`src/main.rs`) is only the command line.
 
+#![warn(unreachable_pub)]
+
 pub mod adapters;
 pub mod client_cli;
 pub mod config;
