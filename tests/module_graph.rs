@@ -138,7 +138,7 @@ fn strip_comments_and_literals(text: &str) -> String {
 enum Tok {
     Ident(String),
     Punct(&'static str),
-    Other,
+    Other(u8),
 }
 
 fn tokenize(code: &str) -> Vec<(Tok, usize)> {
@@ -170,13 +170,46 @@ fn tokenize(code: &str) -> Vec<(Tok, usize)> {
                 b';' => Tok::Punct(";"),
                 b'*' => Tok::Punct("*"),
                 b'$' => Tok::Punct("$"),
-                _ => Tok::Other,
+                c => Tok::Other(c),
             };
             toks.push((t, line));
             i += 1;
         }
     }
     toks
+}
+
+/// Whether the tokens before `toks[i]` (a `mod`, maybe after `pub`) are `#[cfg(test)]`.
+fn after_cfg_test(toks: &[(Tok, usize)], mut i: usize) -> bool {
+    if i > 0 && toks[i - 1].0 == Tok::Ident("pub".into()) {
+        i -= 1;
+    }
+    let want = [
+        Tok::Other(b'#'),
+        Tok::Other(b'['),
+        Tok::Ident("cfg".into()),
+        Tok::Other(b'('),
+        Tok::Ident("test".into()),
+        Tok::Other(b')'),
+        Tok::Other(b']'),
+    ];
+    i >= want.len() && toks[i - want.len()..i].iter().map(|t| &t.0).eq(want.iter())
+}
+
+/// The modules a file declares under `#[cfg(test)]` (`#[cfg(test)] mod fuzz_tests;`).
+fn test_modules(module: &ModPath, code: &str) -> Vec<ModPath> {
+    let toks = tokenize(code);
+    (0..toks.len())
+        .filter(|&i| toks[i].0 == Tok::Ident("mod".into()) && after_cfg_test(&toks, i))
+        .filter_map(|i| match (toks.get(i + 1), toks.get(i + 2)) {
+            (Some((Tok::Ident(name), _)), Some((Tok::Punct(";"), _))) => {
+                let mut m = module.clone();
+                m.push(name.clone());
+                Some(m)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Reads a path or use tree starting at `toks[i]` (after its first segment was pushed onto
@@ -271,6 +304,30 @@ fn references(module: &ModPath, code: &str) -> Vec<(ModPath, ModPath, usize)> {
                 }
             }
             Tok::Ident(kw) if kw == "mod" => {
+                if let (Some((Tok::Ident(_), _)), Some((Tok::Punct("{"), _))) =
+                    (toks.get(i + 1), toks.get(i + 2))
+                {
+                    if after_cfg_test(&toks, i) {
+                        // test code: skip the whole block
+                        let mut open = 0usize;
+                        let mut j = i + 2;
+                        while let Some((tok, _)) = toks.get(j) {
+                            match tok {
+                                Tok::Punct("{") => open += 1,
+                                Tok::Punct("}") => {
+                                    open -= 1;
+                                    if open == 0 {
+                                        break;
+                                    }
+                                }
+                                _ => {}
+                            }
+                            j += 1;
+                        }
+                        i = j + 1;
+                        continue;
+                    }
+                }
                 if let (Some((Tok::Ident(name), _)), Some((Tok::Punct("{"), _))) =
                     (toks.get(i + 1), toks.get(i + 2))
                 {
@@ -356,11 +413,22 @@ fn crate_graph(name: &str, src: &Path) -> CrateGraph {
     rust_files(src, &mut files);
     assert!(!files.is_empty(), "no source files under {}", src.display());
     let modules: BTreeSet<ModPath> = files.iter().map(|f| module_of(src, f)).collect();
+    let code: Vec<String> = files
+        .iter()
+        .map(|f| strip_comments_and_literals(&std::fs::read_to_string(f).unwrap()))
+        .collect();
+    let tests: Vec<ModPath> = files
+        .iter()
+        .zip(&code)
+        .flat_map(|(f, code)| test_modules(&module_of(src, f), code))
+        .collect();
     let mut edges: BTreeMap<ModPath, BTreeMap<(String, String), Site>> = BTreeMap::new();
-    for file in &files {
-        let text = std::fs::read_to_string(file).unwrap();
-        let code = strip_comments_and_literals(&text);
-        for (from, path, line) in references(&module_of(src, file), &code) {
+    for (file, code) in files.iter().zip(&code) {
+        let module = module_of(src, file);
+        if tests.iter().any(|t| module.starts_with(t)) {
+            continue; // test code
+        }
+        for (from, path, line) in references(&module, code) {
             // the longest prefix of the path that is a module of this crate
             let Some(to) = (0..=path.len())
                 .rev()
@@ -389,8 +457,9 @@ fn crate_graph(name: &str, src: &Path) -> CrateGraph {
     }
 }
 
-/// Every circle among the siblings of each parent, as a readable list (empty when none).
-fn circles(graph: &CrateGraph) -> Vec<String> {
+/// Every circle among the siblings of each parent: (`scope: module, module…` naming the
+/// modules caught in it, a readable account with the place of each reference).
+fn circles(graph: &CrateGraph) -> Vec<(String, String)> {
     let mut found = Vec::new();
     for (parent, edges) in &graph.edges {
         let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -412,7 +481,12 @@ fn circles(graph: &CrateGraph) -> Vec<String> {
             } else {
                 format!("{}::{}", graph.name, parent.join("::"))
             };
-            let mut text = format!("circle in {scope}: {}", cycle.join(" → "));
+            let members: Vec<&str> = component.iter().copied().collect();
+            let key = format!("{scope}: {}", members.join(", "));
+            let mut text = format!(
+                "circle in {scope}: {} (KNOWN key \"{key}\")",
+                cycle.join(" → ")
+            );
             for pair in cycle.windows(2) {
                 let site = &edges[&(pair[0].to_string(), pair[1].to_string())];
                 let _ = write!(
@@ -420,11 +494,14 @@ fn circles(graph: &CrateGraph) -> Vec<String> {
                     "\n    {} → {} at {}:{}",
                     pair[0],
                     pair[1],
-                    site.file.display(),
+                    site.file
+                        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                        .unwrap_or(&site.file)
+                        .display(),
                     site.line
                 );
             }
-            found.push(text);
+            found.push((key, text));
         }
     }
     found
@@ -527,6 +604,19 @@ fn workspace_crates() -> Vec<(&'static str, PathBuf)> {
     ]
 }
 
+/// Circles there today, in code other work is changing (issue 18): listed so that the test
+/// stops any new one. When one is broken the test fails until it is taken off this list.
+const KNOWN: &[&str] = &[
+    // counters.rs and node.rs hold security's SecurityMetrics and FleetSecurity; security.rs
+    // takes ReasonLabel from counters.rs and Prepared from node.rs
+    "choir-actors::emulator: counters, node, security",
+    // lock.rs takes precise_timestamp from report.rs, report.rs takes LockRecord from lock.rs
+    "choir-actors::playbook: lock, report",
+    // nodes.rs and task.rs take the spec types from validate.rs, which checks values with
+    // nodes' parse_fact, task's split_command and Assertion::parse
+    "choir-actors::playbook: nodes, task, validate",
+];
+
 #[test]
 fn no_module_refers_to_its_siblings_in_a_circle() {
     let mut found = Vec::new();
@@ -541,11 +631,24 @@ fn no_module_refers_to_its_siblings_in_a_circle() {
         edge_count > 50,
         "only {edge_count} references between modules found"
     );
+    let new: Vec<&str> = found
+        .iter()
+        .filter(|(key, _)| !KNOWN.contains(&key.as_str()))
+        .map(|(_, text)| text.as_str())
+        .collect();
     assert!(
-        found.is_empty(),
+        new.is_empty(),
         "{} import circle(s):\n{}",
-        found.len(),
-        found.join("\n")
+        new.len(),
+        new.join("\n")
+    );
+    let gone: Vec<&&str> = KNOWN
+        .iter()
+        .filter(|k| !found.iter().any(|(key, _)| key == *k))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "no longer a circle, take it off KNOWN: {gone:?}"
     );
 }
 
@@ -579,18 +682,19 @@ fn a_circle_between_sibling_modules_is_found_and_named() {
         (
             "c.rs",
             "// crate::b::f()\npub fn g() { let _ = \"crate::b::f\"; }\n\
-             #[cfg(test)]\nmod tests { use super::g; }\n",
+             #[cfg(test)]\nmod tests { use super::g; use crate::b::f; }\n",
         ),
     ]);
     let found = circles(&crate_graph("scratch", &dir.path().join("src")));
     assert_eq!(found.len(), 1, "{found:?}");
+    let (key, text) = &found[0];
+    assert_eq!(key, "scratch::a: ordered, worker");
     assert!(
-        found[0].starts_with("circle in scratch::a: ordered → worker → ordered"),
-        "{}",
-        found[0]
+        text.starts_with("circle in scratch::a: ordered → worker → ordered"),
+        "{text}"
     );
-    assert!(found[0].contains("a/worker.rs:1"), "{}", found[0]);
-    assert!(found[0].contains("a/ordered.rs:2"), "{}", found[0]);
+    assert!(text.contains("a/worker.rs:1"), "{text}");
+    assert!(text.contains("a/ordered.rs:2"), "{text}");
 }
 
 #[test]
@@ -610,8 +714,10 @@ fn a_circle_between_top_level_modules_is_found() {
     let found = circles(&crate_graph("scratch", &dir.path().join("src")));
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
-        found[0].starts_with("circle in scratch (crate root): emulate → node → emulate"),
-        "{}",
         found[0]
+            .1
+            .starts_with("circle in scratch (crate root): emulate → node → emulate"),
+        "{}",
+        found[0].1
     );
 }
