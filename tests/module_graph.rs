@@ -612,6 +612,8 @@ const KNOWN: &[&str] = &[
     "choir-actors::emulator: counters, node, security",
     // lock.rs takes precise_timestamp from report.rs, report.rs takes LockRecord from lock.rs
     "choir-actors::playbook: lock, report",
+    // choria/metrics.rs takes stats.rs's types, stats.rs holds choria's metrics
+    "choir-actors::replicator: choria, stats",
     // nodes.rs and task.rs take the spec types from validate.rs, which checks values with
     // nodes' parse_fact, task's split_command and Assertion::parse
     "choir-actors::playbook: nodes, task, validate",
