@@ -14,8 +14,8 @@ use std::process::ExitCode;
 
 use choir_actors::error_chain::Chain;
 use choir_actors::playbook::client::ClientOverrides;
+use choir_actors::playbook::model::TaskKind;
 use choir_actors::playbook::spec::InputType;
-use choir_actors::playbook::validate::TaskKind;
 use choir_actors::playbook::{self, Playbook, PlaybookRunActor, RunPlaybook, Runner};
 use clap::Subcommand;
 use serde_json::Value;

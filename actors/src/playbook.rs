@@ -5,9 +5,10 @@
 //!
 //! - [`spec`]: the model of the file as written (serde, `deny_unknown_fields`); TOML files
 //!   deserialize straight into it, YAML files through [`yaml`] (Choria's layout).
-//! - [`validate`]: loading and validation naming the file and key; the validated [`Playbook`].
+//! - [`validate`]: loading and validation naming the file and key.
+//! - [`model`]: the validated [`Playbook`], its node sets and tasks, what the runner executes.
 //! - [`input`]: typed input values and validation rules (`shellsafe`, `ipv4`, `/regex/`, …).
-//! - [`template`]: `{{ x }}` / `{{{ x }}}` rendering.
+//! - [`template`]: `{{ x }}` / `{{{ x }}}` rendering, strftime, report timestamps.
 //! - [`store`]: data stores behind one trait: memory, nats_kv, etcd, file, environment.
 //! - [`lock`]: `LockKeeper`, TTL renewal and lost-lock detection.
 //! - [`client`]: where discovery node sets and `rpc` tasks connect (`[client]`, CLI flags).
@@ -22,6 +23,7 @@ pub mod client;
 mod client_security;
 pub mod input;
 pub mod lock;
+pub mod model;
 pub mod nodes;
 pub mod report;
 pub mod run;
@@ -38,9 +40,10 @@ pub mod yaml;
 use std::path::PathBuf;
 
 pub use actor::{PlaybookRunActor, RunPlaybook};
+pub use model::Playbook;
 pub use report::Report;
 pub use run::Runner;
-pub use validate::{load, parse, Playbook, Problem};
+pub use validate::{load, parse, Problem};
 
 /// Why a playbook could not be loaded.
 #[derive(Debug, thiserror::Error)]

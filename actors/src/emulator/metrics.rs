@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::metrics::MetricsRegistry;
+use crate::protocol::security::Rejection;
 
 /// Why a daemon did not answer a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -127,7 +128,7 @@ pub struct EmulatorMetrics {
     /// `choir_emulator_dropped_total{reason}`: messages not answered.
     pub dropped: Family<ReasonLabel, Counter>,
     /// Verification of secure requests (a secure emulator).
-    pub security: super::security::SecurityMetrics,
+    pub security: SecurityMetrics,
     drops: Vec<Counter>,
 }
 
@@ -267,6 +268,71 @@ impl EmulatorMetrics {
     /// Messages dropped for any reason.
     pub fn dropped_total(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.dropped_for(*r)).sum()
+    }
+}
+
+/// Counters of request verification, shared by a fleet (cloning shares them).
+#[derive(Clone, Debug, Default)]
+pub struct SecurityMetrics {
+    /// `choir_emulator_security_verified_total`: distinct requests verified.
+    pub verified: Counter,
+    /// `choir_emulator_security_refused_total{reason}`: distinct requests refused.
+    pub refused: Family<ReasonLabel, Counter>,
+    /// `choir_emulator_security_verify_cpu_nanoseconds_total`: CPU time (of the verifying
+    /// thread) spent in the verifications: chain, names and signature checks.
+    pub verify_cpu_nanos: Counter,
+}
+
+impl SecurityMetrics {
+    /// Registers the counters in `metrics`.
+    pub fn register(&self, metrics: &MetricsRegistry) {
+        metrics.register(
+            "choir_emulator_security_verified",
+            "Distinct requests a secure emulator verified (once per process)",
+            self.verified.clone(),
+        );
+        metrics.register(
+            "choir_emulator_security_refused",
+            "Distinct requests a secure emulator refused, by reason",
+            self.refused.clone(),
+        );
+        metrics.register(
+            "choir_emulator_security_verify_cpu_nanoseconds",
+            "CPU time a secure emulator spent verifying requests (thread CPU time of the verify calls)",
+            self.verify_cpu_nanos.clone(),
+        );
+        for reason in Rejection::REASONS {
+            drop(self.refused.get_or_create(&label(reason)));
+        }
+    }
+
+    /// Counts a distinct request refused for `reason` (a [`Rejection::reason`]).
+    pub fn count_refused(&self, reason: &str) {
+        self.refused.get_or_create(&label(reason)).inc();
+    }
+
+    /// Distinct requests refused for `reason` (a [`Rejection::reason`]).
+    pub fn refused_for(&self, reason: &str) -> u64 {
+        self.refused.get_or_create(&label(reason)).get()
+    }
+
+    /// The counters as the `security` object of `/debug/vars`.
+    pub fn vars(&self) -> serde_json::Value {
+        let refused: serde_json::Map<String, serde_json::Value> = Rejection::REASONS
+            .iter()
+            .map(|r| ((*r).to_owned(), self.refused_for(r).into()))
+            .collect();
+        serde_json::json!({
+            "verified": self.verified.get(),
+            "refused": refused,
+            "verify_cpu_ns": self.verify_cpu_nanos.get(),
+        })
+    }
+}
+
+fn label(reason: &str) -> ReasonLabel {
+    ReasonLabel {
+        reason: reason.to_owned(),
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::node::Prepared;
+use super::prepared::Prepared;
 use super::DropReason;
 use crate::protocol::ReplyEncoder;
 

@@ -18,78 +18,15 @@ use std::sync::Arc;
 
 use lru::LruCache;
 use parking_lot::Mutex;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use tracing::{debug, warn};
 
-use super::metrics::ReasonLabel;
-use super::node::Prepared;
+use super::metrics::SecurityMetrics;
+use super::prepared::Prepared;
 use super::DropReason;
-use crate::metrics::MetricsRegistry;
 use crate::protocol::security::{Rejection, Verdict, Verifier};
 
 /// Distinct requests whose verdict a process remembers.
 const VERDICTS: usize = 1024;
-
-/// Counters of request verification, shared by a fleet (cloning shares them).
-#[derive(Clone, Debug, Default)]
-pub struct SecurityMetrics {
-    /// `choir_emulator_security_verified_total`: distinct requests verified.
-    pub verified: Counter,
-    /// `choir_emulator_security_refused_total{reason}`: distinct requests refused.
-    pub refused: Family<ReasonLabel, Counter>,
-    /// `choir_emulator_security_verify_cpu_nanoseconds_total`: CPU time (of the verifying
-    /// thread) spent in the verifications: chain, names and signature checks.
-    pub verify_cpu_nanos: Counter,
-}
-
-impl SecurityMetrics {
-    /// Registers the counters in `metrics`.
-    pub fn register(&self, metrics: &MetricsRegistry) {
-        metrics.register(
-            "choir_emulator_security_verified",
-            "Distinct requests a secure emulator verified (once per process)",
-            self.verified.clone(),
-        );
-        metrics.register(
-            "choir_emulator_security_refused",
-            "Distinct requests a secure emulator refused, by reason",
-            self.refused.clone(),
-        );
-        metrics.register(
-            "choir_emulator_security_verify_cpu_nanoseconds",
-            "CPU time a secure emulator spent verifying requests (thread CPU time of the verify calls)",
-            self.verify_cpu_nanos.clone(),
-        );
-        for reason in Rejection::REASONS {
-            drop(self.refused.get_or_create(&label(reason)));
-        }
-    }
-
-    /// Distinct requests refused for `reason` (a [`Rejection::reason`]).
-    pub fn refused_for(&self, reason: &str) -> u64 {
-        self.refused.get_or_create(&label(reason)).get()
-    }
-
-    /// The counters as the `security` object of `/debug/vars`.
-    pub fn vars(&self) -> serde_json::Value {
-        let refused: serde_json::Map<String, serde_json::Value> = Rejection::REASONS
-            .iter()
-            .map(|r| ((*r).to_owned(), self.refused_for(r).into()))
-            .collect();
-        serde_json::json!({
-            "verified": self.verified.get(),
-            "refused": refused,
-            "verify_cpu_ns": self.verify_cpu_nanos.get(),
-        })
-    }
-}
-
-fn label(reason: &str) -> ReasonLabel {
-    ReasonLabel {
-        reason: reason.to_owned(),
-    }
-}
 
 /// The verifier of a secure fleet and the verdicts it reached.
 pub struct RequestSecurity {
@@ -152,7 +89,7 @@ impl RequestSecurity {
             Verdict::Trusted { .. } => None,
             Verdict::Refused(rejection) => {
                 let reason = rejection.reason();
-                self.metrics.refused.get_or_create(&label(reason)).inc();
+                self.metrics.count_refused(reason);
                 debug!(
                     requestid = %env.requestid,
                     callerid = %env.callerid,

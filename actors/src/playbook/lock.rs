@@ -9,8 +9,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::report::precise_timestamp;
 use super::store::{LockToken, SharedStore, StoreError};
+use super::template::precise_timestamp;
 
 /// Renewal interval as a fraction of the TTL.
 pub const RENEW_FRACTION: f64 = 0.75;

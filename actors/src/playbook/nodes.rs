@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::client::PlaybookClient;
+use super::model::{NodeSet, Playbook};
 use super::spec::TaskSpec;
 use super::task::{rpc, TaskOutcome};
 use super::template::Context;
-use super::validate::{NodeSet, Playbook};
 
 /// Resolves one set; the error names the set.
 pub async fn resolve(

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::lock::LockRecord;
-use super::template::strftime_utc;
+use super::template::timestamp;
 
 /// Report format version.
 pub const REPORT_VERSION: u32 = 1;
@@ -116,21 +116,6 @@ pub struct RunMetrics {
     pub task_count: usize,
     /// Per type.
     pub task_types: BTreeMap<String, TypeMetrics>,
-}
-
-/// `at` as RFC 3339 UTC (seconds).
-pub fn timestamp(at: SystemTime) -> String {
-    strftime_utc("%Y-%m-%dT%H:%M:%SZ", at)
-}
-
-/// `at` as RFC 3339 UTC with microseconds (fixed width, so these sort as text).
-pub fn precise_timestamp(at: SystemTime) -> String {
-    let at = time::OffsetDateTime::from(at);
-    format!(
-        "{}.{:06}Z",
-        strftime_utc("%Y-%m-%dT%H:%M:%S", at.into()),
-        at.microsecond()
-    )
 }
 
 impl Report {

@@ -19,12 +19,12 @@ use serde_json::Value;
 use super::client::PlaybookClient;
 use super::input::{parse_text, to_stored};
 use super::lock::LockKeeper;
+use super::model::{Playbook, Task};
 use super::nodes;
-use super::report::{timestamp, Report, TaskTry};
+use super::report::{Report, TaskTry};
 use super::store::{self, SharedStore};
 use super::task::{self, TaskOutcome};
-use super::template::{uuid_v4, Context, PreviousTask};
-use super::validate::{Playbook, Task};
+use super::template::{timestamp, uuid_v4, Context, PreviousTask};
 
 /// Default sleep between tries.
 const DEFAULT_TRY_SLEEP: Duration = Duration::from_secs(10);

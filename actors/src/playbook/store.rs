@@ -22,6 +22,17 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+/// Parses a `store/key` reference.
+pub fn split_store_key(text: &str) -> Option<(&str, &str)> {
+    let (store, key) = text.split_once('/')?;
+    let valid = !store.is_empty()
+        && store
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !key.is_empty();
+    valid.then_some((store, key))
+}
+
 /// What a store operation failed with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

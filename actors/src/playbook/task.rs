@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::client::PlaybookClient;
+use super::model::{Task, TaskKind};
 use super::store::SharedStore;
 use super::template::Context;
-use super::validate::{Task, TaskKind};
 
 /// The result of one try.
 #[derive(Clone, Debug)]

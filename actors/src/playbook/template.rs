@@ -5,6 +5,9 @@
 //! `elapsed_time` (seconds), `date(FMT)` and `utc_date(FMT)` (strftime, UTC: [`DATE_SPECIFIERS`]). A string
 //! that is exactly one expression keeps the value's type (a node set stays a list); inside a
 //! larger string lists join with ", ", maps become JSON.
+//!
+//! The run report's and lock records' times are written here too ([`timestamp`],
+//! [`precise_timestamp`]), with the same strftime code.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -320,6 +323,21 @@ pub fn strftime_utc(format: &str, at: SystemTime) -> String {
         let _ = write_specifier(&mut out, spec, at);
     }
     out
+}
+
+/// `at` as RFC 3339 UTC (seconds).
+pub fn timestamp(at: SystemTime) -> String {
+    strftime_utc("%Y-%m-%dT%H:%M:%SZ", at)
+}
+
+/// `at` as RFC 3339 UTC with microseconds (fixed width, so these sort as text).
+pub fn precise_timestamp(at: SystemTime) -> String {
+    let at = OffsetDateTime::from(at);
+    format!(
+        "{}.{:06}Z",
+        strftime_utc("%Y-%m-%dT%H:%M:%S", at.into()),
+        at.microsecond()
+    )
 }
 
 fn write_specifier(out: &mut String, spec: char, at: OffsetDateTime) -> std::fmt::Result {

@@ -363,7 +363,7 @@ mod tests {
         let text = "name: x\nversion: '1'\nauthor: a\ndescription: d\ntasks:\n  - mcollective:\n      action: rpcutil.ping\n      nodes: [a, b]\n      batch_size: 1\n      batch_sleep_time: 2\n      silent: true\n      post: [summarize]\n  - webhook:\n      uri: http://127.0.0.1:1/x\n      data: {a: 1}\n";
         let pb = crate::playbook::parse(Path::new("t.yaml"), text).unwrap();
         let task = &pb.tasks[0];
-        assert_eq!(task.kind, crate::playbook::validate::TaskKind::Rpc);
+        assert_eq!(task.kind, crate::playbook::model::TaskKind::Rpc);
         assert_eq!(task.spec.agent.as_deref(), Some("rpcutil"));
         assert_eq!(task.spec.action.as_deref(), Some("ping"));
         assert_eq!(

@@ -6,11 +6,11 @@
 //! - [`source_header`]: `Choria-SR-Source: "<stream> <seq> <site> <name> <ts_ms>"`;
 //! - [`advisory`]: `io.choria.sr.v2.age_advisory` and its k-sortable event id;
 //! - [`heartbeat`]: a unix-timestamp body with `Choria-SR-Originator`;
-//! - [`metrics`]: `choria_stream_replicator_*` series with `stream`, `replicator`, `worker`.
+//! - the `choria_stream_replicator_*` series with `stream`, `replicator`, `worker` are served by
+//!   [`metrics::choria`](super::metrics::choria), beside choir's own replicator metrics.
 
 pub mod advisory;
 pub mod heartbeat;
-pub mod metrics;
 pub mod source_header;
 
 pub use advisory::{SrAdvisory, SR_ADVISORY_PROTOCOL};

@@ -1,5 +1,8 @@
 //! Replicator metrics: families registered once per node, handles resolved once per
-//! replicator so the hot path only touches atomics.
+//! replicator so the hot path only touches atomics. [`choria`]: the same values under the
+//! Choria Stream Replicator's metric names.
+
+pub mod choria;
 
 use std::sync::atomic::AtomicU64;
 
@@ -47,7 +50,7 @@ pub struct ReplicatorMetrics {
     senders: Family<ReplicatorLabel, Gauge>,
     latency: Family<ReplicatorLabel, Histogram, fn() -> Histogram>,
     ready: Family<ReplicatorLabel, Gauge>,
-    choria: super::choria::metrics::ChoriaSeries,
+    choria: choria::ChoriaSeries,
 }
 
 fn latency_histogram() -> Histogram {
@@ -73,7 +76,7 @@ impl ReplicatorMetrics {
             senders: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             ready: Family::default(),
-            choria: super::choria::metrics::ChoriaSeries::default(),
+            choria: choria::ChoriaSeries::default(),
         };
         metrics.register_collector(this.choria.clone());
         metrics.register(
@@ -155,7 +158,7 @@ impl ReplicatorMetrics {
     }
 
     /// The replicators exposed under the Choria Stream Replicator's metric names.
-    pub fn choria(&self) -> &super::choria::metrics::ChoriaSeries {
+    pub fn choria(&self) -> &choria::ChoriaSeries {
         &self.choria
     }
 

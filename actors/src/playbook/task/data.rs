@@ -7,9 +7,8 @@ use serde_json::Value;
 use super::TaskOutcome;
 use crate::playbook::input::{to_stored, toml_to_json};
 use crate::playbook::spec::TaskSpec;
-use crate::playbook::store::SharedStore;
+use crate::playbook::store::{split_store_key, SharedStore};
 use crate::playbook::template::Context;
-use crate::playbook::validate::split_store_key;
 
 /// Runs one try.
 pub async fn run(
