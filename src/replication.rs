@@ -61,8 +61,14 @@ pub fn start(
                     )
                     .reporting_to(health),
             ),
+            election: replicator
+                .ha
+                .as_ref()
+                .and_then(|ha| ha.network.as_ref())
+                .and_then(|network| networks.get(network))
+                .cloned(),
         };
-        let settings = replicator.settings(name, &config.node.state_dir);
+        let settings = replicator.settings_on(name, &config.node.state_dir, &config.node.name);
         let stats = families.for_replicator(name);
         let (watched, slot) = WatchedActor::start(format!("replicator/{name}"), move || {
             let (settings, networks, stats) = (settings.clone(), networks.clone(), stats.clone());

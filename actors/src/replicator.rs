@@ -13,7 +13,9 @@
 //! - [`worker`]: `ReplicaWorkerActor`, one per worker arbiter, with its own connections;
 //! - [`ordered`], [`queued`]: the two copy loops; [`acks`]: the target ack inbox they share;
 //! - [`setup`], [`gate`], [`stats`]: JetStream setup and resume points, copy decisions,
-//!   metrics.
+//!   metrics;
+//! - [`election`], [`gossip`]: high availability (one leader among nodes) and the sampling
+//!   state its replicas share.
 
 pub mod advisory;
 pub mod inspect;
@@ -23,9 +25,11 @@ pub mod sampling;
 
 pub mod acks;
 pub mod context;
+pub mod election;
 pub mod envelope;
 pub mod failure;
 pub mod gate;
+pub mod gossip;
 pub mod ordered;
 pub mod queued;
 pub mod settings;

@@ -8,7 +8,8 @@ use async_nats::HeaderMap;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::sampling::{SamplingTracker, SenderEvent};
+use super::gossip::Seen;
+use super::sampling::{self, CopyReason, SamplingTracker, SenderEvent};
 use super::settings::ReplicatorSettings;
 use super::stats::ReplicatorStats;
 
@@ -30,6 +31,7 @@ pub struct Gate {
     tracker: Option<Arc<Mutex<SamplingTracker>>>,
     events: mpsc::Sender<SenderEvent>,
     stats: ReplicatorStats,
+    gossip: Option<(String, mpsc::Sender<Seen>)>,
 }
 
 impl Gate {
@@ -45,7 +47,15 @@ impl Gate {
             tracker,
             events,
             stats,
+            gossip: None,
         }
+    }
+
+    /// Also reports every sampled copy (as node `node`) to `gossip`, without waiting: HA
+    /// replicas merge it into their trackers ([`super::gossip`]).
+    pub fn with_gossip(mut self, node: String, gossip: mpsc::Sender<Seen>) -> Self {
+        self.gossip = Some((node, gossip));
+        self
     }
 
     /// Whether every message is copied (no `max_age`, no sampling): then no decision can
@@ -94,6 +104,22 @@ impl Gate {
             .lock()
             .observe(&sender, seq, published, payload.len(), forced);
         let copy = decision.is_copy();
+        if let (sampling::Verdict::Copy(reason), Some((node, gossip))) =
+            (decision.verdict, &self.gossip)
+        {
+            if reason != CopyReason::Redelivered {
+                let seen = Seen {
+                    node: node.clone(),
+                    sender: sender.to_string(),
+                    copied_ms: sampling::unix_millis(published),
+                    seq,
+                    size: u64::try_from(payload.len()).unwrap_or(u64::MAX),
+                };
+                if gossip.try_send(seen).is_err() {
+                    self.stats.gossip("dropped");
+                }
+            }
+        }
         if let Some(event) = decision.event {
             if self.settings.advisories.is_some() && self.events.try_send(event).is_err() {
                 self.stats.advisory("dropped");

@@ -56,6 +56,19 @@ pub struct AdvisorySettings {
     pub reliable: bool,
 }
 
+/// High availability: one leader among the choir nodes running the same replicator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaSettings {
+    /// The KV bucket holding the election keys.
+    pub bucket: String,
+    /// How long a leader's key lives without renewal.
+    pub ttl: Duration,
+    /// This node's name in the election (must differ between nodes).
+    pub identity: String,
+    /// The network whose JetStream holds the bucket.
+    pub network: String,
+}
+
 /// Everything one replicator needs.
 #[derive(Clone, Debug)]
 pub struct ReplicatorSettings {
@@ -97,6 +110,8 @@ pub struct ReplicatorSettings {
     pub ack_wait: Duration,
     /// Status heartbeat interval.
     pub heartbeat: Option<Duration>,
+    /// Leader election among nodes, when configured.
+    pub ha: Option<HaSettings>,
 }
 
 impl ReplicatorSettings {
@@ -123,7 +138,25 @@ impl ReplicatorSettings {
             max_rejections: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             ack_wait: Duration::from_secs(30),
             heartbeat: None,
+            ha: None,
         }
+    }
+
+    /// The election key: `SR_<name>_<stream>`, the Choria Stream Replicator's shape, with
+    /// every character a KV key refuses replaced by `_`.
+    pub fn election_key(&self) -> String {
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        format!("SR_{}_{}", clean(&self.name), clean(&self.source_stream))
     }
 
     /// The durable consumer's name on the source stream.

@@ -47,6 +47,9 @@ pub struct ReplicatorMetrics {
     senders: Family<ReplicatorLabel, Gauge>,
     latency: Family<ReplicatorLabel, Histogram, fn() -> Histogram>,
     ready: Family<ReplicatorLabel, Gauge>,
+    leader: Family<ReplicatorLabel, Gauge>,
+    elections: Family<ReplicatorLabel, Counter>,
+    gossip: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -72,6 +75,9 @@ impl ReplicatorMetrics {
             senders: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             ready: Family::default(),
+            leader: Family::default(),
+            elections: Family::default(),
+            gossip: Family::default(),
         };
         metrics.register(
             "choir_replicator_received",
@@ -148,6 +154,21 @@ impl ReplicatorMetrics {
             "1 once the replicator found its streams and started copying",
             this.ready.clone(),
         );
+        metrics.register(
+            "choir_replicator_leader",
+            "1 while this node leads the replicator's election (or runs it without HA), else 0",
+            this.leader.clone(),
+        );
+        metrics.register(
+            "choir_replicator_elections",
+            "Elections this node won (it became the leader)",
+            this.elections.clone(),
+        );
+        metrics.register(
+            "choir_replicator_gossip",
+            "Sampling gossip between HA replicas, by kind (sent, received, merged, dropped, failed, invalid)",
+            this.gossip.clone(),
+        );
         this
     }
 
@@ -194,6 +215,9 @@ impl ReplicatorMetrics {
             senders: get(&self.senders, &l),
             latency: get(&self.latency, &l),
             ready: get(&self.ready, &l),
+            leader: get(&self.leader, &l),
+            elections: get(&self.elections, &l),
+            gossip: self.gossip.clone(),
             name: name.to_owned(),
         }
     }
@@ -238,9 +262,24 @@ pub struct ReplicatorStats {
     pub latency: Histogram,
     /// 1 once the replicator is set up (streams found, consumer in place).
     pub ready: Gauge,
+    /// 1 while this node leads (or copies without HA).
+    pub leader: Gauge,
+    /// Elections won.
+    pub elections: Counter,
+    gossip: Family<ReasonLabels, Counter>,
 }
 
 impl ReplicatorStats {
+    /// Counts one gossip record of `kind`.
+    pub fn gossip(&self, kind: &str) {
+        self.gossip
+            .get_or_create(&ReasonLabels {
+                replicator: self.name.clone(),
+                reason: kind.to_owned(),
+            })
+            .inc();
+    }
+
     /// Counts one advisory of `event`.
     pub fn advisory(&self, event: &str) {
         self.advisories
