@@ -448,7 +448,10 @@ fn main() {
         .join("bench-replicate.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nwrote {}", out.display());
-    if std::env::var("CHOIR_BENCH_CASES").map(|c| c.contains('h')).unwrap_or(true) {
+    if std::env::var("CHOIR_BENCH_CASES")
+        .map(|c| c.contains('h'))
+        .unwrap_or(true)
+    {
         failover(dir.path(), &source, &target);
     }
 }
@@ -498,13 +501,21 @@ fn failover(dir: &Path, source: &Server, target: &Server) {
     let times = rt.block_on(async {
         let sjs = jetstream::new(async_nats::connect(source.url()).await.unwrap());
         let tjs = jetstream::new(async_nats::connect(target.url()).await.unwrap());
-        sjs.create_stream(stream::Config { name: "FAIL".into(), subjects: vec!["fail.>".into()], ..Default::default() })
-            .await
-            .unwrap();
+        sjs.create_stream(stream::Config {
+            name: "FAIL".into(),
+            subjects: vec!["fail.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         let mut nodes: Vec<Option<Child>> = (0..3).map(|i| Some(start(i))).collect();
         let mut published = 0u64;
         let publish = |sjs: jetstream::Context| async move {
-            sjs.publish("fail.x", bytes::Bytes::from_static(b"x")).await.unwrap().await.unwrap();
+            sjs.publish("fail.x", bytes::Bytes::from_static(b"x"))
+                .await
+                .unwrap()
+                .await
+                .unwrap();
         };
         // Who holds the key, once some node does and its copy works.
         let leader = |published: u64| {
@@ -546,7 +557,10 @@ fn failover(dir: &Path, source: &Server, target: &Server) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let took = killed.elapsed();
-            eprintln!("(h) round {round}: leader bench-{first} killed; first new copy after {:.2} s", took.as_secs_f64());
+            eprintln!(
+                "(h) round {round}: leader bench-{first} killed; first new copy after {:.2} s",
+                took.as_secs_f64()
+            );
             times.push(took.as_secs_f64());
             nodes[first] = Some(start(first));
         }
@@ -561,10 +575,23 @@ fn failover(dir: &Path, source: &Server, target: &Server) {
     let worst = sorted.last().copied().unwrap_or(f64::NAN);
     let ttl = TTL.as_secs_f64();
     println!();
-    println!("(h) HA failover, TTL {ttl:.0} s, {} rounds: SIGKILL of the leader to the first new copy", times.len());
+    println!(
+        "(h) HA failover, TTL {ttl:.0} s, {} rounds: SIGKILL of the leader to the first new copy",
+        times.len()
+    );
     println!("{:<12} {:>8} {:>10} {:>8}", "", "seconds", "x TTL", "goal");
-    println!("{:<12} {median:>8.2} {:>10.2} {:>8}", "median", median / ttl, "< 2");
-    println!("{:<12} {worst:>8.2} {:>10.2} {:>8}", "worst", worst / ttl, "< 2");
+    println!(
+        "{:<12} {median:>8.2} {:>10.2} {:>8}",
+        "median",
+        median / ttl,
+        "< 2"
+    );
+    println!(
+        "{:<12} {worst:>8.2} {:>10.2} {:>8}",
+        "worst",
+        worst / ttl,
+        "< 2"
+    );
     let json = serde_json::json!({"ttl_secs": ttl, "seconds": times, "median_secs": median, "worst_secs": worst, "median_over_ttl": median / ttl});
     let out = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")

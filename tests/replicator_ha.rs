@@ -49,7 +49,9 @@ fn three_nodes(source: &NatsServer, target: &NatsServer, extra: &str) -> Vec<Cho
             let body = replicator_config(
                 source,
                 target,
-                &format!("{extra}\n[replicators.orders.ha]\nttl = \"{TTL}\"\nidentity = \"node-{i}\"\n"),
+                &format!(
+                    "{extra}\n[replicators.orders.ha]\nttl = \"{TTL}\"\nidentity = \"node-{i}\"\n"
+                ),
             );
             ChoirNode::start(&body)
         })
@@ -329,8 +331,11 @@ async fn a_new_leader_does_not_copy_again_a_sender_sampled_just_before_the_failo
     assert!(
         eventually(Duration::from_secs(20), || {
             let merged = others.iter().all(|&i| {
-                metric(&nodes[i], "choir_replicator_gossip_total", &[("reason", "merged")])
-                    >= Some(1.0)
+                metric(
+                    &nodes[i],
+                    "choir_replicator_gossip_total",
+                    &[("reason", "merged")],
+                ) >= Some(1.0)
             });
             async move { merged }
         })

@@ -152,7 +152,9 @@ impl Campaign {
     /// A leader whose last renewal is older than the lease at `now` steps down.
     pub fn expire(&mut self, now: Instant) -> Change {
         match self.role {
-            Role::Leader { renewed, .. } if now.saturating_duration_since(renewed) >= self.lease() => {
+            Role::Leader { renewed, .. }
+                if now.saturating_duration_since(renewed) >= self.lease() =>
+            {
                 self.role = Role::Standby;
                 Change::Lost
             }
@@ -266,7 +268,11 @@ impl Ballot {
     async fn request(&self, attempt: Attempt) -> Outcome {
         match attempt {
             Attempt::Renew(revision) => {
-                match self.kv.update(&self.key, self.identity.clone(), revision).await {
+                match self
+                    .kv
+                    .update(&self.key, self.identity.clone(), revision)
+                    .await
+                {
                     Ok(revision) => Outcome::Written(revision),
                     Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                         Outcome::Conflict

@@ -54,7 +54,10 @@ mod tests {
             seq: 42,
             size: 300,
         };
-        assert_eq!(Seen::decode(&seen.encode().expect("encodes")).ok(), Some(seen));
+        assert_eq!(
+            Seen::decode(&seen.encode().expect("encodes")).ok(),
+            Some(seen)
+        );
     }
 
     #[test]

@@ -1152,7 +1152,10 @@ mod tests {
         tracker.observe("a", 9, t0, 10, false);
         tracker.merge_copy("a", unix_millis(t0) - 5_000, 4, 10);
         let state = tracker.get("a").expect("tracked");
-        assert_eq!((state.last_copied_ms, state.last_copied_seq), (unix_millis(t0), 9));
+        assert_eq!(
+            (state.last_copied_ms, state.last_copied_seq),
+            (unix_millis(t0), 9)
+        );
     }
 
     #[test]

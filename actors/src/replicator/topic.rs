@@ -15,9 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use async_nats::jetstream;
 use async_nats::{Client, HeaderMap};
+use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use futures::StreamExt;
 use tracing::{debug, error, info, warn};
 
 use super::advisory::Advisory;
@@ -169,15 +169,18 @@ impl TopicReplicatorActor {
                         Some(subject) => client.subscribe(subject.clone()).await.map(Some),
                         None => Ok(None),
                     };
-                    match (Ballot::open(client.clone(), &ha, key.clone()).await, subscribed) {
+                    match (
+                        Ballot::open(client.clone(), &ha, key.clone()).await,
+                        subscribed,
+                    ) {
                         (Ok(ballot), Ok(subscriber)) => return (ballot, client, subscriber, ha),
                         (Err(e), _) => {
-                            if attempt % 10 == 0 {
+                            if attempt.is_multiple_of(10) {
                                 warn!(replicator = %name, error = %e, "Cannot open the election bucket yet; retrying.");
                             }
                         }
                         (_, Err(e)) => {
-                            if attempt % 10 == 0 {
+                            if attempt.is_multiple_of(10) {
                                 warn!(replicator = %name, error = %e, "Cannot subscribe to the sampling gossip yet; retrying.");
                             }
                         }
@@ -330,7 +333,9 @@ impl TopicReplicatorActor {
                     self.stats.clone(),
                 );
                 match (&self.gossip, &self.settings.ha) {
-                    (Some(gossip), Some(ha)) => gate.with_gossip(ha.identity.clone(), gossip.clone()),
+                    (Some(gossip), Some(ha)) => {
+                        gate.with_gossip(ha.identity.clone(), gossip.clone())
+                    }
                     _ => gate,
                 }
             },
@@ -619,7 +624,10 @@ impl Handler<StopReplicator> for TopicReplicatorActor {
 
     fn handle(&mut self, _: StopReplicator, _: &mut Self::Context) -> Self::Result {
         self.stop_workers();
-        let release = match (self.campaign.as_mut().and_then(Campaign::resign), &self.ballot) {
+        let release = match (
+            self.campaign.as_mut().and_then(Campaign::resign),
+            &self.ballot,
+        ) {
             (Some(revision), Some(ballot)) => Some((revision, ballot.clone())),
             _ => None,
         };
