@@ -228,6 +228,33 @@ mod tests {
     }
 
     #[test]
+    fn every_sampled_copy_but_a_redelivery_is_gossiped() {
+        let (gate, _stats, _events) = gate(sampled(Duration::from_secs(60)));
+        let (tx, mut rx) = mpsc::channel(8);
+        let gate = gate.with_gossip("node-1".to_owned(), tx);
+        let now = SystemTime::now();
+        let a = from("a");
+        assert_eq!(gate.decide("x", Some(&a), b"{}", 1, now), Verdict::Copy);
+        assert_eq!(gate.decide("x", Some(&a), b"{}", 2, now), Verdict::Sampled);
+        assert_eq!(gate.decide("x", Some(&a), b"{}", 1, now), Verdict::Copy);
+        let seen = rx.try_recv().expect("the first copy is gossiped");
+        assert_eq!(
+            (
+                seen.node.as_str(),
+                seen.sender.as_str(),
+                seen.seq,
+                seen.size
+            ),
+            ("node-1", "a", 1, 2)
+        );
+        assert_eq!(seen.copied_ms, sampling::unix_millis(now));
+        assert!(
+            rx.try_recv().is_err(),
+            "a skip or a redelivery is not gossiped"
+        );
+    }
+
+    #[test]
     fn a_message_without_a_sender_is_copied_and_counted() {
         let (gate, stats, _events) = gate(sampled(Duration::from_secs(60)));
         let now = SystemTime::now();

@@ -95,3 +95,60 @@ impl HaConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::super::parse;
+
+    const BASE: &str = "[networks.a]\nurls=[\"nats://127.0.0.1:1\"]\n[networks.b]\nurls=[\"nats://127.0.0.1:2\"]\n\
+                        [replicators.r]\nsource=\"a\"\ntarget=\"b\"\nstream=\"S\"\n";
+
+    fn problems(ha: &str) -> Vec<String> {
+        match parse(
+            Path::new("t.toml"),
+            &format!("{BASE}[replicators.r.ha]\n{ha}"),
+        ) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_choria_bucket_five_seconds_and_the_source_network() {
+        let config = parse(
+            Path::new("t.toml"),
+            &format!("{BASE}[replicators.r.ha]\nidentity = \"n1\"\n"),
+        )
+        .expect("valid");
+        let settings = config.replicators["r"].settings("r", Path::new("/tmp"));
+        let ha = settings.ha.clone().expect("ha on");
+        assert_eq!(ha.bucket, "CHORIA_LEADER_ELECTION");
+        assert_eq!(ha.ttl, std::time::Duration::from_secs(5));
+        assert_eq!(ha.identity, "n1");
+        assert_eq!(ha.network, "a");
+        assert_eq!(settings.election_key(), "SR_r_S");
+    }
+
+    #[test]
+    fn every_bad_key_is_named_with_its_value() {
+        let found =
+            problems("bucket = \"a.b\"\nttl = \"500ms\"\nidentity = \" \"\nnetwork = \"c\"\n");
+        let text = found.join("\n");
+        for expected in [
+            "replicators.r.ha.bucket = \"a.b\"",
+            "replicators.r.ha.ttl = \"500ms\"",
+            "replicators.r.ha.identity = \" \"",
+            "replicators.r.ha.network = \"c\"",
+        ] {
+            assert!(text.contains(expected), "{expected} missing in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let found = problems("leader = true\n");
+        assert!(found.join("\n").contains("leader"), "{found:?}");
+    }
+}
