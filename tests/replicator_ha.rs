@@ -129,10 +129,21 @@ async fn source_consumers(client: &async_nats::Client) -> Vec<String> {
 async fn assert_copied(
     source: &async_nats::Client,
     target: &async_nats::Client,
-    leader: &ChoirNode,
+    nodes: &[ChoirNode],
+    leader: usize,
     n: usize,
     ordered: bool,
 ) {
+    let logs = || {
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| format!("--- node-{i}:\n{}", node.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let leader_index = leader;
+    let leader = &nodes[leader];
     let done = eventually(Duration::from_secs(60), || async {
         count(target, "ORDERS").await >= n as u64
             && metric(leader, "choir_replicator_lag_messages", &[]) == Some(0.0)
@@ -140,16 +151,28 @@ async fn assert_copied(
     .await;
     assert!(
         done,
-        "target has {} of {n}; leader log:\n{}",
+        "target has {} of {n}; logs:\n{}",
         count(target, "ORDERS").await,
-        leader.log()
+        logs()
     );
     let messages = read_all(target, "ORDERS").await;
     assert_exactly_once(&messages, n, ordered);
-    assert_eq!(
-        source_consumers(source).await,
-        vec!["choir_orders".to_owned()],
-        "stale consumers on the source"
+    // Ordered: each node has its own consumer, deleted when it stands by, and a dead node's
+    // expires on the server (inactive threshold, 2 x TTL but at least 5 s). Queued: one
+    // consumer shared by all.
+    let expected = if ordered {
+        vec![format!("choir_orders_ha_node-{leader_index}")]
+    } else {
+        vec!["choir_orders".to_owned()]
+    };
+    let clean = eventually(Duration::from_secs(30), || async {
+        source_consumers(source).await == expected
+    })
+    .await;
+    assert!(
+        clean,
+        "stale consumers on the source: {:?}, expected {expected:?}",
+        source_consumers(source).await
     );
 }
 
@@ -176,7 +199,7 @@ async fn leader_killed_mid_copy(extra: &str, ordered: bool) {
     let alive: Vec<usize> = (0..3).filter(|&i| i != first).collect();
     let second = sole_leader(&nodes, &alive).await;
     publisher.await.unwrap();
-    assert_copied(&sc, &tc, &nodes[second], TOTAL, ordered).await;
+    assert_copied(&sc, &tc, &nodes, second, TOTAL, ordered).await;
     assert_eq!(
         metric(&nodes[second], "choir_replicator_elections_total", &[]),
         Some(1.0)
@@ -240,7 +263,7 @@ async fn paused_leader_overlaps_then_steps_down(extra: &str, ordered: bool) {
         .contains("Lost the replicator's election; stopped copying."));
     assert!(leads(&nodes[second]), "the new leader lost its place");
     publisher.await.unwrap();
-    assert_copied(&sc, &tc, &nodes[second], TOTAL, ordered).await;
+    assert_copied(&sc, &tc, &nodes, second, TOTAL, ordered).await;
 }
 
 #[tokio::test]
@@ -294,7 +317,7 @@ async fn a_restarted_old_leader_stands_by_and_takes_over_again_later() {
     let rest: Vec<usize> = (0..3).filter(|&i| i != second).collect();
     let third = sole_leader(&nodes, &rest).await;
     publisher.await.unwrap();
-    assert_copied(&sc, &tc, &nodes[third], TOTAL, true).await;
+    assert_copied(&sc, &tc, &nodes, third, TOTAL, true).await;
 }
 
 #[tokio::test]

@@ -159,19 +159,37 @@ impl ReplicatorSettings {
         format!("SR_{}_{}", clean(&self.name), clean(&self.source_stream))
     }
 
-    /// The durable consumer's name on the source stream.
+    /// The durable consumer's name on the source stream: `choir_<name>`, shared by every
+    /// worker (and every node) of a queued replicator. An ordered replicator with HA gets one
+    /// per node, `choir_<name>_ha_<identity>`: its consumer takes no acks on a limits stream,
+    /// so a paused old leader pulling from a shared one would take messages the new leader
+    /// then never sees.
     pub fn durable_name(&self) -> String {
-        let clean: String = self
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("choir_{clean}")
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        match (&self.ha, self.mode) {
+            (Some(ha), Mode::Ordered) => {
+                format!("choir_{}_ha_{}", clean(&self.name), clean(&ha.identity))
+            }
+            _ => format!("choir_{}", clean(&self.name)),
+        }
+    }
+
+    /// How long the server keeps an ordered HA node's own consumer without pulls: twice the
+    /// TTL, at least 5 s, so a dead leader's consumer goes away by itself.
+    pub fn ha_inactive_threshold(&self) -> Option<Duration> {
+        match (&self.ha, self.mode) {
+            (Some(ha), Mode::Ordered) => Some(ha.ttl.saturating_mul(2).max(Duration::from_secs(5))),
+            _ => None,
+        }
     }
 }

@@ -79,6 +79,8 @@ pub struct TopicReplicatorActor {
     /// publisher starts.
     gossip: Option<mpsc::Sender<Seen>>,
     pending_gossip: Option<mpsc::Receiver<Seen>>,
+    /// The node's shared source connection, once set up.
+    source: Option<Client>,
 }
 
 impl TopicReplicatorActor {
@@ -131,7 +133,31 @@ impl TopicReplicatorActor {
             voting: false,
             gossip,
             pending_gossip,
+            source: None,
         }
+    }
+
+    /// HA, ordered: deletes this node's own source consumer (it is per node, see
+    /// [`ReplicatorSettings::durable_name`]) when it stands by, so no consumer of a standby
+    /// is left on the source. A queued replicator's consumer is shared and stays.
+    fn delete_own_consumer(&self, ctx: &mut Context<Self>) {
+        let (Some(source), Some(_), Mode::Ordered) =
+            (self.source.clone(), &self.settings.ha, self.settings.mode)
+        else {
+            return;
+        };
+        let settings = self.settings.clone();
+        ctx.spawn(
+            async move {
+                let js = jetstream::new(source);
+                if let Ok(stream) = js.get_stream(&settings.source_stream).await {
+                    if stream.delete_consumer(&settings.durable_name()).await.is_ok() {
+                        info!(replicator = %settings.name, consumer = %settings.durable_name(), "Deleted this standby's source consumer.");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     /// Whether this node copies: always without HA, while it leads with HA.
@@ -207,6 +233,7 @@ impl TopicReplicatorActor {
                     act.ballot = Some(ballot);
                     act.campaign = Some(campaign);
                     act.stats.leader.set(0);
+                    act.delete_own_consumer(ctx);
                     info!(replicator = %act.settings.name, node = %ha.identity, bucket = %ha.bucket, key = %act.settings.election_key(), "Standing by in the replicator's election.");
                     act.vote(ctx);
                     ctx.run_interval(interval, |act, ctx| act.vote(ctx));
@@ -221,7 +248,7 @@ impl TopicReplicatorActor {
             return;
         };
         if campaign.expire(Instant::now()) == Change::Lost {
-            self.lost("no renewal succeeded within the lease");
+            self.lost("no renewal succeeded within the lease", ctx);
         }
         let (Some(campaign), Some(ballot)) = (self.campaign.as_ref(), self.ballot.clone()) else {
             return;
@@ -236,7 +263,7 @@ impl TopicReplicatorActor {
         ctx.spawn(
             async move { ballot.run(attempt, within).await }
                 .into_actor(self)
-                .map(move |outcome, act, _| {
+                .map(move |outcome, act, ctx| {
                     act.voting = false;
                     let leader = act.copying();
                     let Some(campaign) = act.campaign.as_mut() else {
@@ -251,7 +278,7 @@ impl TopicReplicatorActor {
                     }
                     match campaign.record(outcome, sent) {
                         Change::Won => act.won(),
-                        Change::Lost => act.lost("another node holds the election key"),
+                        Change::Lost => act.lost("another node holds the election key", ctx),
                         Change::None => {}
                     }
                 }),
@@ -265,9 +292,10 @@ impl TopicReplicatorActor {
         self.start_workers();
     }
 
-    fn lost(&mut self, reason: &str) {
+    fn lost(&mut self, reason: &str, ctx: &mut Context<Self>) {
         self.stop_workers();
         self.stats.leader.set(0);
+        self.delete_own_consumer(ctx);
         warn!(replicator = %self.settings.name, %reason, "Lost the replicator's election; stopped copying.");
     }
 
@@ -519,6 +547,7 @@ impl Actor for TopicReplicatorActor {
         ctx.spawn(setup.into_actor(self).map(|(source, target), act, ctx| {
             act.stats.ready.set(1);
             act.start_advisories(target.clone());
+            act.source = Some(source.clone());
             match act.settings.ha.clone() {
                 None => {
                     act.stats.leader.set(1);
