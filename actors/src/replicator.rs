@@ -15,7 +15,9 @@
 //! - [`setup`], [`gate`], [`stats`]: JetStream setup and resume points, copy decisions,
 //!   metrics;
 //! - [`election`], [`gossip`]: high availability (one leader among nodes) and the sampling
-//!   state its replicas share.
+//!   state its replicas share;
+//! - [`choria`]: Choria Stream Replicator compatibility (headers, advisories, heartbeats,
+//!   metric names).
 
 pub mod advisory;
 pub mod inspect;
@@ -24,6 +26,7 @@ mod inspect_fuzz_tests;
 pub mod sampling;
 
 pub mod acks;
+pub mod choria;
 pub mod context;
 pub mod election;
 pub mod envelope;
@@ -42,4 +45,4 @@ pub mod worker;
 
 pub use settings::{Mode, ReplicatorSettings, StartPosition};
 pub use stats::ReplicatorMetrics;
-pub use topic::{ReplicatorNetworks, StopReplicator, TopicReplicatorActor};
+pub use topic::{ReplicatorNetworks, TopicReplicatorActor};

@@ -69,6 +69,16 @@ pub struct HaSettings {
     pub network: String,
 }
 
+/// Choria Stream Replicator compatibility (`compat = "choria"`): what the SR's tools,
+/// dashboards and advisory consumers expect, in addition to choir's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChoriaCompat {
+    /// The SR's top-level `name` (the site): choir's node name. It is the `<replicator>` of
+    /// `Choria-SR-Source`, the `replicator` of advisories and the `replicator` metric label;
+    /// the choir replicator's own name is the SR's per-stream `name` (`worker` label).
+    pub site: String,
+}
+
 /// Everything one replicator needs.
 #[derive(Clone, Debug)]
 pub struct ReplicatorSettings {
@@ -112,6 +122,10 @@ pub struct ReplicatorSettings {
     pub heartbeat: Option<Duration>,
     /// Leader election among nodes, when configured.
     pub ha: Option<HaSettings>,
+    /// Where heartbeats go (on the target network).
+    pub heartbeat_subject: String,
+    /// Choria Stream Replicator compatibility, when on.
+    pub choria: Option<ChoriaCompat>,
 }
 
 impl ReplicatorSettings {
@@ -121,6 +135,7 @@ impl ReplicatorSettings {
         let stream = stream.into();
         Self {
             dead_letter: format!("choir.replicator.{name}.dead_letter"),
+            heartbeat_subject: format!("choir.replicator.{name}.heartbeat"),
             name,
             target_stream: stream.clone(),
             source_stream: stream,
@@ -139,6 +154,7 @@ impl ReplicatorSettings {
             ack_wait: Duration::from_secs(30),
             heartbeat: None,
             ha: None,
+            choria: None,
         }
     }
 

@@ -50,6 +50,7 @@ pub struct ReplicatorMetrics {
     leader: Family<ReplicatorLabel, Gauge>,
     elections: Family<ReplicatorLabel, Counter>,
     gossip: Family<ReasonLabels, Counter>,
+    choria: super::choria::metrics::ChoriaSeries,
 }
 
 fn latency_histogram() -> Histogram {
@@ -78,7 +79,9 @@ impl ReplicatorMetrics {
             leader: Family::default(),
             elections: Family::default(),
             gossip: Family::default(),
+            choria: super::choria::metrics::ChoriaSeries::default(),
         };
+        metrics.register_collector(this.choria.clone());
         metrics.register(
             "choir_replicator_received",
             "Source messages received",
@@ -172,6 +175,11 @@ impl ReplicatorMetrics {
         this
     }
 
+    /// The replicators exposed under the Choria Stream Replicator's metric names.
+    pub fn choria(&self) -> &super::choria::metrics::ChoriaSeries {
+        &self.choria
+    }
+
     /// Resolved handles for replicator `name`.
     pub fn for_replicator(&self, name: &str) -> ReplicatorStats {
         let l = ReplicatorLabel {
@@ -218,6 +226,14 @@ impl ReplicatorMetrics {
             leader: get(&self.leader, &l),
             elections: get(&self.elections, &l),
             gossip: self.gossip.clone(),
+            received_bytes: Counter::default(),
+            skipped_bytes: Counter::default(),
+            stream_sequence: Gauge::default(),
+            forced: Counter::default(),
+            processing_micros: Counter::default(),
+            heartbeats_sent: Counter::default(),
+            heartbeat_errors: Counter::default(),
+            heartbeat_seconds: FloatGauge::default(),
             name: name.to_owned(),
         }
     }
@@ -262,6 +278,22 @@ pub struct ReplicatorStats {
     pub latency: Histogram,
     /// 1 once the replicator is set up (streams found, consumer in place).
     pub ready: Gauge,
+    /// Payload bytes received from the source (the Choria SR's `total_bytes`).
+    pub received_bytes: Counter,
+    /// Payload bytes skipped by sampling.
+    pub skipped_bytes: Counter,
+    /// Source stream sequence of the last message received.
+    pub stream_sequence: Gauge,
+    /// Copies forced by `force_field`.
+    pub forced: Counter,
+    /// Sum of publish-to-ack times of copies, microseconds.
+    pub processing_micros: Counter,
+    /// Heartbeats published.
+    pub heartbeats_sent: Counter,
+    /// Heartbeats that could not be published.
+    pub heartbeat_errors: Counter,
+    /// How long the last heartbeat publish took, seconds.
+    pub heartbeat_seconds: FloatGauge,
     /// 1 while this node leads (or copies without HA).
     pub leader: Gauge,
     /// Elections won.
@@ -278,6 +310,28 @@ impl ReplicatorStats {
                 reason: kind.to_owned(),
             })
             .inc();
+    }
+    /// Counts one source message of `bytes` payload bytes at stream sequence `seq`.
+    pub fn record_received(&self, seq: u64, bytes: usize) {
+        self.received.inc();
+        self.received_bytes
+            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+        self.stream_sequence
+            .set(i64::try_from(seq).unwrap_or(i64::MAX));
+    }
+
+    /// The replicator's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Advisories counted under `event` (an event name, `failed` or `dropped`).
+    pub fn advisories_of(&self, event: &str) -> u64 {
+        let label = ReasonLabels {
+            replicator: self.name.clone(),
+            reason: event.to_owned(),
+        };
+        self.advisories.get(&label).map_or(0, |c| c.get())
     }
 
     /// Counts one advisory of `event`.
