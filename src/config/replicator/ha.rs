@@ -9,7 +9,7 @@ use super::super::names::valid_name;
 use super::super::{Config, Problems};
 
 /// The Choria Stream Replicator's election bucket, so its tools find choir's keys.
-pub const DEFAULT_BUCKET: &str = "CHORIA_LEADER_ELECTION";
+const DEFAULT_BUCKET: &str = "CHORIA_LEADER_ELECTION";
 
 /// Shortest and longest TTL (the Choria Stream Replicator's range).
 const TTL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
