@@ -84,12 +84,23 @@ impl Node {
         })?;
 
         let mut embedded = Vec::new();
+        let mut embedded_vars = serde_json::Map::new();
+        // The newest installed nats-server, looked up once for every embedded network that
+        // does not name its own.
+        let mut newest = None;
         let mut urls = BTreeMap::new();
         for (name, network) in &config.networks {
             if network.embedded {
                 let binary = match &network.nats_server {
-                    Some(path) => path.clone(),
-                    None => embedded::find_nats_server()
+                    Some(path) => embedded::NatsBinary {
+                        path: path.clone(),
+                        version: crate::nats_binary::server_version(path)
+                            .inspect_err(|e| warn!(network = %name, error = %e, "The configured nats-server gives no version; starting it anyway."))
+                            .ok(),
+                    },
+                    None => newest
+                        .get_or_insert_with(embedded::newest_nats_server)
+                        .clone()
                         .ok_or_else(|| EmbeddedError::NotFound(name.clone()))?,
                 };
                 let port = match network.port {
@@ -98,12 +109,14 @@ impl Node {
                 };
                 let spec = EmbeddedServerSpec {
                     network: name.clone(),
-                    binary,
+                    binary: binary.path,
+                    version: binary.version,
                     port,
                     store_dir: node.state_dir.join("nats").join(name),
                     server_name: format!("choir-{}-{name}", node.name),
                 };
                 urls.insert(name.clone(), vec![spec.url()]);
+                embedded_vars.insert(name.clone(), spec.vars());
                 embedded.push(EmbeddedServerActor::new(spec).start());
             } else {
                 urls.insert(name.clone(), network.urls.clone());
@@ -176,6 +189,7 @@ impl Node {
                     started,
                     components,
                     security: fleet.security,
+                    embedded: embedded_vars,
                 };
                 let handle = monitor::start_with_watchdog(addr, state, watchdog.clone()).map_err(
                     |source| NodeError::Monitor {
