@@ -205,7 +205,7 @@ pub fn newest_of(paths: &[PathBuf]) -> Option<NatsBinary> {
         let version = match server_version(path) {
             Ok(version) => version,
             Err(e) => {
-                debug!(error = %e, "Passing over a nats-server that gives no version.");
+                debug!(error = %choir_actors::error_chain::Chain(&e), "Passing over a nats-server that gives no version.");
                 continue;
             }
         };

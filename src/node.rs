@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use choir_actors::connection::{Drain, NetworkActor, NetworkHealth, NetworkMetrics};
+use choir_actors::error_chain::Chain;
 use choir_actors::federation::FederationBrokerActor;
 use choir_actors::metrics::Metrics;
 use choir_actors::replicator::TopicReplicatorActor;
@@ -92,12 +93,20 @@ impl Node {
         for (name, network) in &config.networks {
             if network.embedded {
                 let binary = match &network.nats_server {
-                    Some(path) => embedded::NatsBinary {
-                        path: path.clone(),
-                        version: crate::nats_binary::server_version(path)
-                            .inspect_err(|e| warn!(network = %name, error = %e, "The configured nats-server gives no version; starting it anyway."))
-                            .ok(),
-                    },
+                    Some(path) => {
+                        let version = crate::nats_binary::server_version(path);
+                        if let Err(e) = &version {
+                            warn!(
+                                network = %name,
+                                error = %Chain(e),
+                                "The configured nats-server gives no version; starting it anyway."
+                            );
+                        }
+                        embedded::NatsBinary {
+                            path: path.clone(),
+                            version: version.ok(),
+                        }
+                    }
                     None => newest
                         .get_or_insert_with(embedded::newest_nats_server)
                         .clone()
