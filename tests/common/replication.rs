@@ -91,5 +91,8 @@ fn duplicates(messages: &[Stored]) -> String {
         .take(5)
         .map(|(i, v)| format!("{i} at {v:?}"))
         .collect();
-    format!("{} indices stored more than once, first: {first:?}", dups.len())
+    format!(
+        "{} indices stored more than once, first: {first:?}",
+        dups.len()
+    )
 }
