@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use choir_actors::connection::backoff;
+use choir_actors::supervision::{Backoff, Restarts, Shutdown};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::Command;
@@ -108,13 +108,16 @@ fn kill_stale(pid_file: &Path) {
     let _ = std::fs::remove_file(pid_file);
 }
 
+/// A server run that lasted this long was healthy: its exit restarts with the shortest delay.
+const STABLE_RUN: Duration = Duration::from_secs(30);
+
 /// Supervises one embedded nats-server child process.
 pub struct EmbeddedServerActor {
     spec: EmbeddedServerSpec,
     stop: Option<oneshot::Sender<()>>,
     running: watch::Sender<bool>,
     stopping: bool,
-    quick_exits: u32,
+    restarts: Restarts,
     starts: u64,
 }
 
@@ -133,7 +136,7 @@ impl EmbeddedServerActor {
             stop: None,
             running,
             stopping: false,
-            quick_exits: 0,
+            restarts: Restarts::new(Backoff::PROCESS_RESTART).stable_after(STABLE_RUN),
             starts: 0,
         }
     }
@@ -233,11 +236,8 @@ impl EmbeddedServerActor {
             if act.stopping {
                 return;
             }
-            if started_at.elapsed() > Duration::from_secs(30) {
-                act.quick_exits = 0;
-            }
-            let delay = backoff(act.quick_exits, Duration::from_millis(250), Duration::from_secs(10));
-            act.quick_exits = act.quick_exits.saturating_add(1);
+            act.restarts.exited(started_at.elapsed());
+            let delay = act.restarts.delay();
             warn!(network, %reason, restart_in = ?delay, "Embedded nats-server exited; restarting it.");
             ctx.run_later(delay, |act, ctx| {
                 if !act.stopping {
@@ -256,15 +256,11 @@ impl Actor for EmbeddedServerActor {
     }
 }
 
-/// Command: stop the server and wait until it exited.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopServer;
-
-impl Handler<StopServer> for EmbeddedServerActor {
+/// At node shutdown the server is stopped for good; the answer comes once it exited.
+impl Handler<Shutdown> for EmbeddedServerActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: StopServer, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use actix::prelude::*;
 use choir_actors::connection::NetworkHealth;
-use choir_actors::federation::{FederationBrokerActor, FederationMetrics, StopBroker};
+use choir_actors::federation::{FederationBrokerActor, FederationMetrics};
 use choir_actors::metrics::Metrics;
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{error, info, warn};
@@ -84,10 +84,4 @@ pub fn start(
         );
     }
     (arbiters, brokers)
-}
-
-/// Drains every broker's connections and keeps it stopped (before the servers go away).
-pub async fn stop(brokers: &[ActorSlot<FederationBrokerActor>]) {
-    let stops = brokers.iter().map(|slot| slot.get().send(StopBroker));
-    futures::future::join_all(stops).await;
 }

@@ -17,11 +17,14 @@
 //! - [`emulate`]: `choir emulate` and the `[emulator]` fleet of `choir run` (fd limit,
 //!   progress bar, `/debug/vars`).
 //! - [`federation`]: starts the `[federation.<cluster>]` brokers.
+//! - [`import`]: `choir import stream-replicator`, the Choria Stream Replicator's YAML as
+//!   choir TOML (also read directly by `choir run sr.yaml`).
 //! - [`nats_binary`]: where the `nats-server` binary is (used by config checks and
 //!   [`embedded`]).
 //! - [`monitor`]: the HTTP monitor (`/metrics`, `/healthz`, `/debug/vars`).
 //! - [`playbook`]: `choir playbook run|show|check`, the command-line playbook runner.
 //! - [`replication`]: starts the `[replicators.*]` (the actors live in `choir-actors`).
+//! - [`replicator_cli`]: `choir replicator state|advisories`, operator tools.
 //! - [`signal`]: waiting for SIGINT or SIGTERM.
 //! - [`telemetry`]: logging setup.
 //!
@@ -33,11 +36,13 @@ pub mod config;
 pub mod embedded;
 pub mod emulate;
 pub mod federation;
+pub mod import;
 pub mod monitor;
 pub mod nats_binary;
 pub mod node;
 pub mod playbook;
 pub mod replication;
+pub mod replicator_cli;
 pub mod security_args;
 pub mod signal;
 pub mod telemetry;

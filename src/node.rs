@@ -17,16 +17,16 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use choir_actors::connection::{Drain, NetworkActor, NetworkHealth, NetworkMetrics};
+use choir_actors::connection::{NetworkActor, NetworkHealth, NetworkMetrics};
 use choir_actors::error_chain::Chain;
 use choir_actors::federation::FederationBrokerActor;
 use choir_actors::metrics::Metrics;
 use choir_actors::replicator::TopicReplicatorActor;
-use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
+use choir_actors::supervision::{shutdown_all, ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::embedded::{self, EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec, StopServer};
+use crate::embedded::{self, EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec};
 use crate::monitor::{self, Components, MonitorState};
 use crate::signal::wait_for_signal;
 
@@ -64,7 +64,7 @@ pub struct Node {
     pub networks: BTreeMap<String, ActorSlot<NetworkActor>>,
     /// The resolved URL of every network (an embedded one's server URL included).
     pub urls: BTreeMap<String, Vec<String>>,
-    embedded: Vec<Addr<EmbeddedServerActor>>,
+    embedded: Vec<(String, Addr<EmbeddedServerActor>)>,
     replicators: Vec<ActorSlot<TopicReplicatorActor>>,
     brokers: Vec<ActorSlot<FederationBrokerActor>>,
     arbiters: Vec<Arbiter>,
@@ -126,7 +126,10 @@ impl Node {
                 };
                 urls.insert(name.clone(), vec![spec.url()]);
                 embedded_vars.insert(name.clone(), spec.vars());
-                embedded.push(EmbeddedServerActor::new(spec).start());
+                embedded.push((
+                    format!("embedded/{name}"),
+                    EmbeddedServerActor::new(spec).start(),
+                ));
             } else {
                 urls.insert(name.clone(), network.urls.clone());
             }
@@ -231,25 +234,21 @@ impl Node {
         })
     }
 
-    /// Drains every connection, stops the embedded servers and the monitor, within `timeout`.
+    /// Stops everything within `timeout`, each group with one [`Shutdown`] (answered once the
+    /// group finished what it accepted) before the next: the replicators (trackers persisted),
+    /// the federation brokers and the networks (connections drained), the monitor, the
+    /// embedded servers.
+    ///
+    /// [`Shutdown`]: choir_actors::supervision::Shutdown
     pub async fn shutdown(self, timeout: Duration) {
         let work = async {
-            crate::replication::stop(&self.replicators).await;
-            crate::federation::stop(&self.brokers).await;
-            let drains = self.networks.iter().map(|(name, slot)| {
-                let addr = slot.get();
-                async move {
-                    if addr.send(Drain).await.is_err() {
-                        warn!(network = %name, "Network actor was gone at shutdown.");
-                    }
-                }
-            });
-            futures::future::join_all(drains).await;
+            shutdown_all(self.replicators.iter().map(ActorSlot::named)).await;
+            shutdown_all(self.brokers.iter().map(ActorSlot::named)).await;
+            shutdown_all(self.networks.values().map(ActorSlot::named)).await;
             if let Some(monitor) = &self.monitor {
                 monitor.stop(true).await;
             }
-            let stops = self.embedded.iter().map(|addr| addr.send(StopServer));
-            futures::future::join_all(stops).await;
+            shutdown_all(self.embedded.iter().cloned()).await;
         };
         if actix_rt::time::timeout(timeout, work).await.is_err() {
             warn!(?timeout, "Shutdown took too long; exiting anyway.");

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use choir_actors::connection::{NetworkActor, NetworkHealth};
 use choir_actors::metrics::Metrics;
-use choir_actors::replicator::{
-    ReplicatorMetrics, ReplicatorNetworks, StopReplicator, TopicReplicatorActor,
-};
+use choir_actors::replicator::{ReplicatorMetrics, ReplicatorNetworks, TopicReplicatorActor};
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 
 use crate::config::Config;
@@ -62,8 +60,17 @@ pub fn start(
                     .reporting_to(health),
             ),
         };
-        let settings = replicator.settings(name, &config.node.state_dir);
+        let mut settings = replicator.settings(name, &config.node.state_dir);
+        settings.choria = replicator.choria_compat(&config.node);
         let stats = families.for_replicator(name);
+        if let Some(choria) = &settings.choria {
+            families.choria().expose(
+                &stats,
+                &settings.source_stream,
+                &choria.site,
+                settings.heartbeat.is_some(),
+            );
+        }
         let (watched, slot) = WatchedActor::start(format!("replicator/{name}"), move || {
             let (settings, networks, stats) = (settings.clone(), networks.clone(), stats.clone());
             Supervisor::start(move |_| TopicReplicatorActor::new(settings, networks, stats))
@@ -73,12 +80,4 @@ pub fn start(
         slots.push(slot);
     }
     slots
-}
-
-/// Stops every replicator (persisting sampling trackers).
-pub async fn stop(replicators: &[ActorSlot<TopicReplicatorActor>]) {
-    let stops = replicators
-        .iter()
-        .map(|slot| slot.get().send(StopReplicator));
-    futures::future::join_all(stops).await;
 }

@@ -33,7 +33,7 @@
 //! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
 //! - [`problems`]: every problem of a config or playbook file, each with its key and value.
 //!
-//! Messages are commands (`Drain`), past-tense events (`ConnectionLost`) or queries
+//! Messages are commands (`Shutdown`), past-tense events (`ConnectionLost`) or queries
 //! (`GetClient`, `GetStatus`). Wire types (what travels over NATS) live apart from actor
 //! messages.
 

@@ -33,6 +33,11 @@ impl Metrics {
         self.registry.lock().register(name, help, metric);
     }
 
+    /// Registers `collector`, asked for its metrics at every scrape.
+    pub fn register_collector(&self, collector: impl prometheus_client::collector::Collector) {
+        self.registry.lock().register_collector(Box::new(collector));
+    }
+
     /// The whole registry in the Prometheus text exposition format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();

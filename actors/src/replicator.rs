@@ -13,7 +13,9 @@
 //! - [`worker`]: `ReplicaWorkerActor`, one per worker arbiter, with its own connections;
 //! - [`ordered`], [`queued`]: the two copy loops; [`acks`]: the target ack inbox they share;
 //! - [`setup`], [`gate`], [`stats`]: JetStream setup and resume points, copy decisions,
-//!   metrics.
+//!   metrics;
+//! - [`choria`]: Choria Stream Replicator compatibility (headers, advisories, heartbeats,
+//!   metric names).
 
 pub mod advisory;
 pub mod inspect;
@@ -22,6 +24,7 @@ mod inspect_fuzz_tests;
 pub mod sampling;
 
 pub mod acks;
+pub mod choria;
 pub mod context;
 pub mod envelope;
 pub mod failure;
@@ -38,4 +41,4 @@ pub mod worker;
 
 pub use settings::{Mode, ReplicatorSettings, StartPosition};
 pub use stats::ReplicatorMetrics;
-pub use topic::{ReplicatorNetworks, StopReplicator, TopicReplicatorActor};
+pub use topic::{ReplicatorNetworks, TopicReplicatorActor};

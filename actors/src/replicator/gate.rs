@@ -90,6 +90,9 @@ impl Gate {
             .force_field
             .as_ref()
             .is_some_and(|f| f.is_true(payload));
+        if forced {
+            self.stats.forced.inc();
+        }
         let decision = tracker
             .lock()
             .observe(&sender, seq, published, payload.len(), forced);
@@ -103,6 +106,9 @@ impl Gate {
             Verdict::Copy
         } else {
             self.stats.skipped_sampling.inc();
+            self.stats
+                .skipped_bytes
+                .inc_by(u64::try_from(payload.len()).unwrap_or(u64::MAX));
             Verdict::Sampled
         }
     }

@@ -615,29 +615,14 @@ impl SamplingTracker {
     /// consumer caught up to expire what went quiet meanwhile.
     pub fn load(path: &Path, config: SamplingConfig) -> Result<Self, SamplingError> {
         let mut tracker = Self::new(config)?;
-        let bytes = match fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(tracker),
-            Err(source) => {
-                return Err(SamplingError::Read {
-                    path: path.to_owned(),
-                    source,
-                })
+        let senders = match read_state_file(path) {
+            Ok(senders) => senders,
+            Err(SamplingError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(tracker)
             }
+            Err(e) => return Err(e),
         };
-        let decode_error = |source| SamplingError::Decode {
-            path: path.to_owned(),
-            source,
-        };
-        let version: StateVersion = rmp_serde::from_slice(&bytes).map_err(decode_error)?;
-        if version.version != STATE_VERSION {
-            return Err(SamplingError::UnsupportedVersion {
-                path: path.to_owned(),
-                found: version.version,
-            });
-        }
-        let state: StateFile = rmp_serde::from_slice(&bytes).map_err(decode_error)?;
-        for (sender, state) in state.senders {
+        for (sender, state) in senders {
             if let Some((evicted, _)) = tracker.senders.push(sender.clone(), state) {
                 if evicted != sender {
                     tracker.counters.evictions = tracker.counters.evictions.saturating_add(1);
@@ -646,6 +631,27 @@ impl SamplingTracker {
         }
         Ok(tracker)
     }
+}
+
+/// The senders saved at `path`, least recently seen first (for tools: no config needed).
+pub fn read_state_file(path: &Path) -> Result<Vec<(String, SenderState)>, SamplingError> {
+    let bytes = fs::read(path).map_err(|source| SamplingError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let decode_error = |source| SamplingError::Decode {
+        path: path.to_owned(),
+        source,
+    };
+    let version: StateVersion = rmp_serde::from_slice(&bytes).map_err(decode_error)?;
+    if version.version != STATE_VERSION {
+        return Err(SamplingError::UnsupportedVersion {
+            path: path.to_owned(),
+            found: version.version,
+        });
+    }
+    let state: StateFile = rmp_serde::from_slice(&bytes).map_err(decode_error)?;
+    Ok(state.senders)
 }
 
 /// Writes `bytes` to `path` atomically (see [`crate::atomic_file::write`]). Blocking.
