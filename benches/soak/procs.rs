@@ -72,7 +72,7 @@ impl Server {
         let binary = std::env::var_os("CHOIR_NATS_SERVER")
             .filter(|p| !p.is_empty())
             .map(std::path::PathBuf::from)
-            .or_else(choir::embedded::find_nats_server)
+            .or_else(choir::nats_binary::find_nats_server)
             .expect("nats-server is not installed");
         let log = OpenOptions::new()
             .create(true)

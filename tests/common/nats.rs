@@ -29,7 +29,7 @@ pub fn binary() -> PathBuf {
             );
             path
         }
-        None => choir::embedded::find_nats_server().expect(
+        None => choir::nats_binary::find_nats_server().expect(
             "nats-server not found: install it (apt-get install nats-server) or set CHOIR_NATS_SERVER; .ci/run does",
         ),
     }

@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime};
 use async_nats::Client;
 
 use super::gate::Gate;
+use super::metrics::ReplicatorStats;
 use super::settings::ReplicatorSettings;
-use super::stats::ReplicatorStats;
 use crate::connection::dedicated::{connect_with_retry, Owner};
 use crate::connection::NetworkSettings;
 

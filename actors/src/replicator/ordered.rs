@@ -43,7 +43,7 @@ use super::choria::source_header;
 use super::context::WorkerContext;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
-use super::gate::Verdict;
+use super::gate::GateVerdict;
 use super::setup::{self, SetupError};
 use crate::supervision::Backoff;
 
@@ -315,7 +315,7 @@ impl Session<'_> {
                     w.stats.record_received(seq, raw.payload.len());
                     let bytes = raw.payload.len();
                     match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
-                        Verdict::Copy => {
+                        GateVerdict::Copy => {
                             let link = window.link(bytes);
                             let mut headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(link.expected_last), s.msg_id);
                             source_header::add(&mut headers, s.choria.as_ref(), &s.name, &s.source_stream, seq, published);
@@ -334,7 +334,7 @@ impl Session<'_> {
                             let result = result.map_err(|e| classify_send(&e));
                             window.published(link, seq, bytes, Held { message, published, sent }, answered, result);
                         }
-                        Verdict::Sampled | Verdict::TooOld => {
+                        GateVerdict::Sampled | GateVerdict::TooOld => {
                             window.skipped(seq, bytes, Held { message, published, sent });
                         }
                     }

@@ -16,7 +16,7 @@ use super::choria::source_header;
 use super::context::WorkerContext;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
-use super::gate::Verdict;
+use super::gate::GateVerdict;
 use super::settings::ReplicatorSettings;
 use super::setup;
 use crate::supervision::Backoff;
@@ -307,13 +307,13 @@ async fn session(
                 let raw = &message.message;
                 w.stats.record_received(seq, raw.payload.len());
                 match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
-                    Verdict::Copy => {
+                    GateVerdict::Copy => {
                         let entry = Entry { seq, message, published, sent: Instant::now(), attempt: 0, waiting: false };
                         if let Some((entry, failure)) = send(w, &inbox, &mut inflight, entry).await {
                             settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                         }
                     }
-                    Verdict::Sampled | Verdict::TooOld => {
+                    GateVerdict::Sampled | GateVerdict::TooOld => {
                         let _ = message.ack().await;
                     }
                 }

@@ -19,7 +19,7 @@ use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use super::super::stats::ReplicatorStats;
+use super::super::metrics::ReplicatorStats;
 
 /// The SR's labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -301,12 +301,12 @@ impl Collector for ChoriaSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
-    use crate::replicator::stats::ReplicatorMetrics;
+    use crate::metrics::MetricsRegistry;
+    use crate::replicator::metrics::ReplicatorMetrics;
 
     #[test]
     fn exposed_replicators_are_served_under_the_sr_names_and_labels() {
-        let metrics = Metrics::new();
+        let metrics = MetricsRegistry::new();
         let families = ReplicatorMetrics::register(&metrics);
         let stats = families.for_replicator("part1");
         let text = metrics.encode().unwrap();

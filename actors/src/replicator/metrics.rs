@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-use crate::metrics::Metrics;
+use crate::metrics::MetricsRegistry;
 
 /// Label of replicator metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,7 +56,7 @@ fn latency_histogram() -> Histogram {
 
 impl ReplicatorMetrics {
     /// Creates the families and registers them in `metrics`.
-    pub fn register(metrics: &Metrics) -> Self {
+    pub fn register(metrics: &MetricsRegistry) -> Self {
         let this = Self {
             received: Family::default(),
             copied: Family::default(),

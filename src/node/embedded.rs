@@ -19,6 +19,8 @@ use tokio::process::Command;
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
+use crate::nats_binary::ServerVersion;
+
 /// Errors of the embedded server.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
@@ -29,8 +31,6 @@ pub enum EmbeddedError {
     #[error("cannot find a free loopback port: {0}")]
     NoPort(std::io::Error),
 }
-
-pub use crate::nats_binary::{find_nats_server, newest_nats_server, NatsBinary, ServerVersion};
 
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> Result<u16, EmbeddedError> {

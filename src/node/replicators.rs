@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use choir_actors::connection::{NetworkActor, NetworkHealth};
-use choir_actors::metrics::Metrics;
+use choir_actors::metrics::MetricsRegistry;
 use choir_actors::replicator::{ReplicatorMetrics, ReplicatorNetworks, TopicReplicatorActor};
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 
@@ -19,7 +19,7 @@ pub fn start(
     config: &Config,
     networks: &BTreeMap<String, ActorSlot<NetworkActor>>,
     urls: &BTreeMap<String, Vec<String>>,
-    metrics: &Metrics,
+    metrics: &MetricsRegistry,
     watchdog: &Addr<WatchdogActor>,
     health: &NetworkHealth,
 ) -> Vec<ActorSlot<TopicReplicatorActor>> {
