@@ -28,6 +28,7 @@
 //! The binary (`src/main.rs`) is only the command line.
 
 pub mod adapters;
+pub mod agent;
 pub mod client_cli;
 pub mod config;
 pub mod embedded;
