@@ -147,7 +147,7 @@ impl Manager {
             binary,
             args: start.args(&self.config.identity),
             state_dir: self.config.state_dir.clone(),
-            ready: Ready::Http(start.monitor, "/debug/vars"),
+            ready: Ready::FleetUp(start.monitor),
             timeout: self.config.start_timeout,
         };
         let monitor = SocketAddr::from(([127, 0, 0, 1], start.monitor));
@@ -246,13 +246,18 @@ impl Manager {
         let (pid, mut data, uptime) = {
             let mut table = self.table.lock();
             let Some(running) = table.get_mut(kind) else {
-                return json!({"running": false});
+                return json!({"running": false, "binary": self.binary(kind)});
             };
             if let Ok(Some(status)) = running.child.try_wait() {
                 let pid = running.pid;
                 table.remove(kind);
                 warn!(process = kind.name(), pid, %status, "Process exited by itself.");
-                return json!({"running": false, "pid": pid, "exit": status.to_string()});
+                return json!({
+                    "running": false,
+                    "binary": self.binary(kind),
+                    "pid": pid,
+                    "exit": status.to_string(),
+                });
             }
             (
                 running.pid,
@@ -283,12 +288,25 @@ impl Manager {
         };
         if let Some(object) = data.as_object_mut() {
             object.insert("running".to_owned(), json!(true));
+            object.insert("binary".to_owned(), json!(self.binary(kind)));
             object.insert("pid".to_owned(), json!(pid));
             object.insert("rss_bytes".to_owned(), json!(rss));
             object.insert("uptime_seconds".to_owned(), json!(uptime));
             object.insert("vars".to_owned(), vars.unwrap_or(Value::Null));
         }
         data
+    }
+
+    /// The binary `kind` runs, if it is there.
+    fn binary(&self, kind: Kind) -> Option<String> {
+        let binary = match kind {
+            Kind::Emulator => &self.choir,
+            Kind::Nats => &self.nats_server,
+        };
+        binary
+            .as_ref()
+            .filter(|b| b.is_file())
+            .map(|b| b.display().to_string())
     }
 
     /// Stops every process (the agent is stopping).

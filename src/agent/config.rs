@@ -114,7 +114,7 @@ fn default_max_instances() -> u64 {
 }
 
 fn default_start_timeout() -> Duration {
-    Duration::from_secs(20)
+    Duration::from_secs(60)
 }
 
 fn default_stop_timeout() -> Duration {

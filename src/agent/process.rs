@@ -18,8 +18,9 @@ use super::request::Refusal;
 pub enum Ready {
     /// It accepts TCP connections here.
     Listening(SocketAddr),
-    /// It answers `GET <path>` with 200 on 127.0.0.1:`port`.
-    Http(u16, &'static str),
+    /// Its `/debug/vars` on 127.0.0.1:`port` shows a fleet whose daemons are all connected
+    /// (a `choir emulate`).
+    FleetUp(u16),
 }
 
 /// A process to start.
@@ -88,7 +89,7 @@ pub async fn start(launch: &Launch) -> Result<(Child, u32), Refusal> {
         if Instant::now() >= deadline {
             let _ = child.kill().await;
             return Err(Refusal::aborted(format!(
-                "{} did not become ready within {}: {}",
+                "{} did not become ready within {} (agent.start_timeout): {}",
                 launch.name,
                 humantime::format_duration(launch.timeout),
                 log_tail(&launch.log())
@@ -162,8 +163,18 @@ async fn probe(ready: &Ready) -> bool {
                 .await
                 .is_ok_and(|r| r.is_ok())
         }
-        Ready::Http(port, path) => http_get_json(*port, path).await.is_some(),
+        Ready::FleetUp(port) => http_get_json(*port, "/debug/vars")
+            .await
+            .is_some_and(|vars| fleet_up(&vars)),
     }
+}
+
+/// Whether an emulator's `/debug/vars` shows its fleet running: every daemon connected.
+pub fn fleet_up(vars: &serde_json::Value) -> bool {
+    vars["components"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["kind"] == "emulator" && c["state"] == "running")
+    })
 }
 
 /// `GET <path>` on 127.0.0.1:`port` (HTTP/1.0, at most 1 MiB, 2 s): the JSON body of a 200.

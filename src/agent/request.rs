@@ -179,7 +179,9 @@ impl NatsStart {
         let cluster = optional(data, "cluster")
             .map(|v| name(v, "cluster"))
             .transpose()?;
+        // 0 (a playbook's default) means no cluster.
         let cluster_port = optional(data, "cluster_port")
+            .filter(|v| v.as_u64() != Some(0) && v.as_str().map(str::trim) != Some("0"))
             .map(|v| port_input(v, "cluster_port"))
             .transpose()?;
         let routes = optional(data, "routes").map_or(Ok(Vec::new()), |v| list(v, "routes"))?;
@@ -468,7 +470,8 @@ mod tests {
         assert!(joined.contains("--cluster_name load --cluster nats://127.0.0.1:6300"));
         assert!(joined.contains("--routes nats://127.0.0.1:6301,nats://127.0.0.1:6302"));
         assert!(joined.ends_with("-js -sd /state/js"));
-        let single = NatsStart::read(&json!({"port": 4222, "monitor": 8222})).unwrap();
+        let single =
+            NatsStart::read(&json!({"port": 4222, "monitor": 8222, "cluster_port": 0})).unwrap();
         assert_eq!(
             single.args("0.0.0.0", "h", "/s").join(" "),
             "-a 0.0.0.0 -p 4222 -m 8222 --server_name h"
