@@ -44,7 +44,7 @@ struct Server {
 
 impl Server {
     fn start(conf: &Path, port: u16) -> Self {
-        let binary = choir::embedded::find_nats_server().expect("nats-server is not installed");
+        let binary = choir::nats_binary::find_nats_server().expect("nats-server is not installed");
         let child = Command::new(binary)
             .arg("-c")
             .arg(conf)

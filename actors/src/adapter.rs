@@ -68,7 +68,7 @@ use crate::connection::{GetClient, NetworkActor};
 use crate::error_chain::Chain;
 use crate::supervision::{ActorSlot, Backoff, Restarts};
 
-pub use metrics::{AdapterMetrics, WorkerMetrics};
+pub use metrics::{AdapterMetrics, AdapterWorkerMetrics};
 pub use output::{AdapterOutput, OUTPUT_PROTOCOL};
 pub use publish::{Delivery, RetryPolicy};
 pub use settings::{default_queue_group, AdapterProtocol, AdapterSettings};
@@ -121,7 +121,7 @@ pub struct AdapterActor {
     worker: usize,
     source: ActorSlot<NetworkActor>,
     target: ActorSlot<NetworkActor>,
-    metrics: WorkerMetrics,
+    metrics: AdapterWorkerMetrics,
     restarts: Restarts,
 }
 
@@ -210,7 +210,7 @@ async fn run(
     worker: usize,
     source: ActorSlot<NetworkActor>,
     target: ActorSlot<NetworkActor>,
-    metrics: WorkerMetrics,
+    metrics: AdapterWorkerMetrics,
     delay: Duration,
 ) -> Result<(), AdapterError> {
     if !delay.is_zero() {

@@ -10,6 +10,7 @@
 //! actix `Supervisor` restarts it, which connects anew.
 
 pub mod dedicated;
+pub mod metrics;
 pub mod settings;
 pub mod status;
 
@@ -23,8 +24,9 @@ use async_nats::{Client, ConnectOptions, Event};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+pub use metrics::NetworkMetrics;
 pub use settings::{Auth, NetworkSettings, TlsSettings};
-pub use status::{NetworkHealth, NetworkMetrics, NetworkStatus};
+pub use status::{NetworkHealth, NetworkStatus};
 
 /// How long [`Shutdown`] waits for the connection to report itself closed.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);

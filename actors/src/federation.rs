@@ -60,7 +60,7 @@ use crate::connection::{drain_and_close, NetworkSettings};
 use crate::error_chain::Chain;
 use crate::supervision::{Backoff, Restarts, Shutdown};
 
-pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, WorkerMetrics};
+pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, StageMetrics};
 pub use pipeline::{Direction, PathSpec};
 pub use settings::BrokerSettings;
 pub use transform::{transform_reply, transform_request, HopJson, Rejection, Rewritten};

@@ -31,6 +31,8 @@
 //!   fsync), shared by the replicator's sampling state and the playbook file store.
 //! - [`error_chain`]: [`error_chain::Chain`] prints an error with each of its causes once.
 //! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
+//! - [`names`]: the name rule (letters, digits, `-` and `_`) of config sections and
+//!   playbook names.
 //! - [`problems`]: every problem of a config or playbook file, each with its key and value.
 //!
 //! Messages are commands (`Shutdown`), past-tense events (`ConnectionLost`) or queries
@@ -47,6 +49,7 @@ pub mod federation;
 #[cfg(test)]
 mod fuzzing;
 pub mod metrics;
+pub mod names;
 pub mod playbook;
 pub mod problems;
 pub mod protocol;

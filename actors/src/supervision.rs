@@ -32,7 +32,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tracing::{error, info};
 
-use crate::metrics::Metrics;
+use crate::metrics::MetricsRegistry;
 
 /// The current address of a watched actor, shared by everyone who talks to it.
 pub struct ActorSlot<A: Actor> {
@@ -193,7 +193,7 @@ pub struct WatchdogActor {
 impl WatchdogActor {
     /// A watchdog checking every `interval`, counting respawns in `metrics` as
     /// `choir_actor_respawns_total{actor}`.
-    pub fn new(interval: Duration, metrics: &Metrics) -> Self {
+    pub fn new(interval: Duration, metrics: &MetricsRegistry) -> Self {
         let respawns = Family::<ActorLabel, Counter>::default();
         metrics.register(
             "choir_actor_respawns",
@@ -209,7 +209,7 @@ impl WatchdogActor {
 
     /// A watchdog that counts into a private registry (for tests and tools).
     pub fn unregistered(interval: Duration) -> Self {
-        Self::new(interval, &Metrics::new())
+        Self::new(interval, &MetricsRegistry::new())
     }
 
     fn check(&mut self) {

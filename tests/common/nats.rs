@@ -17,7 +17,7 @@ pub fn free_port() -> u16 {
 }
 
 fn binary() -> PathBuf {
-    choir::embedded::find_nats_server()
+    choir::nats_binary::find_nats_server()
         .expect("nats-server not found: install it (apt-get install nats-server); .ci/run does")
 }
 

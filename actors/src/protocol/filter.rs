@@ -43,18 +43,30 @@ pub struct FactFilter {
 /// ones first, so `>=` is not read as `>`).
 const FACT_OPERATORS: [&str; 8] = ["==", "!=", "<=", ">=", "=~", "<", ">", "="];
 
+/// Splits `fact<op>value` at its earliest fact operator, the longest one at that place
+/// (`cores>=4` is `cores`, `>=`, `4`; `=` is returned as written). The one rule for the
+/// `--fact` flag, playbook discovery facts and classic compound statements; the parts are not
+/// trimmed. `None` when the text holds no operator.
+pub(super) fn split_fact_expression(text: &str) -> Option<(&str, &'static str, &str)> {
+    let (pos, op) = FACT_OPERATORS
+        .iter()
+        .filter_map(|op| text.find(op).map(|p| (p, *op)))
+        .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())))?;
+    Some((
+        text.get(..pos).unwrap_or_default(),
+        op,
+        text.get(pos + op.len()..).unwrap_or_default(),
+    ))
+}
+
 impl FactFilter {
     /// Parses `fact<op>value` (`=` means `==`), e.g. `country=mt`, `cores>=4`, `os=~/linux/`,
     /// as the CLI's `--fact` and a playbook's discovery `facts` write it. The error says what
     /// is wrong, without the input (callers name the flag or key and value).
     pub fn parse_expression(text: &str) -> Result<Self, &'static str> {
-        let (pos, op) = FACT_OPERATORS
-            .iter()
-            .filter_map(|op| text.find(op).map(|p| (p, *op)))
-            .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())))
-            .ok_or("expected fact<operator>value, e.g. country=mt")?;
-        let fact = text.get(..pos).unwrap_or_default().trim();
-        let value = text.get(pos + op.len()..).unwrap_or_default().trim();
+        let (fact, op, value) =
+            split_fact_expression(text).ok_or("expected fact<operator>value, e.g. country=mt")?;
+        let (fact, value) = (fact.trim(), value.trim());
         if fact.is_empty() || value.is_empty() {
             return Err("fact and value must not be empty");
         }
@@ -98,6 +110,25 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fact_expression_splits_at_its_earliest_and_longest_operator() {
+        assert_eq!(
+            split_fact_expression("cores>=4"),
+            Some(("cores", ">=", "4"))
+        );
+        assert_eq!(split_fact_expression("a=b==c"), Some(("a", "=", "b==c")));
+        assert_eq!(
+            split_fact_expression("os=~/lin/"),
+            Some(("os", "=~", "/lin/"))
+        );
+        assert_eq!(
+            split_fact_expression(" x != y "),
+            Some((" x ", "!=", " y "))
+        );
+        assert_eq!(split_fact_expression("=x"), Some(("", "=", "x")));
+        assert_eq!(split_fact_expression("nothing"), None);
+    }
 
     #[test]
     fn all_five_keys_serialised() {

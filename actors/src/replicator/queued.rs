@@ -12,10 +12,11 @@ use futures::StreamExt;
 use tracing::{debug, error, info, warn};
 
 use super::acks::{AckInbox, AckOutcome};
+use super::choria::source_header;
 use super::context::WorkerContext;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
-use super::gate::Verdict;
+use super::gate::GateVerdict;
 use super::settings::ReplicatorSettings;
 use super::setup;
 use crate::supervision::Backoff;
@@ -44,7 +45,7 @@ struct Entry {
 impl Entry {
     /// The target headers of its copy (queued copies always carry `Nats-Msg-Id`).
     fn headers(&self, s: &ReplicatorSettings) -> async_nats::HeaderMap {
-        target_headers(
+        let mut headers = target_headers(
             self.message.headers.as_ref(),
             &s.name,
             &s.source_stream,
@@ -52,7 +53,16 @@ impl Entry {
             self.published,
             None,
             true,
-        )
+        );
+        source_header::add(
+            &mut headers,
+            s.choria.as_ref(),
+            &s.name,
+            &s.source_stream,
+            self.seq,
+            self.published,
+        );
+        headers
     }
 }
 
@@ -294,16 +304,16 @@ async fn session(
                         continue;
                     }
                 }
-                w.stats.received.inc();
                 let raw = &message.message;
+                w.stats.record_received(seq, raw.payload.len());
                 match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
-                    Verdict::Copy => {
+                    GateVerdict::Copy => {
                         let entry = Entry { seq, message, published, sent: Instant::now(), attempt: 0, waiting: false };
                         if let Some((entry, failure)) = send(w, &inbox, &mut inflight, entry).await {
                             settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                         }
                     }
-                    Verdict::Sampled | Verdict::TooOld => {
+                    GateVerdict::Sampled | GateVerdict::TooOld => {
                         let _ = message.ack().await;
                     }
                 }

@@ -17,6 +17,7 @@ use regex::Regex;
 use serde_json::{json, Map, Value};
 
 use super::super::fact_match::{compile_regex, strip_slashes, value_matches};
+use super::super::filter::split_fact_expression;
 use super::super::{FactOperator, NodeView};
 use super::CompoundError;
 
@@ -65,9 +66,6 @@ const MAX_ITEMS: usize = 512;
 /// Deepest nesting of `not` and parentheses.
 const MAX_DEPTH: usize = 64;
 
-/// Fact operators in search order (two-character ones first at the same place).
-const OPERATORS: [&str; 8] = ["==", "!=", "<=", ">=", "=~", "<", ">", "="];
-
 impl Statement {
     /// Reads a statement (see the module docs).
     pub fn compile(text: &str) -> Statement {
@@ -75,15 +73,10 @@ impl Statement {
         if strip_slashes(text).is_some() {
             return Self::named(text);
         }
-        let found = OPERATORS
-            .iter()
-            .filter_map(|op| text.find(op).map(|p| (p, *op)))
-            .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())));
-        let Some((pos, op)) = found else {
+        let Some((name, op, value)) = split_fact_expression(text) else {
             return Self::named(text);
         };
-        let name = text.get(..pos).unwrap_or_default().trim();
-        let value = text.get(pos + op.len()..).unwrap_or_default().trim();
+        let (name, value) = (name.trim(), value.trim());
         if name.is_empty() {
             return Self::named(text);
         }
@@ -364,14 +357,7 @@ fn function_hash(word: &str) -> Map<String, Value> {
         .unwrap_or_default()
         .trim_matches(|c| c == '\'' || c == '"');
     let rest = word.get(close + 1..).unwrap_or_default();
-    let (field, op, compare) = match OPERATORS
-        .iter()
-        .filter_map(|op| rest.find(op).map(|p| (p, *op)))
-        .min_by_key(|(p, op)| (*p, std::cmp::Reverse(op.len())))
-    {
-        Some((p, op)) => (&rest[..p], op, &rest[p + op.len()..]),
-        None => (rest, "", ""),
-    };
+    let (field, op, compare) = split_fact_expression(rest).unwrap_or((rest, "", ""));
     let mut hash = Map::new();
     hash.insert("name".into(), Value::from(name));
     hash.insert("params".into(), Value::from(params));

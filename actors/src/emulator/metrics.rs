@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::Metrics;
+use crate::metrics::MetricsRegistry;
 
 /// Why a daemon did not answer a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -153,7 +153,7 @@ impl EmulatorMetrics {
     }
 
     /// Creates the families and registers them in `metrics` (once per process).
-    pub fn register(metrics: &Metrics) -> Self {
+    pub fn register(metrics: &MetricsRegistry) -> Self {
         let this = Self::unregistered();
         metrics.register(
             "choir_emulator_daemons",
@@ -283,7 +283,7 @@ mod tests {
         assert_eq!(m.dropped_for(DropReason::Expired), 2);
         assert_eq!(m.dropped_for(DropReason::Json), 1);
         assert_eq!(m.dropped_total(), 3);
-        let registry = Metrics::new();
+        let registry = MetricsRegistry::new();
         let r = EmulatorMetrics::register(&registry);
         r.drop_for(DropReason::Filtered);
         let text = registry.encode().unwrap();

@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-use crate::metrics::Metrics;
+use crate::metrics::MetricsRegistry;
 
 /// Label of replicator metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +47,7 @@ pub struct ReplicatorMetrics {
     senders: Family<ReplicatorLabel, Gauge>,
     latency: Family<ReplicatorLabel, Histogram, fn() -> Histogram>,
     ready: Family<ReplicatorLabel, Gauge>,
+    choria: super::choria::metrics::ChoriaSeries,
 }
 
 fn latency_histogram() -> Histogram {
@@ -55,7 +56,7 @@ fn latency_histogram() -> Histogram {
 
 impl ReplicatorMetrics {
     /// Creates the families and registers them in `metrics`.
-    pub fn register(metrics: &Metrics) -> Self {
+    pub fn register(metrics: &MetricsRegistry) -> Self {
         let this = Self {
             received: Family::default(),
             copied: Family::default(),
@@ -72,7 +73,9 @@ impl ReplicatorMetrics {
             senders: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             ready: Family::default(),
+            choria: super::choria::metrics::ChoriaSeries::default(),
         };
+        metrics.register_collector(this.choria.clone());
         metrics.register(
             "choir_replicator_received",
             "Source messages received",
@@ -151,6 +154,11 @@ impl ReplicatorMetrics {
         this
     }
 
+    /// The replicators exposed under the Choria Stream Replicator's metric names.
+    pub fn choria(&self) -> &super::choria::metrics::ChoriaSeries {
+        &self.choria
+    }
+
     /// Resolved handles for replicator `name`.
     pub fn for_replicator(&self, name: &str) -> ReplicatorStats {
         let l = ReplicatorLabel {
@@ -194,6 +202,14 @@ impl ReplicatorMetrics {
             senders: get(&self.senders, &l),
             latency: get(&self.latency, &l),
             ready: get(&self.ready, &l),
+            received_bytes: Counter::default(),
+            skipped_bytes: Counter::default(),
+            stream_sequence: Gauge::default(),
+            forced: Counter::default(),
+            processing_micros: Counter::default(),
+            heartbeats_sent: Counter::default(),
+            heartbeat_errors: Counter::default(),
+            heartbeat_seconds: FloatGauge::default(),
             name: name.to_owned(),
         }
     }
@@ -238,9 +254,48 @@ pub struct ReplicatorStats {
     pub latency: Histogram,
     /// 1 once the replicator is set up (streams found, consumer in place).
     pub ready: Gauge,
+    /// Payload bytes received from the source (the Choria SR's `total_bytes`).
+    pub received_bytes: Counter,
+    /// Payload bytes skipped by sampling.
+    pub skipped_bytes: Counter,
+    /// Source stream sequence of the last message received.
+    pub stream_sequence: Gauge,
+    /// Copies forced by `force_field`.
+    pub forced: Counter,
+    /// Sum of publish-to-ack times of copies, microseconds.
+    pub processing_micros: Counter,
+    /// Heartbeats published.
+    pub heartbeats_sent: Counter,
+    /// Heartbeats that could not be published.
+    pub heartbeat_errors: Counter,
+    /// How long the last heartbeat publish took, seconds.
+    pub heartbeat_seconds: FloatGauge,
 }
 
 impl ReplicatorStats {
+    /// Counts one source message of `bytes` payload bytes at stream sequence `seq`.
+    pub fn record_received(&self, seq: u64, bytes: usize) {
+        self.received.inc();
+        self.received_bytes
+            .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+        self.stream_sequence
+            .set(i64::try_from(seq).unwrap_or(i64::MAX));
+    }
+
+    /// The replicator's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Advisories counted under `event` (an event name, `failed` or `dropped`).
+    pub fn advisories_of(&self, event: &str) -> u64 {
+        let label = ReasonLabels {
+            replicator: self.name.clone(),
+            reason: event.to_owned(),
+        };
+        self.advisories.get(&label).map_or(0, |c| c.get())
+    }
+
     /// Counts one advisory of `event`.
     pub fn advisory(&self, event: &str) {
         self.advisories

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use actix::prelude::*;
 use choir_actors::adapter::{AdapterActor, AdapterMetrics};
 use choir_actors::connection::NetworkActor;
-use choir_actors::metrics::Metrics;
+use choir_actors::metrics::MetricsRegistry;
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{error, info};
 
@@ -18,7 +18,7 @@ use crate::config::Config;
 pub fn start(
     config: &Config,
     networks: &BTreeMap<String, ActorSlot<NetworkActor>>,
-    metrics: &Metrics,
+    metrics: &MetricsRegistry,
     watchdog: &Addr<WatchdogActor>,
 ) -> Vec<Arbiter> {
     if config.adapters.is_empty() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use choir_actors::connection::{NetworkActor, NetworkHealth};
-use choir_actors::metrics::Metrics;
+use choir_actors::metrics::MetricsRegistry;
 use choir_actors::replicator::{ReplicatorMetrics, ReplicatorNetworks, TopicReplicatorActor};
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 
@@ -19,7 +19,7 @@ pub fn start(
     config: &Config,
     networks: &BTreeMap<String, ActorSlot<NetworkActor>>,
     urls: &BTreeMap<String, Vec<String>>,
-    metrics: &Metrics,
+    metrics: &MetricsRegistry,
     watchdog: &Addr<WatchdogActor>,
     health: &NetworkHealth,
 ) -> Vec<ActorSlot<TopicReplicatorActor>> {
@@ -60,8 +60,17 @@ pub fn start(
                     .reporting_to(health),
             ),
         };
-        let settings = replicator.settings(name, &config.node.state_dir);
+        let mut settings = replicator.settings(name, &config.node.state_dir);
+        settings.choria = replicator.choria_compat(&config.node);
         let stats = families.for_replicator(name);
+        if let Some(choria) = &settings.choria {
+            families.choria().expose(
+                &stats,
+                &settings.source_stream,
+                &choria.site,
+                settings.heartbeat.is_some(),
+            );
+        }
         let (watched, slot) = WatchedActor::start(format!("replicator/{name}"), move || {
             let (settings, networks, stats) = (settings.clone(), networks.clone(), stats.clone());
             Supervisor::start(move |_| TopicReplicatorActor::new(settings, networks, stats))

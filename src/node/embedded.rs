@@ -30,8 +30,6 @@ pub enum EmbeddedError {
     NoPort(std::io::Error),
 }
 
-pub use crate::nats_binary::find_nats_server;
-
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> Result<u16, EmbeddedError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(EmbeddedError::NoPort)?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use actix::prelude::*;
 use choir_actors::connection::NetworkHealth;
 use choir_actors::federation::{FederationBrokerActor, FederationMetrics};
-use choir_actors::metrics::Metrics;
+use choir_actors::metrics::MetricsRegistry;
 use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{error, info, warn};
 
@@ -19,7 +19,7 @@ use crate::config::Config;
 pub fn start(
     config: &Config,
     urls: &BTreeMap<String, Vec<String>>,
-    metrics: &Metrics,
+    metrics: &MetricsRegistry,
     watchdog: &Addr<WatchdogActor>,
     health: &NetworkHealth,
 ) -> (Vec<Arbiter>, Vec<ActorSlot<FederationBrokerActor>>) {
