@@ -25,7 +25,7 @@ struct Agent {
     identity: String,
     state: PathBuf,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Agent {
@@ -42,22 +42,24 @@ impl Agent {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let child = Command::new(choir_bin())
-            .arg("agent")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_agent(dir.path());
         Self {
             identity: identity.to_owned(),
             state,
             child,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// SIGKILLs the agent: its processes get no chance to stop.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts the agent again on the same config and state directory.
+    fn restart(&mut self) {
+        self.child = spawn_agent(self.dir.path());
     }
 
     /// The pid in the agent's pid file of `name` (`nats-server`, `emulator`).
@@ -87,6 +89,23 @@ impl Drop for Agent {
         }
         let _ = self.child.wait();
     }
+}
+
+fn spawn_agent(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))
+        .unwrap();
+    Command::new(choir_bin())
+        .arg("agent")
+        .arg(dir.join("agent.toml"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 /// Whether process `pid` is gone (or a zombie nobody reaped yet).
@@ -429,4 +448,45 @@ fn an_unusable_nats_server_binary_is_refused_and_nothing_runs() {
     assert!(out.contains("FAILED (1: cannot run nats-server"), "{out}");
     assert!(rpc(&mgmt, "nobin", "nats", "status", &[]).contains("running: false"));
     assert_eq!(agent.pid("nats-server"), None);
+}
+
+#[test]
+fn a_process_left_by_a_killed_agent_is_killed_by_the_next_agent_on_its_state_dir() {
+    let mgmt_server = NatsServer::start();
+    let mgmt = mgmt_server.url();
+    let mut agent = Agent::start("crashy", &mgmt, "");
+    let inputs = [
+        format!("port={}", free_port()),
+        format!("monitor={}", free_port()),
+    ];
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut out = String::new();
+    assert!(
+        poll_until(Duration::from_secs(30), || {
+            out = rpc(&mgmt, "crashy", "nats", "start", &inputs);
+            out.contains("crashy")
+        }),
+        "the agent never answered"
+    );
+    assert!(out.contains("OK"), "{out}");
+    let pid = agent.pid("nats-server").expect("a pid file");
+    agent.kill();
+    assert!(
+        !gone(pid),
+        "the server died with the SIGKILLed agent: nothing left to test"
+    );
+    agent.restart();
+    let killed = poll_until(Duration::from_secs(30), || gone(pid));
+    if !killed {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        killed,
+        "the next agent left the orphaned nats-server (pid {pid}) running"
+    );
+    assert_eq!(agent.pid("nats-server"), None);
+    let out = rpc(&mgmt, "crashy", "nats", "status", &[]);
+    assert!(out.contains("running: false"), "{out}");
 }
