@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../actors/src/protocol/security/test_pki.rs"]
+mod pki;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -138,7 +140,7 @@ fn playbook(name: &str, mgmt: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// `choir rpc agent action inputs…` to `identity`: the line of its reply.
+/// `choir rpc agent action inputs…` to `identity`: its output (stdout, then stderr).
 fn rpc(mgmt: &str, identity: &str, agent: &str, action: &str, inputs: &[&str]) -> String {
     let out = Command::new(choir_bin())
         .args(["rpc", agent, action])
@@ -148,7 +150,11 @@ fn rpc(mgmt: &str, identity: &str, agent: &str, action: &str, inputs: &[&str]) -
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn varz_number(monitor: u16, field: &str) -> Option<u64> {
@@ -489,4 +495,43 @@ fn a_process_left_by_a_killed_agent_is_killed_by_the_next_agent_on_its_state_dir
     assert_eq!(agent.pid("nats-server"), None);
     let out = rpc(&mgmt, "crashy", "nats", "status", &[]);
     assert!(out.contains("running: false"), "{out}");
+}
+
+#[test]
+fn a_secure_agent_answers_only_signed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::TestCa::new(dir.path(), "ca");
+    let rip = ca.issue(&pki::CertSpec::client("rip.mcollective"));
+    let mgmt_server = NatsServer::start();
+    let mgmt = mgmt_server.url();
+    let agent = Agent::start(
+        "secure",
+        &mgmt,
+        &format!("[agent.security]\nca = \"{}\"\n", ca.cert.display()),
+    );
+    let signing = [
+        "--cert",
+        rip.cert.to_str().unwrap(),
+        "--key",
+        rip.key.to_str().unwrap(),
+    ];
+    let mut out = String::new();
+    assert!(
+        poll_until(Duration::from_secs(30), || {
+            out = rpc(&mgmt, "secure", "nats", "status", &signing);
+            out.contains("running: false")
+        }),
+        "the agent never answered a signed request: {out}"
+    );
+    let mut unsigned = vec![
+        format!("port={}", free_port()),
+        format!("monitor={}", free_port()),
+    ];
+    unsigned.push("--insecure".to_owned());
+    let unsigned: Vec<&str> = unsigned.iter().map(String::as_str).collect();
+    let out = rpc(&mgmt, "secure", "nats", "start", &unsigned);
+    assert!(out.contains("no nodes discovered"), "{out}");
+    let out = rpc(&mgmt, "secure", "nats", "status", &signing);
+    assert!(out.contains("running: false"), "{out}");
+    assert_eq!(agent.pid("nats-server"), None);
 }
