@@ -60,6 +60,8 @@ pub enum EmulateError {
 }
 
 /// `choir emulate` flags (the original Choria emulator's, plus choir's own).
+// The field docs are clap help text: `<name>` is a placeholder there, not an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmulateArgs {
     /// Number of daemons to emulate.

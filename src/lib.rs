@@ -31,6 +31,8 @@
 //!
 //! The binary (`src/main.rs`) is only the command line.
 
+#![warn(unreachable_pub)]
+
 pub mod agent;
 pub mod client_cli;
 pub mod config;
