@@ -26,7 +26,7 @@ use super::setup_patience::{Report, SetupPatience};
 use super::worker::ReplicaWorkerActor;
 use crate::connection::{GetClient, NetworkActor, NetworkSettings};
 use crate::error_chain::Chain;
-use crate::supervision::{ActorSlot, Backoff, Shutdown};
+use crate::supervision::{shutdown_all, ActorSlot, Backoff, Shutdown};
 
 /// Capacity of the advisory queue; advisories beyond it are counted as dropped.
 const ADVISORY_QUEUE: usize = 65_536;
@@ -416,24 +416,34 @@ impl Supervised for TopicReplicatorActor {
     }
 }
 
-/// At node shutdown the replicator stops its workers and answers once the tracker is
-/// persisted.
+/// At node shutdown the replicator sends [`Shutdown`] to its workers, stops their arbiters
+/// once they answered, and answers once the tracker is persisted.
 impl Handler<Shutdown> for TopicReplicatorActor {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
-        for arbiter in self.arbiters.drain(..) {
-            arbiter.stop();
-        }
-        self.workers.clear();
-        let persist = self.persist();
         let name = self.settings.name.clone();
-        Box::pin(async move {
-            if let Some(persist) = persist {
-                persist.await;
+        let workers: Vec<(String, Addr<ReplicaWorkerActor>)> = self
+            .workers
+            .drain(..)
+            .enumerate()
+            .map(|(i, addr)| (format!("replicator/{name}/worker/{i}"), addr))
+            .collect();
+        Box::pin(shutdown_all(workers).into_actor(self).then(|(), act, _| {
+            // The workers stopped copying: the tracker holds their last decisions.
+            for arbiter in act.arbiters.drain(..) {
+                arbiter.stop();
             }
-            info!(replicator = %name, "Replicator stopped.");
-        })
+            let persist = act.persist();
+            let name = act.settings.name.clone();
+            async move {
+                if let Some(persist) = persist {
+                    persist.await;
+                }
+                info!(replicator = %name, "Replicator stopped.");
+            }
+            .into_actor(act)
+        }))
     }
 }
 
