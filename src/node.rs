@@ -78,7 +78,7 @@ pub struct Node {
     brokers: Vec<ActorSlot<FederationBrokerActor>>,
     arbiters: Vec<Arbiter>,
     monitor: Option<actix_web::dev::ServerHandle>,
-    _watchdog: Addr<WatchdogActor>,
+    watchdog: Addr<WatchdogActor>,
 }
 
 impl Node {
@@ -217,12 +217,13 @@ impl Node {
             brokers,
             arbiters,
             monitor,
-            _watchdog: watchdog,
+            watchdog,
         })
     }
 
     /// Stops everything within `timeout`, each group with one [`Shutdown`] (answered once the
-    /// group finished what it accepted) before the next, sources first: the emulated daemons
+    /// group finished what it accepted) before the next: the watchdog (nothing is re-created
+    /// from now on), then sources first: the emulated daemons
     /// (the fleet sends [`Shutdown`] to each), the adapter workers (subscriptions drained, what
     /// they took published), the replicators (workers stopped, trackers persisted), the
     /// federation brokers and the networks (connections drained), the monitor, the embedded
@@ -232,6 +233,7 @@ impl Node {
     pub async fn shutdown(mut self, timeout: Duration) {
         let fleet = self.fleet.take();
         let work = async {
+            shutdown_all([("watchdog".to_owned(), self.watchdog.clone())]).await;
             if let Some(fleet) = fleet {
                 fleet.shutdown().await;
             }

@@ -56,6 +56,8 @@ pub struct TopicReplicatorActor {
     workers: Vec<Addr<ReplicaWorkerActor>>,
     arbiters: Vec<Arbiter>,
     caught_up: bool,
+    /// Stopped for good by [`Shutdown`]: a setup that finishes later starts no workers.
+    stopped: bool,
 }
 
 impl TopicReplicatorActor {
@@ -97,6 +99,7 @@ impl TopicReplicatorActor {
             workers: Vec::new(),
             arbiters: Vec::new(),
             caught_up: false,
+            stopped: false,
         }
     }
 
@@ -297,6 +300,9 @@ impl Actor for TopicReplicatorActor {
             }
         };
         ctx.spawn(setup.into_actor(self).map(|(source, target), act, ctx| {
+            if act.stopped {
+                return;
+            }
             act.stats.ready.set(1);
             act.start_advisories(source.clone(), target.clone());
             act.start_workers();
@@ -422,6 +428,7 @@ impl Handler<Shutdown> for TopicReplicatorActor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.stopped = true;
         let name = self.settings.name.clone();
         let workers: Vec<(String, Addr<ReplicaWorkerActor>)> = self
             .workers
