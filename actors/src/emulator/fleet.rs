@@ -365,6 +365,25 @@ impl Fleet {
         }
         info!(instances = spec.instances, "Emulated daemons stopped.");
     }
+
+    /// Stops every daemon without waiting, for synchronous callers (tests, tools): the same
+    /// `Shutdown` to each daemon actor and abort to each task as [`Fleet::shutdown`], but the
+    /// arbiters stop at once, as the messages go out.
+    pub fn stop(self) {
+        for abort in &self.wire.aborts {
+            abort.abort();
+        }
+        for daemon in &self.daemons {
+            daemon.do_send(crate::supervision::Shutdown);
+        }
+        for link in &self.links {
+            link.do_send(crate::supervision::Shutdown);
+        }
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        info!(instances = self.spec.instances, "Emulated daemons stopped.");
+    }
 }
 
 /// The server URL a daemon names in its `seen-by` hops: `tls://` when it connects with TLS.
