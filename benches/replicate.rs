@@ -16,6 +16,9 @@
 //! target server's CPU per message between (a) and (f) is what the duplicate check costs, the
 //! reason ordered mode sends no `Nats-Msg-Id` by default.
 //!
+//! Case (h) is HA failover: the time from SIGKILL of the leader of three choir nodes to the
+//! first new copy, with TTL 5 s (see [`failover`]); it writes `target/bench-replicate-failover.json`.
+//!
 //! `CHOIR_BENCH_MESSAGES=N` changes the message count, `CHOIR_BENCH_CASES=ade` runs only some
 //! cases (ratios of cases not run print as NaN), `CHOIR_BENCH_WINDOW` sets the ordered window.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -445,4 +448,154 @@ fn main() {
         .join("bench-replicate.json");
     std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nwrote {}", out.display());
+    if std::env::var("CHOIR_BENCH_CASES")
+        .map(|c| c.contains('h'))
+        .unwrap_or(true)
+    {
+        failover(dir.path(), &source, &target);
+    }
+}
+
+/// Case (h), HA failover: three choir nodes run one ordered replicator with
+/// `[replicators.failover.ha] ttl = "5s"` (the election bucket on the source server). Each
+/// round waits until the target caught up, SIGKILLs the leader (found from the election key),
+/// publishes one message at once and times how long until it is in the target: only a new
+/// leader can copy it. The killed node is started again as a standby before the next round.
+/// `CHOIR_BENCH_FAILOVERS` sets the rounds (default 3).
+fn failover(dir: &Path, source: &Server, target: &Server) {
+    const TTL: Duration = Duration::from_secs(5);
+    let rounds: usize = std::env::var("CHOIR_BENCH_FAILOVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let start = |i: usize| {
+        let config = dir.join(format!("failover-{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"bench-{i}\"\nstate_dir = {:?}\nmonitor = \"off\"\n\n\
+                 [networks.source]\nurls = [\"{}\"]\n[networks.target]\nurls = [\"{}\"]\n\n\
+                 [replicators.failover]\nsource = \"source\"\ntarget = \"target\"\nstream = \"FAIL\"\n\
+                 target_stream = \"COPY_F\"\ntarget_subject_prefix = \"f\"\n\n\
+                 [replicators.failover.ha]\nttl = \"{}\"\nidentity = \"bench-{i}\"\n",
+                dir.join(format!("state-failover-{i}")).display().to_string(),
+                source.url(),
+                target.url(),
+                humantime::format_duration(TTL),
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_choir"))
+            .arg("run")
+            .arg(&config)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let times = rt.block_on(async {
+        let sjs = jetstream::new(async_nats::connect(source.url()).await.unwrap());
+        let tjs = jetstream::new(async_nats::connect(target.url()).await.unwrap());
+        sjs.create_stream(stream::Config {
+            name: "FAIL".into(),
+            subjects: vec!["fail.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut nodes: Vec<Option<Child>> = (0..3).map(|i| Some(start(i))).collect();
+        let mut published = 0u64;
+        let publish = |sjs: jetstream::Context| async move {
+            sjs.publish("fail.x", bytes::Bytes::from_static(b"x"))
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        };
+        // Who holds the key, once some node does and its copy works.
+        let leader = |published: u64| {
+            let (sjs, tjs) = (sjs.clone(), tjs.clone());
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    assert!(Instant::now() < deadline, "no leader copies");
+                    let holder = match sjs.get_key_value("CHORIA_LEADER_ELECTION").await {
+                        Ok(kv) => kv.get("SR_failover_FAIL").await.ok().flatten(),
+                        Err(_) => None,
+                    };
+                    if let Some(holder) = holder {
+                        if count(&tjs, "COPY_F").await >= published {
+                            let name = String::from_utf8_lossy(&holder).into_owned();
+                            return name.trim_start_matches("bench-").parse::<usize>().unwrap();
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let mut times = Vec::new();
+        for round in 0..rounds {
+            publish(sjs.clone()).await;
+            published += 1;
+            let first = leader(published).await;
+            // Let the leader renew a few times, so the kill lands at a random point of its
+            // renewal cycle.
+            tokio::time::sleep(TTL + Duration::from_millis(700 * round as u64)).await;
+            let mut child = nodes[first].take().unwrap();
+            let killed = Instant::now();
+            child.kill().unwrap();
+            child.wait().unwrap();
+            publish(sjs.clone()).await;
+            published += 1;
+            while count(&tjs, "COPY_F").await < published {
+                assert!(killed.elapsed() < Duration::from_secs(120), "no failover");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let took = killed.elapsed();
+            eprintln!(
+                "(h) round {round}: leader bench-{first} killed; first new copy after {:.2} s",
+                took.as_secs_f64()
+            );
+            times.push(took.as_secs_f64());
+            nodes[first] = Some(start(first));
+        }
+        for child in nodes.into_iter().flatten() {
+            stop(child);
+        }
+        times
+    });
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    let worst = sorted.last().copied().unwrap_or(f64::NAN);
+    let ttl = TTL.as_secs_f64();
+    println!();
+    println!(
+        "(h) HA failover, TTL {ttl:.0} s, {} rounds: SIGKILL of the leader to the first new copy",
+        times.len()
+    );
+    println!("{:<12} {:>8} {:>10} {:>8}", "", "seconds", "x TTL", "goal");
+    println!(
+        "{:<12} {median:>8.2} {:>10.2} {:>8}",
+        "median",
+        median / ttl,
+        "< 2"
+    );
+    println!(
+        "{:<12} {worst:>8.2} {:>10.2} {:>8}",
+        "worst",
+        worst / ttl,
+        "< 2"
+    );
+    let json = serde_json::json!({"ttl_secs": ttl, "seconds": times, "median_secs": median, "worst_secs": worst, "median_over_ttl": median / ttl});
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench-replicate-failover.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("wrote {}", out.display());
 }

@@ -60,6 +60,8 @@ pub enum EmulateError {
 }
 
 /// `choir emulate` flags (the original Choria emulator's, plus choir's own).
+// The field docs are clap help text: `<name>` is a placeholder there, not an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmulateArgs {
     /// Number of daemons to emulate.
@@ -484,6 +486,7 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
                 started: Instant::now(),
                 components: components.clone(),
                 security: spec.secure.is_some().then(|| counters.security.clone()),
+                embedded: Default::default(),
             };
             let handle = monitor::start(addr, state).map_err(|source| EmulateError::Monitor {
                 port: args.http_port,

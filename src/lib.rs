@@ -29,6 +29,8 @@
 //!
 //! The binary (`src/main.rs`) is only the command line.
 
+#![warn(unreachable_pub)]
+
 pub mod client_cli;
 pub mod config;
 pub mod emulate;

@@ -20,6 +20,8 @@ pub struct SecurityFlagError {
 }
 
 /// TLS and credentials flags.
+// The field docs are clap help text: `<its common name>` is a placeholder there, not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SecurityArgs {
     /// Connect with TLS (the client commands also turn it on with --ca or with a --config that

@@ -39,6 +39,8 @@
 //! (`GetClient`, `GetStatus`). Wire types (what travels over NATS) live apart from actor
 //! messages.
 
+#![warn(unreachable_pub)]
+
 pub mod adapter;
 pub mod atomic_file;
 pub mod client;
@@ -47,11 +49,11 @@ pub mod emulator;
 pub mod error_chain;
 pub mod federation;
 #[cfg(test)]
-mod fuzzing;
+use choir_protocol::fuzzing;
 pub mod metrics;
 pub mod names;
 pub mod playbook;
 pub mod problems;
-pub mod protocol;
+pub use choir_protocol as protocol;
 pub mod replicator;
 pub mod supervision;

@@ -15,6 +15,7 @@ use super::spec::{
 use super::store::{StoreConfig, StoreKind, DEFAULT_TIMEOUT, DEFAULT_TTL};
 use super::template::{self, Expr};
 use super::PlaybookError;
+use crate::names::valid_name;
 pub use crate::problems::Problem;
 use crate::problems::Problems;
 
@@ -204,13 +205,6 @@ pub fn split_store_key(text: &str) -> Option<(&str, &str)> {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !key.is_empty();
     valid.then_some((store, key))
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Takes Choria's top-level `name`, `version`, `author`, `description` and `tags` into

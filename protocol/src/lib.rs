@@ -53,6 +53,8 @@
 //!
 //! Every decoder returns [`ProtocolError`] on bad input and never panics.
 
+#![warn(unreachable_pub, missing_docs)]
+
 pub mod compound;
 mod encoding;
 mod error;
@@ -80,6 +82,8 @@ mod ttl;
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fuzzing;
 #[cfg(test)]
 pub(crate) mod schema_tests;
 

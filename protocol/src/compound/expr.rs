@@ -493,7 +493,7 @@ fn compare(cmp: Comparison, a: &Value, b: &Value) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Facts;
+    use crate::Facts;
     use serde_json::json;
 
     fn eval(text: &str) -> Option<bool> {

@@ -25,8 +25,8 @@ mod pem;
 mod verdict;
 mod verifier;
 
-#[cfg(test)]
-pub(crate) mod test_pki;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_pki;
 
 #[cfg(test)]
 mod openssl_tests;

@@ -5,7 +5,7 @@
 //! - `/regex/`: a class or an agent matches the regex;
 //! - `name<op>value` with `op` one of `==`, `=`, `!=`, `<`, `>`, `<=`, `>=`, `=~` (the
 //!   earliest operator in the text, the longest one at that place): a fact comparison as the
-//!   `fact` filter makes it ([`FactFilter`](crate::protocol::FactFilter)); `=` and `==` with a
+//!   `fact` filter makes it ([`FactFilter`](crate::FactFilter)); `=` and `==` with a
 //!   `/regex/` value are a regex match, `!=` with a `/regex/` value its negation. When the node
 //!   has no fact `identity`, a statement on `identity` compares the node's identity;
 //! - any other word: a class or an agent of that exact name.
@@ -478,7 +478,7 @@ fn is_keyword(word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Facts;
+    use crate::Facts;
 
     fn stack(text: &str) -> Vec<Value> {
         parse_select(text).unwrap()

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::test_pki::{CertSpec, Issued, KeyFormat, TestCa};
 use super::*;
-use crate::protocol::{
+use crate::{
     decode_base64, decode_request, unix_now, NewRequest, Reply, Request, SecureReply,
     SecureRequest, Transport, TransportHeaders,
 };
@@ -355,7 +355,7 @@ fn pem_that_is_not_a_certificate_is_refused() {
 
 #[test]
 fn signed_request_and_reply_validate_against_the_v1_schemas() {
-    let dir = crate::protocol::schema_tests::schema_dir();
+    let dir = crate::schema_tests::schema_dir();
     let id = identity(&fixture().allowed);
     let req = request(&id.callerid());
     let bytes = id

@@ -7,7 +7,7 @@ use proptest::test_runner::Config;
 
 /// `default` cases, or `PROPTEST_CASES` when set (as proptest's own default config reads it):
 /// CI runs a bounded count, a long local run sets the variable.
-pub(crate) fn cases(default: u32) -> Config {
+pub fn cases(default: u32) -> Config {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -22,7 +22,7 @@ pub(crate) fn cases(default: u32) -> Config {
 
 /// One edit of a byte string; positions wrap around its length.
 #[derive(Debug, Clone)]
-pub(crate) enum Mutation {
+pub enum Mutation {
     /// XOR a byte with a non-zero value.
     Flip(usize, u8),
     /// Insert a byte.
@@ -92,7 +92,7 @@ const TOKENS: &[&[u8]] = &[
 ];
 
 /// Any [`Mutation`].
-pub(crate) fn mutation() -> impl Strategy<Value = Mutation> {
+pub fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         3 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Flip(i, b)),
         2 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
@@ -108,12 +108,12 @@ pub(crate) fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 /// One to `max` mutations.
-pub(crate) fn mutations(max: usize) -> impl Strategy<Value = Vec<Mutation>> {
+pub fn mutations(max: usize) -> impl Strategy<Value = Vec<Mutation>> {
     proptest::collection::vec(mutation(), 1..=max.max(1))
 }
 
 /// Applies `mutations` in order.
-pub(crate) fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+pub fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
     for m in mutations {
         let len = bytes.len();
         match m {
@@ -145,6 +145,6 @@ pub(crate) fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
 }
 
 /// [`mutate`] on text, made UTF-8 again (for decoders that take `&str`).
-pub(crate) fn mutate_text(text: &str, mutations: &[Mutation]) -> String {
+pub fn mutate_text(text: &str, mutations: &[Mutation]) -> String {
     String::from_utf8_lossy(&mutate(text.as_bytes().to_vec(), mutations)).into_owned()
 }

@@ -1,7 +1,8 @@
 //! Property tests: no decoder panics on random bytes or on random mutations of valid
 //! messages at any layer of the onion, and the hand-written readers (the JSON [`Scanner`],
-//! the string unescaper, the client's reply decoder) give the same verdict and the same
-//! values as `serde_json` and the serde-based onion decoders on every input.
+//! the string unescaper) give the same verdict and the same values as `serde_json` and the
+//! serde-based onion decoders on every input. The client's reply decoder is checked against
+//! [`decode_reply`] in choir-actors (`client::decode_fuzz_tests`).
 //!
 //! Case counts: 256 per property unless `PROPTEST_CASES` says otherwise
 //! ([`cases`](crate::fuzzing::cases)).
@@ -132,7 +133,6 @@ proptest! {
 // === The JSON scanner and the string unescaper against serde_json ===
 
 use super::{unescape_json_string, Scanner};
-use crate::client::decode_reply_view;
 use crate::fuzzing::mutate_text;
 use serde::de::IgnoredAny;
 
@@ -349,31 +349,6 @@ proptest! {
     }
 
     #[test]
-    fn client_reply_decoder_agrees_with_the_protocol_decoder(
-        layer in 0usize..3,
-        muts in mutations(6),
-        body in "\\PC{0,24}",
-    ) {
-        let reply = Reply::for_request(&sample_request(), "n1", body);
-        let mut headers = TransportHeaders::for_reply_to(&TransportHeaders::default(), "n1");
-        headers.push_seen_by(super::SeenByHop::new("a", "b", "c"));
-        let bytes = match layer {
-            0 => mutate(encode_reply(&reply, headers).unwrap(), &muts),
-            1 => {
-                let secure = mutate(SecureReply::new(reply.to_json().unwrap()).to_vec().unwrap(), &muts);
-                Transport::new(&secure, headers).to_vec().unwrap()
-            }
-            _ => {
-                // The hash is taken over the mutated text, so the reply layer is reached.
-                let inner = mutate_text(&reply.to_json().unwrap(), &muts);
-                let secure = SecureReply::new(inner).to_vec().unwrap();
-                Transport::new(&secure, headers).to_vec().unwrap()
-            }
-        };
-        check_reply_decoders(&bytes)?;
-    }
-
-    #[test]
     fn decoded_output_is_never_larger_than_the_input(
         doc in proptest::sample::select(onion_documents()),
         muts in mutations(4),
@@ -443,67 +418,4 @@ proptest! {
             prop_assert_eq!(decode_request_unchecked_ttl(&again).unwrap().request, decoded.request);
         }
     }
-}
-
-/// The client's reply decoder against [`decode_reply`]: whatever the protocol decoder accepts,
-/// the client reads the same; whatever the client accepts has a valid secure layer (hash
-/// included) and a reply layer serde reads with the same values. The client does not read the
-/// envelope's `agent` and `time` nor any header but `seen-by`, so it may accept a reply whose
-/// other fields the protocol decoder refuses; like Go's decoder it lets a lone surrogate escape
-/// through in what it skips (serde_json refuses one in any key).
-fn check_reply_decoders(bytes: &[u8]) -> Result<(), TestCaseError> {
-    let client = decode_reply_view(bytes, true);
-    if let Ok(full) = decode_reply(bytes) {
-        let view = client.clone().ok_or_else(|| {
-            TestCaseError::fail(format!("client refused {}", String::from_utf8_lossy(bytes)))
-        })?;
-        prop_assert_eq!(&view.requestid, &full.reply.envelope.requestid);
-        prop_assert_eq!(&view.sender, &full.reply.envelope.senderid);
-        prop_assert_eq!(view.body.as_bytes(), full.body());
-        prop_assert_eq!(&view.seen_by, &full.transport.headers.seen_by);
-    }
-    if let Some(view) = client {
-        #[derive(serde::Deserialize)]
-        struct Loose {
-            protocol: String,
-            data: String,
-        }
-        #[derive(serde::Deserialize)]
-        struct LooseEnvelope {
-            requestid: String,
-            senderid: String,
-        }
-        #[derive(serde::Deserialize)]
-        struct LooseReply {
-            protocol: String,
-            message: String,
-            envelope: LooseEnvelope,
-        }
-        let outer: Loose = serde_json::from_slice(bytes)
-            .map_err(|e| TestCaseError::fail(format!("client accepted a bad transport: {e}")))?;
-        prop_assert_eq!(outer.protocol, super::TRANSPORT_PROTOCOL);
-        let secure = SecureReply::from_slice(&decode_base64(&outer.data).unwrap())
-            .map_err(|e| TestCaseError::fail(format!("client accepted a bad secure reply: {e}")))?;
-        prop_assert!(secure.verify_hash().is_ok());
-        let reply: LooseReply = match serde_json::from_str(&secure.message) {
-            Ok(reply) => reply,
-            // A lone surrogate escape in a key or value the client skips: refused by serde
-            // (keys are decoded), accepted as Go's decoder accepts it.
-            Err(e)
-                if e.to_string().contains("surrogate") || e.to_string().contains("hex escape") =>
-            {
-                return Ok(())
-            }
-            Err(e) => {
-                return Err(TestCaseError::fail(format!(
-                    "client accepted a bad reply: {e}"
-                )))
-            }
-        };
-        prop_assert_eq!(reply.protocol, super::REPLY_PROTOCOL);
-        prop_assert_eq!(reply.message, view.body);
-        prop_assert_eq!(reply.envelope.requestid, view.requestid);
-        prop_assert_eq!(reply.envelope.senderid, view.sender);
-    }
-    Ok(())
 }

@@ -106,7 +106,7 @@ impl CompiledCompound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Facts;
+    use crate::Facts;
     use proptest::prelude::*;
     use proptest::test_runner::TestCaseError;
     use serde_json::json;

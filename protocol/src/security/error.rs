@@ -84,5 +84,5 @@ pub enum SecurityError {
     },
     /// A request that could not be encoded.
     #[error("cannot encode the request")]
-    Encode(#[from] crate::protocol::ProtocolError),
+    Encode(#[from] crate::ProtocolError),
 }

@@ -10,7 +10,7 @@ use super::pem::{parse_certificates, read_certificates};
 use super::{
     certname_of_callerid, CertificateNames, NamePatterns, Rejection, SecurityError, Verdict,
 };
-use crate::protocol::{decode_base64, SecureRequest, INSECURE};
+use crate::{decode_base64, SecureRequest, INSECURE};
 
 /// Where a verifier's trust comes from.
 #[derive(Debug, Clone)]

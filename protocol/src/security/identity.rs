@@ -11,7 +11,7 @@ use webpki::EndEntityCert;
 
 use super::pem::{found_instead, read_certificates, read_pem_file, sections};
 use super::{callerid_for, CertificateNames, SecurityError};
-use crate::protocol::{
+use crate::{
     encode_base64, Request, SecureRequest, Transport, TransportHeaders, SECURE_REQUEST_PROTOCOL,
 };
 
