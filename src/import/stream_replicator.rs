@@ -651,10 +651,7 @@ impl Mapper {
             return;
         };
         if hb.leader_election == Some(true)
-            && !self
-                .replicators
-                .get(at)
-                .is_some_and(|r| r.ha_note.is_some())
+            && self.replicators.get(at).is_none_or(|r| r.ha_note.is_none())
         {
             self.unmapped("heartbeats.leader_election", NO_HA);
         }
