@@ -32,6 +32,8 @@
 //! - [`error_chain`]: [`error_chain::Chain`] prints an error with each of its causes once.
 //! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
 //! - [`problems`]: every problem of a config or playbook file, each with its key and value.
+//! - [`server_features`]: what a nats-server supports (batched publishing, API level), learned
+//!   from its `INFO` and JetStream account info.
 //!
 //! Messages are commands (`Drain`), past-tense events (`ConnectionLost`) or queries
 //! (`GetClient`, `GetStatus`). Wire types (what travels over NATS) live apart from actor
@@ -51,4 +53,5 @@ pub mod playbook;
 pub mod problems;
 pub mod protocol;
 pub mod replicator;
+pub mod server_features;
 pub mod supervision;

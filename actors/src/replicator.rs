@@ -13,7 +13,7 @@
 //! - [`worker`]: `ReplicaWorkerActor`, one per worker arbiter, with its own connections;
 //! - [`ordered`], [`queued`]: the two copy loops; [`acks`]: the target ack inbox they share;
 //! - [`setup`], [`gate`], [`stats`]: JetStream setup and resume points, copy decisions,
-//!   metrics.
+//!   metrics; [`publish_path`]: per-message or fast-ingest batches, asked of the target.
 
 pub mod advisory;
 pub mod inspect;
@@ -27,6 +27,7 @@ pub mod envelope;
 pub mod failure;
 pub mod gate;
 pub mod ordered;
+pub mod publish_path;
 pub mod queued;
 pub mod settings;
 pub mod setup;

@@ -47,6 +47,7 @@ pub struct ReplicatorMetrics {
     senders: Family<ReplicatorLabel, Gauge>,
     latency: Family<ReplicatorLabel, Histogram, fn() -> Histogram>,
     ready: Family<ReplicatorLabel, Gauge>,
+    fast_batch_workers: Family<ReplicatorLabel, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -72,6 +73,7 @@ impl ReplicatorMetrics {
             senders: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             ready: Family::default(),
+            fast_batch_workers: Family::default(),
         };
         metrics.register(
             "choir_replicator_received",
@@ -148,6 +150,11 @@ impl ReplicatorMetrics {
             "1 once the replicator found its streams and started copying",
             this.ready.clone(),
         );
+        metrics.register(
+            "choir_replicator_fast_batch_workers",
+            "Workers publishing to the target in fast-ingest batches (the others publish per message)",
+            this.fast_batch_workers.clone(),
+        );
         this
     }
 
@@ -194,6 +201,7 @@ impl ReplicatorMetrics {
             senders: get(&self.senders, &l),
             latency: get(&self.latency, &l),
             ready: get(&self.ready, &l),
+            fast_batch_workers: get(&self.fast_batch_workers, &l),
             name: name.to_owned(),
         }
     }
@@ -238,6 +246,8 @@ pub struct ReplicatorStats {
     pub latency: Histogram,
     /// 1 once the replicator is set up (streams found, consumer in place).
     pub ready: Gauge,
+    /// Workers on the fast-ingest batch path.
+    pub fast_batch_workers: Gauge,
 }
 
 impl ReplicatorStats {
