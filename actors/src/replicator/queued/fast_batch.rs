@@ -124,7 +124,8 @@ impl FastBatch {
     }
 
     /// Copies sent and not yet settled.
-    pub fn unsettled(&self) -> usize {
+    #[cfg(test)]
+    fn unsettled(&self) -> usize {
         self.current.as_ref().map_or(0, |b| b.pending.len())
     }
 
