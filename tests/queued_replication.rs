@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::jetstream::{connect, count, create_stream, publish_many, wait_for_count};
 use common::replication::{
-    assert_exactly_once, assert_path, assert_publish_path, indices, offers_fast_batches, replicator_config,
-    replicator_metric, settled,
+    assert_exactly_once, assert_path, assert_publish_path, indices, offers_fast_batches,
+    replicator_config, replicator_metric, settled,
 };
 use common::{ChoirNode, NatsServer};
 
@@ -182,5 +182,9 @@ async fn queued_replication_into_a_stream_without_allow_batched_keeps_its_config
         .request("STREAM.INFO.ORDERS", &serde_json::json!({}))
         .await
         .unwrap();
-    assert_ne!(info["config"]["allow_batched"], serde_json::json!(true), "{info}");
+    assert_ne!(
+        info["config"]["allow_batched"],
+        serde_json::json!(true),
+        "{info}"
+    );
 }

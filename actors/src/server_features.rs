@@ -40,7 +40,10 @@ impl ServerFeatures {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
-            headers: info.get("headers").and_then(Value::as_bool).unwrap_or(false),
+            headers: info
+                .get("headers")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             jetstream: info
                 .get("jetstream")
                 .and_then(Value::as_bool)
@@ -157,8 +160,9 @@ impl PublishPath {
         }
         if !stream.fast {
             return Self::PerMessage {
-                reason: "the target stream does not allow batched publishing (allow_batched is false)"
-                    .to_owned(),
+                reason:
+                    "the target stream does not allow batched publishing (allow_batched is false)"
+                        .to_owned(),
             };
         }
         Self::FastBatch
@@ -224,13 +228,17 @@ mod tests {
     #[test]
     fn a_version_string_alone_grants_nothing() {
         // Feature detection, not version guessing: "2.15.1" without a level is level 0.
-        let f = ServerFeatures::from_info(&json(r#"{"version":"2.15.1","headers":true,"jetstream":true}"#));
+        let f = ServerFeatures::from_info(&json(
+            r#"{"version":"2.15.1","headers":true,"jetstream":true}"#,
+        ));
         assert!(!f.fast_batch());
     }
 
     #[test]
     fn no_jetstream_means_no_batches() {
-        let f = ServerFeatures::from_info(&json(r#"{"version":"2.15.1","headers":true,"jetstream":false,"api_lvl":5}"#));
+        let f = ServerFeatures::from_info(&json(
+            r#"{"version":"2.15.1","headers":true,"jetstream":false,"api_lvl":5}"#,
+        ));
         assert!(!f.fast_batch() && !f.atomic_batch() && !f.priority_groups());
     }
 
@@ -239,7 +247,10 @@ mod tests {
         let info = json(r#"{"config":{"name":"T","allow_atomic":true,"allow_batched":true}}"#);
         assert_eq!(
             StreamBatching::from_stream(&info),
-            StreamBatching { fast: true, atomic: true }
+            StreamBatching {
+                fast: true,
+                atomic: true
+            }
         );
         // 2.9 does not even know the keys.
         let old = json(r#"{"config":{"name":"T","allow_direct":false}}"#);
@@ -248,11 +259,17 @@ mod tests {
 
     #[test]
     fn the_fast_path_needs_both_the_server_and_the_stream() {
-        let new = ServerFeatures::from_info(&json(INFO_2_15)).with_account_info(&json(ACCOUNT_2_15));
+        let new =
+            ServerFeatures::from_info(&json(INFO_2_15)).with_account_info(&json(ACCOUNT_2_15));
         let old = ServerFeatures::from_info(&json(INFO_2_9)).with_account_info(&json(ACCOUNT_2_9));
-        let allowed = StreamBatching { fast: true, atomic: false };
+        let allowed = StreamBatching {
+            fast: true,
+            atomic: false,
+        };
         assert_eq!(PublishPath::choose(&new, allowed), PublishPath::FastBatch);
-        let PublishPath::PerMessage { reason } = PublishPath::choose(&new, StreamBatching::default()) else {
+        let PublishPath::PerMessage { reason } =
+            PublishPath::choose(&new, StreamBatching::default())
+        else {
             panic!("a stream without allow_batched took the fast path");
         };
         assert!(reason.contains("allow_batched"), "{reason}");

@@ -90,7 +90,12 @@ pub fn replicator(name: String, metrics: Metrics) -> StatusView {
             "lag".into(),
             json!(sum_samples(&text, "choir_replicator_lag_messages", "replicator", &name) as u64),
         );
-        let fast = sum_samples(&text, "choir_replicator_fast_batch_workers", "replicator", &name);
+        let fast = sum_samples(
+            &text,
+            "choir_replicator_fast_batch_workers",
+            "replicator",
+            &name,
+        );
         json!({
             "name": name,
             "kind": "replicator",

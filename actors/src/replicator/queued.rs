@@ -264,7 +264,16 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
             ))
             .await;
         }
-        match session(&w, index, &source_js, Until::Forever, &mut troubled, &mut path_seen).await {
+        match session(
+            &w,
+            index,
+            &source_js,
+            Until::Forever,
+            &mut troubled,
+            &mut path_seen,
+        )
+        .await
+        {
             SessionEnd::Done => streak = 0,
             SessionEnd::Setup(reason) => {
                 if streak == 0 {
@@ -288,7 +297,16 @@ pub async fn drain(w: &WorkerContext, bound: u64) -> Result<(), String> {
     let source_js = jetstream::new(w.source.clone());
     let mut troubled = false;
     let mut path_seen = None;
-    match session(w, 0, &source_js, Until::Floor(bound), &mut troubled, &mut path_seen).await {
+    match session(
+        w,
+        0,
+        &source_js,
+        Until::Floor(bound),
+        &mut troubled,
+        &mut path_seen,
+    )
+    .await
+    {
         SessionEnd::Done => Ok(()),
         SessionEnd::Setup(reason) | SessionEnd::Interrupted(reason) => Err(reason),
     }

@@ -176,8 +176,7 @@ impl FastBatch {
     /// of a burst that did not fill a flow window.
     pub fn ping(&self, now: Instant, quiet: Duration) -> Option<(String, String)> {
         let b = self.current.as_ref()?;
-        if b.pending.is_empty() || b.ending.is_some() || now.duration_since(b.last_sent) < quiet
-        {
+        if b.pending.is_empty() || b.ending.is_some() || now.duration_since(b.last_sent) < quiet {
             return None;
         }
         Some((b.first_subject.clone(), self.subject(b.last, 4)))
@@ -347,19 +346,26 @@ mod tests {
         let (_, _, replies) = batch_of(2);
         assert_eq!(replies[0], "_INBOX.abc.abc1.10.fail.1.0.$FI");
         assert_eq!(replies[1], "_INBOX.abc.abc1.10.fail.2.1.$FI");
-        assert_eq!(
-            parse_reply("_INBOX.abc", &replies[1]),
-            Some(("abc1", 2))
-        );
+        assert_eq!(parse_reply("_INBOX.abc", &replies[1]), Some(("abc1", 2)));
         assert_eq!(parse_reply("_INBOX.abc", "_INBOX.abc.7"), None);
     }
 
     #[test]
     fn a_flow_ack_settles_every_copy_up_to_its_sequence() {
         let (mut f, now, replies) = batch_of(5);
-        let start = f.on_answer(&replies[0], false, br#"{"type":"ack","seq":0,"msgs":10}"#, now);
+        let start = f.on_answer(
+            &replies[0],
+            false,
+            br#"{"type":"ack","seq":0,"msgs":10}"#,
+            now,
+        );
         assert!(start.settled.is_empty());
-        let a = f.on_answer(&replies[2], false, br#"{"type":"ack","seq":3,"msgs":10}"#, now);
+        let a = f.on_answer(
+            &replies[2],
+            false,
+            br#"{"type":"ack","seq":3,"msgs":10}"#,
+            now,
+        );
         assert_eq!(a.settled, stored(&[101, 102, 103]));
         assert_eq!(f.unsettled(), 2);
     }
@@ -386,9 +392,17 @@ mod tests {
         let a = f.on_answer(&replies[3], false, err, now);
         assert_eq!(a.settled.len(), 1);
         assert_eq!(a.settled[0].0, 104);
-        assert!(matches!(a.settled[0].1, AckOutcome::Failed(Failure::Rejected(_))));
+        assert!(matches!(
+            a.settled[0].1,
+            AckOutcome::Failed(Failure::Rejected(_))
+        ));
         assert!(!f.has_room(), "no copy goes into an ending batch");
-        let fin = f.on_answer(&replies[3], false, br#"{"stream":"T","seq":3,"batch":"abc1","count":3}"#, now);
+        let fin = f.on_answer(
+            &replies[3],
+            false,
+            br#"{"stream":"T","seq":3,"batch":"abc1","count":3}"#,
+            now,
+        );
         assert_eq!(&fin.settled[..3], &stored(&[101, 102, 103])[..]);
         let again: Vec<u64> = fin.settled[3..].iter().map(|(t, _)| *t).collect();
         assert_eq!(again, vec![105, 106]);
@@ -415,7 +429,8 @@ mod tests {
     #[test]
     fn a_stream_without_batches_turns_the_fast_path_off() {
         let (mut f, now, replies) = batch_of(1);
-        let off = br#"{"error":{"code":400,"err_code":10205,"description":"batch publish is disabled"}}"#;
+        let off =
+            br#"{"error":{"code":400,"err_code":10205,"description":"batch publish is disabled"}}"#;
         let a = f.on_answer(&replies[0], false, off, now);
         assert!(a.not_enabled);
         assert_eq!(a.settled.len(), 1);
@@ -426,7 +441,12 @@ mod tests {
         let (mut f, now, replies) = batch_of(2);
         assert_eq!(f.abandon("test").len(), 2);
         f.reply(9, "t.x", now);
-        let late = f.on_answer(&replies[1], false, br#"{"type":"ack","seq":2,"msgs":10}"#, now);
+        let late = f.on_answer(
+            &replies[1],
+            false,
+            br#"{"type":"ack","seq":2,"msgs":10}"#,
+            now,
+        );
         assert!(late.settled.is_empty());
         assert_eq!(f.unsettled(), 1);
     }
@@ -439,7 +459,12 @@ mod tests {
         let (subject, reply) = f.ping(later, Duration::from_millis(50)).unwrap();
         assert_eq!(subject, "t.x");
         assert_eq!(reply, "_INBOX.abc.abc1.10.fail.2.4.$FI");
-        f.on_answer(&reply, false, br#"{"type":"gap","last_seq":1,"seq":3}"#, later);
+        f.on_answer(
+            &reply,
+            false,
+            br#"{"type":"gap","last_seq":1,"seq":3}"#,
+            later,
+        );
         assert!(f.expire(later).is_empty());
         assert_eq!(f.expire(later + ENDING_PATIENCE).len(), 2);
     }
@@ -447,7 +472,12 @@ mod tests {
     #[test]
     fn an_idle_batch_is_replaced() {
         let (mut f, now, replies) = batch_of(1);
-        f.on_answer(&replies[0], false, br#"{"type":"ack","seq":1,"msgs":10}"#, now);
+        f.on_answer(
+            &replies[0],
+            false,
+            br#"{"type":"ack","seq":1,"msgs":10}"#,
+            now,
+        );
         let reply = f.reply(2, "t.x", now + IDLE_BATCH + Duration::from_millis(1));
         assert_eq!(reply, "_INBOX.abc.abc2.10.fail.1.0.$FI");
     }
