@@ -28,8 +28,9 @@ mod in_flight;
 use fast_batch::FastBatch;
 use in_flight::{Attempt, InFlight};
 
-/// A fast batch whose tail got no ack is pinged after this long without a new copy.
-const PING_QUIET: Duration = Duration::from_millis(50);
+/// A fast batch whose tail is not acked yet is ended after this long without a new copy (the
+/// target acks only per full flow window; the end of the batch brings the final count).
+const END_QUIET: Duration = Duration::from_millis(50);
 
 /// How a session publishes its copies and hears back from the target.
 enum Acks {
@@ -51,8 +52,10 @@ impl Acks {
                 .map(Acks::PerMessage)
                 .map_err(|e| format!("cannot listen for target acks: {e}")),
             PublishPath::FastBatch => {
-                // Ask for an ack every half window: two flow windows fill the worker's window.
-                let flow = u16::try_from((w.settings.window.get() / 2).max(1)).unwrap_or(u16::MAX);
+                // Ask for an ack every half window (two flow windows fill the worker's
+                // window), at most every 500 copies (nats-server 2.15 acks at least that often).
+                let flow =
+                    u16::try_from((w.settings.window.get() / 2).clamp(1, 500)).unwrap_or(500);
                 let batch = FastBatch::new(w.target.new_inbox(), flow);
                 let answers = w
                     .target
@@ -68,6 +71,20 @@ impl Acks {
         match self {
             Acks::PerMessage(_) => true,
             Acks::Fast { batch, .. } => batch.has_room(),
+        }
+    }
+
+    /// Fast path: ends the current batch when its unsettled copies sat `quiet` (zero: now), so
+    /// that the target's final count settles them.
+    async fn end(&mut self, w: &WorkerContext, quiet: Duration) {
+        if let Acks::Fast { batch, .. } = self {
+            if let Some((subject, reply)) = batch.end(Instant::now(), quiet) {
+                // A lost end of batch is made good by the batch's expiry.
+                let _ = w
+                    .target
+                    .publish_with_reply(subject, reply, bytes::Bytes::new())
+                    .await;
+            }
         }
     }
 
@@ -410,6 +427,12 @@ async fn session(
                         if let Some((entry, failure)) = send(w, &mut acks, &mut inflight, entry).await {
                             settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
                         }
+                        if !inflight.has_room() {
+                            // The worker's own window (count or bytes) is full before the
+                            // target's flow window: no flow ack would come, so end the batch
+                            // for its final count now.
+                            acks.end(w, Duration::ZERO).await;
+                        }
                     }
                     Verdict::Sampled | Verdict::TooOld => {
                         let _ = message.ack().await;
@@ -429,14 +452,10 @@ async fn session(
                 let now = Instant::now();
                 if let Acks::Fast { batch, .. } = &mut acks {
                     // A batch that ended without its final answer is given up; the quiet tail
-                    // of a burst is pinged for its ack.
+                    // of a burst ends its batch for the final count.
                     let expired = batch.expire(now);
                     settle(w, index, &mut inflight, troubled, expired).await;
-                    if let Acks::Fast { batch, .. } = &acks {
-                        if let Some((subject, reply)) = batch.ping(now, PING_QUIET) {
-                            let _ = w.target.publish_with_reply(subject, reply, bytes::Bytes::new()).await;
-                        }
-                    }
+                    acks.end(w, END_QUIET).await;
                 }
                 // Send retries whose backoff passed, and again what the target did not
                 // answer in time.

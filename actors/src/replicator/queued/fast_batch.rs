@@ -4,11 +4,14 @@
 //!
 //! The wire facts (ADR-50 fast ingest, checked against nats-server 2.15.1): a copy is published
 //! with the reply subject `<prefix>.<batch id>.<flow>.fail.<batch seq>.<op>.$FI`, `op` 0 for
-//! the first copy of a batch, 1 for the others, 4 for a ping (no message stored). The server
-//! answers on the reply subject of the copy that triggered the answer:
+//! the first copy of a batch, 1 for the others, 3 for the end of the batch (no message
+//! stored; it takes the next batch sequence). The server answers on the reply subject of the
+//! copy that triggered the answer:
 //! - `{"type":"ack","seq":N,"msgs":F}`: every copy of the batch up to `N` is stored (gap mode
 //!   `fail`: a lost copy ends the batch instead, so there is no hole below `N`); it acks again
-//!   every `F` copies; a duplicate `Nats-Msg-Id` counts as handled, stored before;
+//!   every `F` copies (2.15.1 caps `F` at 500) and only then: a ping (op 4) only repeats the
+//!   last such ack, so the copies after it are settled by ending the batch; a duplicate
+//!   `Nats-Msg-Id` counts as handled, stored before;
 //! - `{"type":"err","seq":K,"error":{..}}`: copy `K` was refused; the batch ends;
 //! - `{"type":"gap",..}`: a copy went missing; the batch ends;
 //! - `{"stream":..,"seq":..,"count":C}`: the batch ended with its first `C` copies stored;
@@ -171,15 +174,25 @@ impl FastBatch {
         )
     }
 
-    /// A ping (subject, reply) when the current batch has unsettled copies and nothing was
-    /// sent to it for `quiet`: the target answers with its latest ack, which settles the tail
-    /// of a burst that did not fill a flow window.
-    pub fn ping(&self, now: Instant, quiet: Duration) -> Option<(String, String)> {
-        let b = self.current.as_ref()?;
+    /// Ends the current batch when it has unsettled copies and nothing was sent to it for
+    /// `quiet`, or, with `quiet` zero, at once unless a flow ack is still due (a full flow
+    /// window unacked): the (subject, reply) of the end-of-batch message to publish. The
+    /// target answers with the count of copies stored, which settles the tail of a burst that
+    /// did not fill a flow window (the target acks only per full window). The next copy starts
+    /// a new batch.
+    pub fn end(&mut self, now: Instant, quiet: Duration) -> Option<(String, String)> {
+        let b = self.current.as_mut()?;
         if b.pending.is_empty() || b.ending.is_some() || now.duration_since(b.last_sent) < quiet {
             return None;
         }
-        Some((b.first_subject.clone(), self.subject(b.last, 4)))
+        if quiet.is_zero() && b.last - b.acked >= b.flow {
+            // The target acks at the next full window anyway.
+            return None;
+        }
+        b.last += 1;
+        b.ending = Some(now);
+        let (subject, seq) = (b.first_subject.clone(), b.last);
+        Some((subject, self.subject(seq, 3)))
     }
 
     /// Gives the current batch up: every unsettled copy fails as transient (to be sent again
@@ -452,21 +465,42 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_tail_is_pinged_and_an_ending_batch_expires() {
+    fn a_quiet_tail_ends_its_batch_and_the_final_count_settles_it() {
         let (mut f, now, _) = batch_of(2);
-        assert!(f.ping(now, Duration::from_millis(50)).is_none());
+        let quiet = Duration::from_millis(50);
+        assert!(f.end(now, quiet).is_none());
         let later = now + Duration::from_millis(60);
-        let (subject, reply) = f.ping(later, Duration::from_millis(50)).unwrap();
+        let (subject, reply) = f.end(later, quiet).unwrap();
         assert_eq!(subject, "t.x");
-        assert_eq!(reply, "_INBOX.abc.abc1.10.fail.2.4.$FI");
-        f.on_answer(
-            &reply,
-            false,
-            br#"{"type":"gap","last_seq":1,"seq":3}"#,
-            later,
-        );
-        assert!(f.expire(later).is_empty());
-        assert_eq!(f.expire(later + ENDING_PATIENCE).len(), 2);
+        // The end of the batch takes the next batch sequence.
+        assert_eq!(reply, "_INBOX.abc.abc1.10.fail.3.3.$FI");
+        assert!(!f.has_room());
+        assert!(f.end(later, quiet).is_none(), "ended once");
+        let count = br#"{"stream":"T","seq":2,"batch":"abc1","count":2}"#;
+        let fin = f.on_answer(&reply, false, count, later);
+        assert_eq!(fin.settled, stored(&[101, 102]));
+        assert!(f.has_room());
+    }
+
+    #[test]
+    fn a_full_worker_ends_its_batch_at_once_unless_a_flow_ack_is_due() {
+        // Flow 10: 12 copies unacked, so the ack for 10 is on its way; nothing to end.
+        let (mut f, now, replies) = batch_of(12);
+        assert!(f.end(now, Duration::ZERO).is_none());
+        let ack = br#"{"type":"ack","seq":10,"msgs":10}"#;
+        assert_eq!(f.on_answer(&replies[9], false, ack, now).settled.len(), 10);
+        // Two left, below a window: only the end of the batch settles them.
+        let (_, reply) = f.end(now, Duration::ZERO).unwrap();
+        assert_eq!(reply, "_INBOX.abc.abc1.10.fail.13.3.$FI");
+    }
+
+    #[test]
+    fn an_ending_batch_without_its_final_answer_expires() {
+        let (mut f, now, replies) = batch_of(2);
+        let gap = br#"{"type":"gap","last_seq":1,"seq":3}"#;
+        f.on_answer(&replies[1], false, gap, now);
+        assert!(f.expire(now).is_empty());
+        assert_eq!(f.expire(now + ENDING_PATIENCE).len(), 2);
     }
 
     #[test]
