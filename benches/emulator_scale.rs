@@ -25,7 +25,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../actors/src/protocol/security/test_pki.rs"]
+#[path = "../protocol/src/security/test_pki.rs"]
 mod pki;
 
 use std::net::SocketAddr;

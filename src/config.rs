@@ -9,6 +9,7 @@
 //! `validate`, a field here, a line in [`SECTIONS`] and a line in [`parse`].
 
 pub mod adapter;
+pub mod compat;
 pub mod defaults;
 pub mod emulator;
 pub mod federation;
@@ -417,6 +418,36 @@ mod tests {
             found[0].contains("replicators.r.msg_id = \"false\""),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn compat_comes_from_the_replicator_else_the_node() {
+        let base = "[networks.a]\nurls=[\"nats://127.0.0.1:1\"]\n[networks.b]\nurls=[\"nats://127.0.0.1:2\"]\n\
+                    [replicators.r]\nsource=\"a\"\ntarget=\"b\"\nstream=\"S\"\n";
+        let compat = |node: &str, extra: &str| {
+            let config = parse(
+                Path::new("t.toml"),
+                &format!("[node]\n{node}\n{base}{extra}"),
+            )
+            .unwrap();
+            config.replicators["r"]
+                .choria_compat(&config.node)
+                .map(|c| c.site)
+        };
+        assert_eq!(compat("name = \"site1\"", ""), None);
+        assert_eq!(
+            compat("name = \"site1\"\ncompat = \"choria\"", "").as_deref(),
+            Some("site1")
+        );
+        assert_eq!(compat("compat = \"choria\"", "compat = \"choir\"\n"), None);
+        assert_eq!(
+            compat("", "compat = \"choria\"\n").as_deref(),
+            Some("choir")
+        );
+        let found = problems(&format!("{base}compat = \"sr\"\n"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        let found = problems(&format!("{base}heartbeat_subject = \"a.*\"\n"));
+        assert_eq!(found.len(), 2, "{found:?}");
     }
 
     #[test]

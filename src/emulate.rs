@@ -7,7 +7,6 @@
 //! bounded rate behind a progress bar (stderr, hidden when it is not a terminal) and an INFO
 //! summary reports the start-up time and memory per daemon.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -16,16 +15,16 @@ use std::time::{Duration, Instant};
 
 use choir_actors::connection::TlsSettings;
 use choir_actors::emulator::{budget, ConnectionMode, Fleet, FleetSpec, RegistrationSpec};
-use choir_actors::emulator::{EmulatorError, EmulatorMetrics, SecurityMetrics};
-use choir_actors::metrics::Metrics;
+use choir_actors::emulator::{EmulatorError, EmulatorMetrics};
+use choir_actors::metrics::MetricsRegistry;
 use choir_actors::protocol::security::{
     read_certificates, read_pem_file, NamePatterns, SecurityError, SecurityPolicy, Verifier,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
-use crate::config::Config;
 use crate::monitor::{self, rss_bytes, Components, MonitorState};
+use crate::security_args::SecurityArgs;
 use choir_actors::error_chain::Chain;
 
 /// Errors of `choir emulate` and of starting the `[emulator]` fleet.
@@ -61,6 +60,8 @@ pub enum EmulateError {
 }
 
 /// `choir emulate` flags (the original Choria emulator's, plus choir's own).
+// The field docs are clap help text: `<name>` is a placeholder there, not an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmulateArgs {
     /// Number of daemons to emulate.
@@ -84,41 +85,13 @@ pub struct EmulateArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     pub servers: Vec<String>,
-    /// Connect with TLS.
-    #[arg(long)]
-    pub tls: bool,
     /// Verify the servers' certificates (always done with --tls; kept for compatibility).
     #[arg(long)]
     pub verify: bool,
-    /// CA bundle (PEM) for --tls.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM) for --tls, with --key.
-    #[arg(long, requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// Client key (PEM) for --tls, with --cert.
-    #[arg(long, requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// NATS credentials file.
-    #[arg(long, conflicts_with_all = ["nkey", "user", "token"])]
-    pub credentials: Option<PathBuf>,
-    /// File holding a NATS user nkey seed (SU…).
-    #[arg(long, conflicts_with_all = ["user", "token"])]
-    pub nkey: Option<PathBuf>,
-    /// NATS user name, with --password.
-    #[arg(long, requires = "password", conflicts_with = "token")]
-    pub user: Option<String>,
-    /// NATS password, with --user (or the CHOIR_NATS_PASSWORD environment variable).
-    #[arg(
-        long,
-        env = "CHOIR_NATS_PASSWORD",
-        hide_env_values = true,
-        requires = "user"
-    )]
-    pub password: Option<String>,
-    /// NATS bearer token (or the CHOIR_NATS_TOKEN environment variable).
-    #[arg(long, env = "CHOIR_NATS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// TLS and NATS credentials: the client commands' flags, with one difference kept from
+    /// the original emulator: only --tls turns TLS on (--ca alone does not).
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// Verify every request as a Choria server does (certificate chains to --security-ca,
     /// valid now, callerid matches it, certname allowed, signature valid) and answer only
     /// trusted ones; insecure requests are refused.
@@ -162,7 +135,7 @@ pub struct EmulateArgs {
     #[arg(long)]
     pub arbiters: Option<NonZeroUsize>,
     /// A fact of every daemon, key=value (repeatable; {instance} and {identity} expand).
-    #[arg(long = "fact", value_parser = parse_fact)]
+    #[arg(long = "fact", value_parser = parse_fact_setting)]
     pub facts: Vec<(String, String)>,
     /// A configuration class of every daemon (repeatable).
     #[arg(long = "class")]
@@ -196,7 +169,9 @@ pub enum Connections {
     Shared,
 }
 
-fn parse_fact(text: &str) -> Result<(String, String), String> {
+/// Reads `--fact key=value`: a fact the emulated daemons report (a setting, not a filter:
+/// filters use [`FactFilter::parse_expression`](choir_actors::protocol::FactFilter::parse_expression)).
+fn parse_fact_setting(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err("expected key=value".to_owned()),
@@ -235,34 +210,26 @@ impl EmulateArgs {
             .servers
             .iter()
             .filter(|s| !s.trim().is_empty())
-            .map(|s| server_url(s, self.tls))
+            .map(|s| server_url(s, self.security.tls))
             .collect::<Result<Vec<_>, _>>()?;
         let name = self.name.clone().unwrap_or_else(hostname);
         let mut spec = FleetSpec::new(name, self.instances, urls);
         spec.network.connection_name = "choir-emulator".to_owned();
-        let security = crate::security_args::SecurityArgs {
-            credentials: self.credentials.clone(),
-            nkey: self.nkey.clone(),
-            user: self.user.clone(),
-            password: self.password.clone(),
-            token: self.token.clone(),
-            ..Default::default()
-        };
-        spec.network.auth = security.auth().map_err(|e| EmulateError::Flag {
+        spec.network.auth = self.security.auth().map_err(|e| EmulateError::Flag {
             flag: e.flag,
             value: e.value,
             message: e.message,
         })?;
         spec.secure = self.security_policy()?;
         self.check_tls_files()?;
-        if self.tls {
+        if self.security.tls {
             if !self.verify {
                 warn!("--tls without --verify: choir always verifies server certificates.");
             }
             spec.network.tls = Some(TlsSettings {
-                ca: self.ca.clone(),
-                cert: self.cert.clone(),
-                key: self.key.clone(),
+                ca: self.security.ca.clone(),
+                cert: self.security.cert.clone(),
+                key: self.security.key.clone(),
             });
         }
         spec.agents = self.agents;
@@ -303,14 +270,14 @@ impl EmulateArgs {
                 message: Chain(&e).to_string(),
             };
         for (flag, what, path) in [
-            ("--ca", "CA", &self.ca),
-            ("--cert", "certificate", &self.cert),
+            ("--ca", "CA", &self.security.ca),
+            ("--cert", "certificate", &self.security.cert),
         ] {
             if let Some(path) = path {
                 read_certificates(what, path).map_err(|e| flag_error(flag, path, e))?;
             }
         }
-        if let Some(path) = &self.key {
+        if let Some(path) = &self.security.key {
             let bytes =
                 read_pem_file("private key", path).map_err(|e| flag_error("--key", path, e))?;
             if !String::from_utf8_lossy(&bytes).contains("PRIVATE KEY-----") {
@@ -336,7 +303,7 @@ impl EmulateArgs {
         let ca = self
             .security_ca
             .clone()
-            .or_else(|| self.ca.clone())
+            .or_else(|| self.security.ca.clone())
             .ok_or_else(|| EmulateError::Flag {
                 flag: "--secure",
                 value: String::new(),
@@ -504,7 +471,7 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
     preflight(&spec)?;
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let metrics = Metrics::new();
+        let metrics = MetricsRegistry::new();
         let counters = EmulatorMetrics::register(&metrics);
         let components = Components::default();
         let monitor = if args.http_port == 0 {
@@ -541,70 +508,6 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
         }
         Ok(())
     })
-}
-
-/// The `[emulator]` fleet a node started: its arbiters (the node stops them at shutdown) and,
-/// for a secure fleet, its verification counters (`security` in `/debug/vars`).
-#[derive(Default)]
-pub struct NodeFleet {
-    /// The fleet's arbiters.
-    pub arbiters: Vec<actix::Arbiter>,
-    /// The verification counters of a secure fleet.
-    pub security: Option<SecurityMetrics>,
-}
-
-/// Starts the `[emulator]` fleet of `config`, if any, for `choir run`. A fleet that cannot
-/// start is logged as an ERROR; the rest of the node runs on.
-pub fn start(
-    config: &Config,
-    urls: &BTreeMap<String, Vec<String>>,
-    metrics: &Metrics,
-    components: &Components,
-) -> NodeFleet {
-    match start_from_config(config, urls, metrics) {
-        Ok(Some(fleet)) => {
-            let status = fleet.status();
-            components.add(Arc::new(move || status.json()));
-            let security = fleet
-                .spec()
-                .secure
-                .is_some()
-                .then(|| fleet.metrics().security.clone());
-            NodeFleet {
-                arbiters: fleet.into_arbiters(),
-                security,
-            }
-        }
-        Ok(None) => NodeFleet::default(),
-        Err(error) => {
-            tracing::error!(error = %Chain(&error), "Cannot start the [emulator] fleet.");
-            NodeFleet::default()
-        }
-    }
-}
-
-/// Starts the `[emulator]` fleet of `config`, if any, on the current actix System; `urls` are
-/// the resolved URLs of every network.
-pub fn start_from_config(
-    config: &Config,
-    urls: &BTreeMap<String, Vec<String>>,
-    metrics: &Metrics,
-) -> Result<Option<Fleet>, EmulateError> {
-    let Some(section) = &config.emulator else {
-        return Ok(None);
-    };
-    let Some(network) = config.networks.get(&section.network) else {
-        return Ok(None);
-    };
-    let settings = network.settings(
-        &config.node.name,
-        &section.network,
-        urls.get(&section.network).cloned().unwrap_or_default(),
-    );
-    let spec = section.spec(settings);
-    preflight(&spec)?;
-    let fleet = Fleet::start(spec, EmulatorMetrics::register(metrics))?;
-    Ok(Some(fleet))
 }
 
 #[cfg(test)]
@@ -794,5 +697,50 @@ mod tests {
         ]);
         let err = cli.args.spec().unwrap_err().to_string();
         assert!(err.starts_with("--privileged-users"), "{err}");
+    }
+
+    #[test]
+    fn ca_alone_does_not_turn_tls_on_for_the_emulator_but_tls_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=ca", "-keyout"])
+            .arg(dir.path().join("ca.key"))
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let ca = ca.to_str().unwrap();
+        let spec = Cli::parse_from(["x", "-i", "1", "-s", "127.0.0.1:4222", "--ca", ca])
+            .args
+            .spec()
+            .unwrap();
+        assert!(spec.network.tls.is_none(), "--ca alone turned TLS on");
+        assert!(spec.network.urls[0].starts_with("nats://"));
+        let spec = Cli::parse_from([
+            "x",
+            "-i",
+            "1",
+            "-s",
+            "127.0.0.1:4222",
+            "--tls",
+            "--ca",
+            ca,
+            "--token",
+            "t",
+        ])
+        .args
+        .spec()
+        .unwrap();
+        assert_eq!(spec.network.tls.unwrap().ca.unwrap().to_str(), Some(ca));
+        assert!(spec.network.urls[0].starts_with("tls://"));
+        assert_eq!(
+            spec.network.auth,
+            choir_actors::connection::Auth::Token("t".into())
+        );
     }
 }

@@ -10,34 +10,36 @@
 //! - [`config`]: the TOML config: one struct per section, defaults in one place, validation
 //!   that reports every problem with its key and value.
 //! - [`node`]: the supervision tree that turns a config into running actors, and the ordered
-//!   shutdown.
-//! - [`adapters`]: starts the `[adapters.<name>]` sections (protocol adapter workers).
-//! - [`embedded`]: the embedded default, a loopback nats-server child process supervised by
-//!   `EmbeddedServerActor`.
-//! - [`emulate`]: `choir emulate` and the `[emulator]` fleet of `choir run` (fd limit,
-//!   progress bar, `/debug/vars`).
-//! - [`federation`]: starts the `[federation.<cluster>]` brokers.
+//!   shutdown; its parts under `node/`: [`node::adapters`] (the `[adapters.<name>]` workers),
+//!   [`node::replicators`] (the `[replicators.*]`), [`node::brokers`] (the
+//!   `[federation.<cluster>]` brokers), [`node::embedded`] (the embedded default, a loopback
+//!   nats-server child process supervised by `EmbeddedServerActor`) and [`node::emulator`]
+//!   (the `[emulator]` fleet of `choir run`).
+//! - [`emulate`]: `choir emulate` (fd limit, progress bar, `/debug/vars`) and the fleet
+//!   preflight it shares with [`node::emulator`].
+//! - [`import`]: `choir import stream-replicator`, the Choria Stream Replicator's YAML as
+//!   choir TOML (also read directly by `choir run sr.yaml`).
 //! - [`nats_binary`]: where the `nats-server` binary is (used by config checks and
-//!   [`embedded`]).
+//!   [`node::embedded`]).
 //! - [`monitor`]: the HTTP monitor (`/metrics`, `/healthz`, `/debug/vars`).
 //! - [`playbook`]: `choir playbook run|show|check`, the command-line playbook runner.
-//! - [`replication`]: starts the `[replicators.*]` (the actors live in `choir-actors`).
+//! - [`replicator_cli`]: `choir replicator state|advisories`, operator tools.
 //! - [`signal`]: waiting for SIGINT or SIGTERM.
 //! - [`telemetry`]: logging setup.
 //!
 //! The binary (`src/main.rs`) is only the command line.
 
-pub mod adapters;
+#![warn(unreachable_pub)]
+
 pub mod client_cli;
 pub mod config;
-pub mod embedded;
 pub mod emulate;
-pub mod federation;
+pub mod import;
 pub mod monitor;
 pub mod nats_binary;
 pub mod node;
 pub mod playbook;
-pub mod replication;
+pub mod replicator_cli;
 pub mod security_args;
 pub mod signal;
 pub mod telemetry;

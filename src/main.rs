@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run a node until SIGINT or SIGTERM (a second signal exits at once).
     Run {
-        /// The node's TOML config file.
+        /// The node's TOML config file (or a Choria Stream Replicator YAML config).
         config: PathBuf,
     },
     /// Validate a config file and print what `run` would start; exits 1 listing every
@@ -43,6 +43,22 @@ enum Command {
     Rpc(choir::client_cli::RpcArgs),
     /// Run <count> RPCs of emulated0#generate to <expect> nodes and report arrival times.
     Measure(choir::client_cli::MeasureArgs),
+    /// Print another tool's config as choir TOML.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Replicator tools: print saved tracker state, watch advisories.
+    #[command(subcommand)]
+    Replicator(choir::replicator_cli::ReplicatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// A Choria Stream Replicator v2 YAML config; keys without an equivalent are named in
+    /// comments and on stderr.
+    StreamReplicator {
+        /// The SR's YAML config file.
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +73,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// A TOML config, or a Choria Stream Replicator YAML config imported on the fly.
+fn load(path: &std::path::Path) -> anyhow::Result<config::Config> {
+    if choir::import::is_yaml(path) {
+        let imported = choir::import::stream_replicator::import(path)?;
+        for line in &imported.unmapped {
+            tracing::warn!(file = %path.display(), "Not imported: {line}.");
+        }
+        return Ok(config::parse(path, &imported.toml)?);
+    }
+    Ok(config::load(path)?)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Playbook(command) => Ok(choir::playbook::main(command)),
@@ -67,20 +95,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             choir::emulate::run(args).context("emulator failed")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => match config::load(&config) {
+        Command::Import(ImportCommand::StreamReplicator { config }) => {
+            let imported = choir::import::stream_replicator::import(&config)?;
+            print!("{}", imported.toml);
+            for line in &imported.unmapped {
+                eprintln!("not imported: {line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replicator(command) => Ok(choir::replicator_cli::main(command)?),
+        Command::Check { config } => match load(&config) {
             Ok(config) => {
                 println!("{}: ok", config.path.display());
                 print!("{}", config.summary());
                 Ok(ExitCode::SUCCESS)
             }
-            Err(error @ ConfigError::Invalid { .. }) => {
-                eprintln!("{error}");
-                Ok(ExitCode::FAILURE)
-            }
-            Err(error) => Err(error.into()),
+            Err(error) => match error.downcast::<ConfigError>() {
+                Ok(error @ ConfigError::Invalid { .. }) => {
+                    eprintln!("{error}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Ok(error) => Err(error.into()),
+                Err(error) => Err(error),
+            },
         },
         Command::Run { config } => {
-            let config = config::load(&config)?;
+            let config = load(&config)?;
             choir::node::run(config).context("node failed")?;
             Ok(ExitCode::SUCCESS)
         }

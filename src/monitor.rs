@@ -8,7 +8,7 @@ use actix::Addr;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use choir_actors::connection::NetworkHealth;
-use choir_actors::metrics::Metrics;
+use choir_actors::metrics::MetricsRegistry;
 use choir_actors::supervision::{PanicWatched, WatchdogActor, FAULT_INJECTION};
 use serde_json::json;
 
@@ -20,7 +20,7 @@ pub use components::{Components, StatusView};
 #[derive(Clone)]
 pub struct MonitorState {
     /// Every counter of every actor.
-    pub metrics: Metrics,
+    pub metrics: MetricsRegistry,
     /// Connection state of every network.
     pub health: NetworkHealth,
     /// The node's name.

@@ -1,5 +1,5 @@
 //! Where the `nats-server` binary is: a plain lookup with no runtime parts, so that config
-//! validation (`choir check`) and the embedded server ([`crate::embedded`]) use the same rule
+//! validation (`choir check`) and the embedded server ([`crate::node::embedded`]) use the same rule
 //! without the config importing the runtime.
 
 use std::path::PathBuf;

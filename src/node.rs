@@ -13,21 +13,27 @@
 //!  └─ monitor                                  (actix-web: /metrics, /healthz, /debug/vars)
 //! ```
 
+pub mod adapters;
+pub mod brokers;
+pub mod embedded;
+pub mod emulator;
+pub mod replicators;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use choir_actors::connection::{Drain, NetworkActor, NetworkHealth, NetworkMetrics};
+use choir_actors::connection::{NetworkActor, NetworkHealth, NetworkMetrics};
 use choir_actors::federation::FederationBrokerActor;
-use choir_actors::metrics::Metrics;
+use choir_actors::metrics::MetricsRegistry;
 use choir_actors::replicator::TopicReplicatorActor;
-use choir_actors::supervision::{ActorSlot, Watch, WatchdogActor, WatchedActor};
+use choir_actors::supervision::{shutdown_all, ActorSlot, Watch, WatchdogActor, WatchedActor};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::embedded::{self, EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec, StopServer};
 use crate::monitor::{self, Components, MonitorState};
 use crate::signal::wait_for_signal;
+use embedded::{EmbeddedError, EmbeddedServerActor, EmbeddedServerSpec};
 
 /// Errors starting a node.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +62,14 @@ pub enum NodeError {
 /// A running node: handles to everything it started.
 pub struct Node {
     /// The node's registry (`/metrics`).
-    pub metrics: Metrics,
+    pub metrics: MetricsRegistry,
     /// Connection state of every network (`/healthz`).
     pub health: NetworkHealth,
     /// The network actors by name.
     pub networks: BTreeMap<String, ActorSlot<NetworkActor>>,
     /// The resolved URL of every network (an embedded one's server URL included).
     pub urls: BTreeMap<String, Vec<String>>,
-    embedded: Vec<Addr<EmbeddedServerActor>>,
+    embedded: Vec<(String, Addr<EmbeddedServerActor>)>,
     replicators: Vec<ActorSlot<TopicReplicatorActor>>,
     brokers: Vec<ActorSlot<FederationBrokerActor>>,
     arbiters: Vec<Arbiter>,
@@ -75,7 +81,7 @@ impl Node {
     /// Starts everything `config` describes on the current actix System.
     pub fn start(config: &Config) -> Result<Self, NodeError> {
         let started = Instant::now();
-        let metrics = Metrics::new();
+        let metrics = MetricsRegistry::new();
         let health = NetworkHealth::default();
         let node = &config.node;
         std::fs::create_dir_all(&node.state_dir).map_err(|source| NodeError::StateDir {
@@ -89,7 +95,7 @@ impl Node {
             if network.embedded {
                 let binary = match &network.nats_server {
                     Some(path) => path.clone(),
-                    None => embedded::find_nats_server()
+                    None => crate::nats_binary::find_nats_server()
                         .ok_or_else(|| EmbeddedError::NotFound(name.clone()))?,
                 };
                 let port = match network.port {
@@ -104,7 +110,10 @@ impl Node {
                     server_name: format!("choir-{}-{name}", node.name),
                 };
                 urls.insert(name.clone(), vec![spec.url()]);
-                embedded.push(EmbeddedServerActor::new(spec).start());
+                embedded.push((
+                    format!("embedded/{name}"),
+                    EmbeddedServerActor::new(spec).start(),
+                ));
             } else {
                 urls.insert(name.clone(), network.urls.clone());
             }
@@ -134,13 +143,11 @@ impl Node {
             networks.insert(name.clone(), slot);
             arbiters.push(arbiter);
         }
-        arbiters.extend(crate::adapters::start(
-            config, &networks, &metrics, &watchdog,
-        ));
+        arbiters.extend(adapters::start(config, &networks, &metrics, &watchdog));
         let replicators =
-            crate::replication::start(config, &networks, &urls, &metrics, &watchdog, &health);
+            replicators::start(config, &networks, &urls, &metrics, &watchdog, &health);
         let (broker_arbiters, brokers) =
-            crate::federation::start(config, &urls, &metrics, &watchdog, &health);
+            brokers::start(config, &urls, &metrics, &watchdog, &health);
         arbiters.extend(broker_arbiters);
         let components = Components::default();
         for name in config.replicators.keys() {
@@ -163,7 +170,7 @@ impl Node {
                 health.clone(),
             ));
         }
-        let fleet = crate::emulate::start(config, &urls, &metrics, &components);
+        let fleet = emulator::start(config, &urls, &metrics, &components);
         arbiters.extend(fleet.arbiters);
 
         let monitor = match node.monitor_addr() {
@@ -208,25 +215,21 @@ impl Node {
         })
     }
 
-    /// Drains every connection, stops the embedded servers and the monitor, within `timeout`.
+    /// Stops everything within `timeout`, each group with one [`Shutdown`] (answered once the
+    /// group finished what it accepted) before the next: the replicators (trackers persisted),
+    /// the federation brokers and the networks (connections drained), the monitor, the
+    /// embedded servers.
+    ///
+    /// [`Shutdown`]: choir_actors::supervision::Shutdown
     pub async fn shutdown(self, timeout: Duration) {
         let work = async {
-            crate::replication::stop(&self.replicators).await;
-            crate::federation::stop(&self.brokers).await;
-            let drains = self.networks.iter().map(|(name, slot)| {
-                let addr = slot.get();
-                async move {
-                    if addr.send(Drain).await.is_err() {
-                        warn!(network = %name, "Network actor was gone at shutdown.");
-                    }
-                }
-            });
-            futures::future::join_all(drains).await;
+            shutdown_all(self.replicators.iter().map(ActorSlot::named)).await;
+            shutdown_all(self.brokers.iter().map(ActorSlot::named)).await;
+            shutdown_all(self.networks.values().map(ActorSlot::named)).await;
             if let Some(monitor) = &self.monitor {
                 monitor.stop(true).await;
             }
-            let stops = self.embedded.iter().map(|addr| addr.send(StopServer));
-            futures::future::join_all(stops).await;
+            shutdown_all(self.embedded.iter().cloned()).await;
         };
         if actix_rt::time::timeout(timeout, work).await.is_err() {
             warn!(?timeout, "Shutdown took too long; exiting anyway.");

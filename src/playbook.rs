@@ -1,8 +1,9 @@
 //! `choir playbook run|show|check`: the command-line runner for playbooks.
 //!
 //! `run` accepts inputs as `--NAME value` (`--NAME` alone for a bool), `--input NAME=value`,
-//! `--input '{"NAME": value}'`, `--input @file.json|yaml` and `--inputs file.json|yaml`, writes the JSON report with `--report out.json`,
-//! and exits 0 on success, 1 on failure. Ctrl-C or SIGTERM interrupts the run, which still
+//! `--input '{"NAME": value}'`, `--input @file.json|yaml` and `--inputs file.json|yaml`,
+//! writes the report with `--report out.json` (JSON) or `--report out.yaml` (YAML, in the
+//! structure of Choria's report), and exits 0 on success, 1 on failure. Ctrl-C or SIGTERM interrupts the run, which still
 //! releases its locks. `--server URL` (repeatable or comma-separated), `--collective NAME` and
 //! `--federation CLUSTER[,...]` override the playbook's `[client]` table (defaults
 //! `nats://127.0.0.1:4222` and `mcollective`) for discovery node sets and `rpc` tasks.
@@ -23,7 +24,7 @@ use serde_json::Value;
 #[derive(Debug, Subcommand)]
 pub enum PlaybookCommand {
     /// Run a playbook: `choir playbook run FILE [--NAME value | --input k=v | --inputs f.json]
-    /// [--report out.json] [--server URL]... [--collective NAME] [--federation C1,C2]`;
+    /// [--report out.json|out.yaml] [--server URL]... [--collective NAME] [--federation C1,C2]`;
     /// exits 0 on success, 1 on failure.
     Run {
         /// The playbook file: YAML (`.yaml`, `.yml`; Choria's layout) or TOML.
@@ -231,9 +232,14 @@ fn run(file: &Path, args: &[String]) -> ExitCode {
         }
     };
     if let Some(path) = &args.report {
-        let written = serde_json::to_string_pretty(&report)
-            .map_err(|e| e.to_string())
-            .and_then(|json| std::fs::write(path, json).map_err(|e| e.to_string()));
+        let text = if choir_actors::playbook::yaml::is_yaml(path) {
+            Ok(choir_actors::playbook::report::yaml::to_yaml_in_order(
+                &report.to_choria(),
+            ))
+        } else {
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
+        };
+        let written = text.and_then(|text| std::fs::write(path, text).map_err(|e| e.to_string()));
         if let Err(error) = written {
             eprintln!("report {}: {error}", path.display());
         }
@@ -311,7 +317,10 @@ pub fn describe(pb: &Playbook) -> String {
     for (name, set) in &pb.nodes {
         out.push_str(&format!("node set {name}: {}\n", set.spec.kind));
     }
-    let uses_client = pb.nodes.values().any(|set| set.spec.kind == "discovery")
+    let uses_client = pb
+        .nodes
+        .values()
+        .any(|set| set.spec.kind == "discovery" || set.spec.test || !set.spec.uses.is_empty())
         || pb
             .tasks
             .iter()

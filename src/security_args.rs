@@ -1,4 +1,5 @@
-//! Connection-security flags shared by the client commands (`ping`, `rpc`, `measure`): the
+//! Connection-security flags shared by the client commands (`ping`, `rpc`, `measure`) and
+//! `choir emulate` (where only `--tls` turns TLS on, as in the original emulator): the
 //! same model as `[networks.*]` (TLS, a creds file, an nkey, user/password, a token), turned
 //! into [`NetworkSettings`] so every connection goes through one code path.
 
@@ -19,16 +20,19 @@ pub struct SecurityFlagError {
 }
 
 /// TLS and credentials flags.
+// The field docs are clap help text: `<its common name>` is a placeholder there, not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SecurityArgs {
-    /// Connect with TLS (on by itself with --ca or with a --config that names certificates).
+    /// Connect with TLS (the client commands also turn it on with --ca or with a --config that
+    /// names certificates; `choir emulate` only with --tls).
     #[arg(long)]
     pub tls: bool,
     /// CA bundle (PEM) that verifies the servers' TLS certificates.
     #[arg(long)]
     pub ca: Option<PathBuf>,
-    /// Client certificate (PEM), with --key: the TLS client certificate, and the
-    /// certificate requests are signed with (callerid = choria=<its common name>).
+    /// Client certificate (PEM), with --key: the TLS client certificate, and for the client
+    /// commands the certificate requests are signed with (callerid = choria=<its common name>).
     #[arg(long, requires = "key")]
     pub cert: Option<PathBuf>,
     /// Private key (PEM, PKCS#8 or PKCS#1 "RSA PRIVATE KEY") of --cert.

@@ -8,7 +8,7 @@
 #[path = "client/cli.rs"]
 mod cli;
 mod common;
-#[path = "../actors/src/protocol/security/test_pki.rs"]
+#[path = "../protocol/src/security/test_pki.rs"]
 mod pki;
 
 use std::path::Path;

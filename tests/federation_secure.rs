@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "../actors/src/protocol/security/test_pki.rs"]
+#[path = "../protocol/src/security/test_pki.rs"]
 mod pki;
 #[path = "federation/support.rs"]
 mod support;

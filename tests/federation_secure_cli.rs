@@ -7,7 +7,7 @@
 #[path = "client/cli.rs"]
 mod cli;
 mod common;
-#[path = "../actors/src/protocol/security/test_pki.rs"]
+#[path = "../protocol/src/security/test_pki.rs"]
 mod pki;
 #[path = "federation/support.rs"]
 mod support;

@@ -147,3 +147,40 @@ tasks:
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["ticket"], "CHG-2");
 }
+
+#[test]
+fn a_get_webhook_sends_data_as_the_query_string() {
+    let (url, requests) = server(vec![200]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hook.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: hook\nversion: 1.0.0\nauthor: test\ndescription: a GET webhook\ntasks:\n  - webhook:\n      uri: {url}\n      method: GET\n      data:\n        ticket: CHG-3\n        count: 2\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(choir_bin())
+        .args(["playbook", "run"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (head, body) = requests.recv_timeout(Duration::from_secs(10)).unwrap();
+    let request_line = head.lines().next().unwrap();
+    assert!(request_line.starts_with("GET /hook?"), "{head}");
+    assert!(
+        request_line.contains("ticket=CHG-3") && request_line.contains("count=2"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("x-choria-request-id:"),
+        "{head}"
+    );
+    assert!(body.is_empty(), "{body}");
+}

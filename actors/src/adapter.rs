@@ -64,11 +64,11 @@ use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::Client;
 use tracing::{info, warn};
 
-use crate::connection::{backoff, GetClient, NetworkActor};
+use crate::connection::{GetClient, NetworkActor};
 use crate::error_chain::Chain;
-use crate::supervision::ActorSlot;
+use crate::supervision::{ActorSlot, Backoff, Restarts};
 
-pub use metrics::{AdapterMetrics, WorkerMetrics};
+pub use metrics::{AdapterMetrics, AdapterWorkerMetrics};
 pub use output::{AdapterOutput, OUTPUT_PROTOCOL};
 pub use publish::{Delivery, RetryPolicy};
 pub use settings::{default_queue_group, AdapterProtocol, AdapterSettings};
@@ -121,9 +121,8 @@ pub struct AdapterActor {
     worker: usize,
     source: ActorSlot<NetworkActor>,
     target: ActorSlot<NetworkActor>,
-    metrics: WorkerMetrics,
-    setup_failures: u32,
-    subscription_ended: bool,
+    metrics: AdapterWorkerMetrics,
+    restarts: Restarts,
 }
 
 impl AdapterActor {
@@ -137,14 +136,15 @@ impl AdapterActor {
         metrics: &AdapterMetrics,
     ) -> Self {
         let metrics = metrics.worker(&settings.name, worker);
+        let restarts = Restarts::new(Backoff::new(settings.retry_backoff, settings.max_backoff))
+            .after_end(RESUBSCRIBE_DELAY);
         Self {
             settings,
             worker,
             source,
             target,
             metrics,
-            setup_failures: 0,
-            subscription_ended: false,
+            restarts,
         }
     }
 }
@@ -152,7 +152,7 @@ impl AdapterActor {
 /// Waits for the client of the network in `slot`, logging and retrying every [`CLIENT_WAIT`];
 /// it asks the slot anew each time, so a re-created network actor is found.
 async fn client_of(slot: &ActorSlot<NetworkActor>, network: &str, adapter: &str) -> Client {
-    let mut attempt = 0u32;
+    let mut backoff = Backoff::RETRY;
     loop {
         match tokio::time::timeout(CLIENT_WAIT, slot.get().send(GetClient)).await {
             Ok(Ok(Ok(client))) => return client,
@@ -167,13 +167,7 @@ async fn client_of(slot: &ActorSlot<NetworkActor>, network: &str, adapter: &str)
                 "Still waiting for the network to connect."
             ),
         }
-        tokio::time::sleep(backoff(
-            attempt,
-            Duration::from_millis(100),
-            Duration::from_secs(2),
-        ))
-        .await;
-        attempt = attempt.saturating_add(1);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -216,7 +210,7 @@ async fn run(
     worker: usize,
     source: ActorSlot<NetworkActor>,
     target: ActorSlot<NetworkActor>,
-    metrics: WorkerMetrics,
+    metrics: AdapterWorkerMetrics,
     delay: Duration,
 ) -> Result<(), AdapterError> {
     if !delay.is_zero() {
@@ -271,17 +265,7 @@ impl Actor for AdapterActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics.starts.inc();
-        let delay = if self.subscription_ended {
-            RESUBSCRIBE_DELAY
-        } else if self.setup_failures == 0 {
-            Duration::ZERO
-        } else {
-            backoff(
-                self.setup_failures - 1,
-                self.settings.retry_backoff,
-                self.settings.max_backoff,
-            )
-        };
+        let delay = self.restarts.delay();
         let work = run(
             self.settings.clone(),
             self.worker,
@@ -293,19 +277,17 @@ impl Actor for AdapterActor {
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             match result {
                 Ok(()) => {
-                    act.setup_failures = 0;
-                    act.subscription_ended = true;
+                    act.restarts.ended();
                     info!(
                         adapter = %act.settings.name, worker = act.worker,
                         "Adapter subscription ended; restarting the worker."
                     );
                 }
                 Err(error) => {
-                    act.subscription_ended = false;
-                    act.setup_failures = act.setup_failures.saturating_add(1);
+                    act.restarts.failed();
                     warn!(
                         adapter = %act.settings.name, worker = act.worker,
-                        failures = act.setup_failures, error = %Chain(&error),
+                        failures = act.restarts.failures(), error = %Chain(&error),
                         "Adapter worker setup failed; retrying."
                     );
                 }

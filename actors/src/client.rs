@@ -30,6 +30,8 @@ mod collector;
 mod connect;
 mod connect_secure;
 mod decode;
+#[cfg(test)]
+mod decode_fuzz_tests;
 pub mod measure;
 mod options;
 mod plan;

@@ -10,6 +10,7 @@
 //! actix `Supervisor` restarts it, which connects anew.
 
 pub mod dedicated;
+pub mod metrics;
 pub mod settings;
 pub mod status;
 
@@ -17,15 +18,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error_chain::Chain;
+use crate::supervision::{Backoff, Shutdown};
 use actix::prelude::*;
 use async_nats::{Client, ConnectOptions, Event};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-pub use settings::{backoff, Auth, NetworkSettings, TlsSettings};
-pub use status::{NetworkHealth, NetworkMetrics, NetworkStatus};
+pub use metrics::NetworkMetrics;
+pub use settings::{Auth, NetworkSettings, TlsSettings};
+pub use status::{NetworkHealth, NetworkStatus};
 
-/// How long [`Drain`] waits for the connection to report itself closed.
+/// How long [`Shutdown`] waits for the connection to report itself closed.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Errors of the connection layer.
@@ -189,7 +192,7 @@ impl NetworkActor {
     ) -> Client {
         let label = NetworkMetrics::label(&settings.name);
         let urls = settings.urls.join(",");
-        let mut attempt: u32 = 0;
+        let mut backoff = Backoff::new(settings.initial_backoff, settings.max_backoff);
         loop {
             metrics.connect_attempts.get_or_create(&label).inc();
             let result =
@@ -208,14 +211,14 @@ impl NetworkActor {
                 Ok(client) => return client,
                 Err(error) => {
                     metrics.connect_failures.get_or_create(&label).inc();
-                    let delay = backoff(attempt, settings.initial_backoff, settings.max_backoff);
+                    let attempt = backoff.attempts();
+                    let delay = backoff.next_delay();
                     if attempt < settings.quiet_attempts {
                         debug!(network = %settings.name, attempt, retry_in = ?delay, error = %Chain(&error), "Cannot connect to NATS yet; retrying.");
                     } else {
                         warn!(network = %settings.name, attempt, retry_in = ?delay, error = %Chain(&error), "Cannot connect to NATS yet; retrying.");
                     }
                     actix_rt::time::sleep(delay).await;
-                    attempt = attempt.saturating_add(1);
                 }
             }
         }
@@ -332,16 +335,12 @@ impl Handler<GetStatus> for NetworkActor {
     }
 }
 
-/// Command: drain the connection (unsubscribe, deliver what is buffered, flush, close) as the
-/// node shuts down.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Drain;
-
-impl Handler<Drain> for NetworkActor {
+/// At node shutdown the network drains its connection (unsubscribe, deliver what is buffered,
+/// flush, close) and answers once it is closed; it does not reconnect afterwards.
+impl Handler<Shutdown> for NetworkActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.draining = true;
         let client = self.client.borrow().clone();
         let network = self.settings.name.clone();

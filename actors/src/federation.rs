@@ -56,10 +56,11 @@ use tracing::{info, warn};
 
 use crate::connection::dedicated::{connect_with_retry, Owner};
 
-use crate::connection::{backoff, drain_and_close, NetworkSettings};
+use crate::connection::{drain_and_close, NetworkSettings};
 use crate::error_chain::Chain;
+use crate::supervision::{Backoff, Restarts, Shutdown};
 
-pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, WorkerMetrics};
+pub use metrics::{ChoriaCounter, ChoriaLabels, FederationMetrics, StageMetrics};
 pub use pipeline::{Direction, PathSpec};
 pub use settings::BrokerSettings;
 pub use transform::{transform_reply, transform_request, HopJson, Rejection, Rewritten};
@@ -86,9 +87,8 @@ pub struct FederationBrokerActor {
     federation: Arc<NetworkSettings>,
     collective: Arc<NetworkSettings>,
     metrics: FederationMetrics,
-    failures: u32,
-    ran: bool,
-    /// What [`StopBroker`] shares with the broker's task.
+    restarts: Restarts,
+    /// What [`Shutdown`] shares with the broker's task.
     running: Arc<Mutex<Running>>,
 }
 
@@ -101,19 +101,18 @@ struct Running {
     stopped: bool,
 }
 
-/// How long [`StopBroker`] waits for each connection to finish draining.
+/// How long [`Shutdown`] waits for each connection to finish draining.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
-/// Command: drain the broker's connections (what it forwarded is flushed) and do not restart
-/// it; the node sends it at shutdown, before the servers go away.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopBroker;
+/// The pause before a broker whose subscriptions ended subscribes again.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
-impl Handler<StopBroker> for FederationBrokerActor {
+/// At node shutdown, before the servers go away, the broker drains its connections (what it
+/// forwarded is flushed), answers once they are closed, and is not restarted.
+impl Handler<Shutdown> for FederationBrokerActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: StopBroker, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         let clients = {
             let mut running = self.running.lock();
             running.stopped = true;
@@ -149,8 +148,7 @@ impl FederationBrokerActor {
             federation: Arc::new(federation),
             collective: Arc::new(collective),
             metrics,
-            failures: 0,
-            ran: false,
+            restarts: Restarts::new(Backoff::RESTART).after_end(RESUBSCRIBE_DELAY),
             running: Arc::default(),
         }
     }
@@ -213,17 +211,7 @@ impl Actor for FederationBrokerActor {
         if self.running.lock().stopped {
             return;
         }
-        let delay = if self.ran {
-            Duration::from_secs(1)
-        } else if self.failures == 0 {
-            Duration::ZERO
-        } else {
-            backoff(
-                self.failures - 1,
-                Duration::from_millis(100),
-                Duration::from_secs(5),
-            )
-        };
+        let delay = self.restarts.delay();
         let (settings, federation, collective, metrics, running) = (
             self.settings.clone(),
             self.federation.clone(),
@@ -266,18 +254,16 @@ impl Actor for FederationBrokerActor {
             }
             match result {
                 Ok(()) => {
-                    act.failures = 0;
-                    act.ran = true;
+                    act.restarts.ended();
                     info!(
                         cluster = %act.settings.cluster,
                         "Federation broker subscriptions ended; restarting."
                     );
                 }
                 Err(error) => {
-                    act.ran = false;
-                    act.failures = act.failures.saturating_add(1);
+                    act.restarts.failed();
                     warn!(
-                        cluster = %act.settings.cluster, failures = act.failures, error = %Chain(&error),
+                        cluster = %act.settings.cluster, failures = act.restarts.failures(), error = %Chain(&error),
                         "Federation broker setup failed; retrying."
                     );
                 }

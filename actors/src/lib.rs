@@ -31,13 +31,17 @@
 //!   fsync), shared by the replicator's sampling state and the playbook file store.
 //! - [`error_chain`]: [`error_chain::Chain`] prints an error with each of its causes once.
 //! - [`metrics`]: the process-wide Prometheus registry every actor registers its counters in.
+//! - [`names`]: the name rule (letters, digits, `-` and `_`) of config sections and
+//!   playbook names.
 //! - [`problems`]: every problem of a config or playbook file, each with its key and value.
 //! - [`server_features`]: what a nats-server supports (batched publishing, API level), learned
 //!   from its `INFO` and JetStream account info.
 //!
-//! Messages are commands (`Drain`), past-tense events (`ConnectionLost`) or queries
+//! Messages are commands (`Shutdown`), past-tense events (`ConnectionLost`) or queries
 //! (`GetClient`, `GetStatus`). Wire types (what travels over NATS) live apart from actor
 //! messages.
+
+#![warn(unreachable_pub)]
 
 pub mod adapter;
 pub mod atomic_file;
@@ -47,11 +51,12 @@ pub mod emulator;
 pub mod error_chain;
 pub mod federation;
 #[cfg(test)]
-mod fuzzing;
+use choir_protocol::fuzzing;
 pub mod metrics;
+pub mod names;
 pub mod playbook;
 pub mod problems;
-pub mod protocol;
+pub use choir_protocol as protocol;
 pub mod replicator;
 pub mod server_features;
 pub mod supervision;

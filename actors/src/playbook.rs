@@ -11,8 +11,9 @@
 //! - [`store`]: data stores behind one trait: memory, nats_kv, etcd, file, environment.
 //! - [`lock`]: `LockKeeper`, TTL renewal and lost-lock detection.
 //! - [`client`]: where discovery node sets and `rpc` tasks connect (`[client]`, CLI flags).
-//! - [`nodes`]: node sets (list, file, discovery).
-//! - [`task`]: shell, data, sleep, webhook, rpc.
+//! - [`nodes`]: node sets (list, file, discovery, yaml, shell), their ping test.
+//! - [`uses`]: agent version ranges checked against `rpcutil#agent_inventory`.
+//! - [`task`]: shell, data, sleep, webhook, slack, graphite_event, rpc.
 //! - [`run`]: the run core ([`Runner`]); [`actor`]: its actix shell.
 //! - [`report`]: the JSON report.
 
@@ -28,6 +29,7 @@ pub mod spec;
 pub mod store;
 pub mod task;
 pub mod template;
+pub mod uses;
 pub mod validate;
 #[cfg(test)]
 mod validate_fuzz_tests;

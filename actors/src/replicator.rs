@@ -12,8 +12,10 @@
 //! - [`topic`]: `TopicReplicatorActor`, one per `[replicators.X]`: setup, tracker, advisories;
 //! - [`worker`]: `ReplicaWorkerActor`, one per worker arbiter, with its own connections;
 //! - [`ordered`], [`queued`]: the two copy loops; [`acks`]: the target ack inbox they share;
-//! - [`setup`], [`gate`], [`stats`]: JetStream setup and resume points, copy decisions,
-//!   metrics; [`publish_path`]: per-message or fast-ingest batches, asked of the target.
+//! - [`setup`], [`gate`], [`metrics`]: JetStream setup and resume points, copy decisions,
+//!   metrics; [`publish_path`]: per-message or fast-ingest batches, asked of the target;
+//! - [`choria`]: Choria Stream Replicator compatibility (headers, advisories, heartbeats,
+//!   metric names).
 
 pub mod advisory;
 pub mod inspect;
@@ -22,21 +24,22 @@ mod inspect_fuzz_tests;
 pub mod sampling;
 
 pub mod acks;
+pub mod choria;
 pub mod context;
 pub mod envelope;
 pub mod failure;
 pub mod gate;
+pub mod metrics;
 pub mod ordered;
 pub mod publish_path;
 pub mod queued;
 pub mod settings;
 pub mod setup;
 pub mod setup_patience;
-pub mod stats;
 pub mod subject_map;
 pub mod topic;
 pub mod worker;
 
+pub use metrics::ReplicatorMetrics;
 pub use settings::{Mode, ReplicatorSettings, StartPosition};
-pub use stats::ReplicatorMetrics;
-pub use topic::{ReplicatorNetworks, StopReplicator, TopicReplicatorActor};
+pub use topic::{ReplicatorNetworks, TopicReplicatorActor};

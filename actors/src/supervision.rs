@@ -5,6 +5,22 @@
 //! the mailbox for good. The [`WatchdogActor`] polls the actors it watches and re-creates any
 //! whose mailbox has closed, through the factory it was given, and stores the new address in
 //! the actor's [`ActorSlot`] so every holder of the slot reaches the new actor.
+//!
+//! The lifecycle rules every actor shares live here too:
+//!
+//! - [`backoff`]: [`Backoff`], the one retry delay policy (initial, cap, factor, jitter) with
+//!   its named presets, used by every retry loop;
+//! - [`restarts`]: [`Restarts`], the restart-with-backoff state machine of actors that stop
+//!   themselves on an error and are restarted by their actix `Supervisor`;
+//! - [`shutdown`]: [`Shutdown`], the one "stop for good" command the node sends at shutdown.
+
+pub mod backoff;
+pub mod restarts;
+pub mod shutdown;
+
+pub use backoff::{Backoff, Jitter};
+pub use restarts::Restarts;
+pub use shutdown::{shutdown_all, Shutdown};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,27 +32,40 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tracing::{error, info};
 
-use crate::metrics::Metrics;
+use crate::metrics::MetricsRegistry;
 
 /// The current address of a watched actor, shared by everyone who talks to it.
 pub struct ActorSlot<A: Actor> {
+    name: Arc<str>,
     addr: Arc<RwLock<Addr<A>>>,
 }
 
 impl<A: Actor> Clone for ActorSlot<A> {
     fn clone(&self) -> Self {
         Self {
+            name: Arc::clone(&self.name),
             addr: Arc::clone(&self.addr),
         }
     }
 }
 
 impl<A: Actor> ActorSlot<A> {
-    /// A slot holding `addr`.
-    pub fn new(addr: Addr<A>) -> Self {
+    /// A slot named `name` (as in logs and metrics, e.g. `network/region`) holding `addr`.
+    pub fn new(name: impl Into<Arc<str>>, addr: Addr<A>) -> Self {
         Self {
+            name: name.into(),
             addr: Arc::new(RwLock::new(addr)),
         }
+    }
+
+    /// The actor's name, e.g. `network/region`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name and the current address, as [`shutdown_all`] takes them.
+    pub fn named(&self) -> (String, Addr<A>) {
+        (self.name.to_string(), self.get())
     }
 
     /// The current address (a cheap clone).
@@ -93,9 +122,10 @@ impl<A: Actor> WatchedActor<A> {
         name: impl Into<String>,
         factory: impl Fn() -> Addr<A> + Send + 'static,
     ) -> (Self, ActorSlot<A>) {
-        let slot = ActorSlot::new(factory());
+        let name = name.into();
+        let slot = ActorSlot::new(name.as_str(), factory());
         let watched = Self {
-            name: name.into(),
+            name,
             slot: slot.clone(),
             factory: Box::new(factory),
             #[cfg(feature = "fault-injection")]
@@ -163,7 +193,7 @@ pub struct WatchdogActor {
 impl WatchdogActor {
     /// A watchdog checking every `interval`, counting respawns in `metrics` as
     /// `choir_actor_respawns_total{actor}`.
-    pub fn new(interval: Duration, metrics: &Metrics) -> Self {
+    pub fn new(interval: Duration, metrics: &MetricsRegistry) -> Self {
         let respawns = Family::<ActorLabel, Counter>::default();
         metrics.register(
             "choir_actor_respawns",
@@ -179,7 +209,7 @@ impl WatchdogActor {
 
     /// A watchdog that counts into a private registry (for tests and tools).
     pub fn unregistered(interval: Duration) -> Self {
-        Self::new(interval, &Metrics::new())
+        Self::new(interval, &MetricsRegistry::new())
     }
 
     fn check(&mut self) {

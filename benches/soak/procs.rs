@@ -68,7 +68,7 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let binary = choir::embedded::find_nats_server().expect("nats-server is not installed");
+        let binary = choir::nats_binary::find_nats_server().expect("nats-server is not installed");
         let log = OpenOptions::new()
             .create(true)
             .append(true)

@@ -180,7 +180,7 @@ pub struct FilterArgs {
 }
 
 /// Parses `key<op>value` into a fact filter (`=` means `==`).
-pub fn parse_fact(text: &str) -> Result<FactFilter, ClientCliError> {
+pub(super) fn parse_fact(text: &str) -> Result<FactFilter, ClientCliError> {
     FactFilter::parse_expression(text).map_err(|message| ClientCliError::Flag {
         flag: "--fact",
         value: text.to_owned(),

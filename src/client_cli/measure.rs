@@ -67,7 +67,7 @@ impl MeasureArgs {
 }
 
 /// Runs `choir measure`.
-pub async fn run(args: MeasureArgs) -> Result<ExitCode, ClientCliError> {
+pub(super) async fn run(args: MeasureArgs) -> Result<ExitCode, ClientCliError> {
     let client = connect(&args.connect).await?;
     let plan = args.plan();
     let bar = ProgressBar::with_draw_target(
@@ -144,7 +144,7 @@ pub async fn run(args: MeasureArgs) -> Result<ExitCode, ClientCliError> {
 }
 
 /// The summary table: one row per test and a total row (arrival times in ms).
-pub fn summary_table(report: &SuiteReport) -> String {
+pub(super) fn summary_table(report: &SuiteReport) -> String {
     let header = [
         "test",
         "ok",

@@ -35,7 +35,7 @@ pub struct PingArgs {
 }
 
 /// Runs `choir ping`.
-pub async fn run(args: PingArgs) -> Result<ExitCode, ClientCliError> {
+pub(super) async fn run(args: PingArgs) -> Result<ExitCode, ClientCliError> {
     let client = connect(&args.connect).await?;
     let timeout = args
         .discovery_timeout

@@ -48,7 +48,7 @@ pub struct RpcArgs {
 }
 
 /// Parses `key=value` inputs into a JSON object.
-pub fn parse_inputs(inputs: &[String]) -> Result<Value, ClientCliError> {
+pub(super) fn parse_inputs(inputs: &[String]) -> Result<Value, ClientCliError> {
     let mut data = Map::new();
     for input in inputs {
         let Some((k, v)) = input.split_once('=').filter(|(k, _)| !k.is_empty()) else {
@@ -65,7 +65,7 @@ pub fn parse_inputs(inputs: &[String]) -> Result<Value, ClientCliError> {
 }
 
 /// Runs `choir rpc`.
-pub async fn run(args: RpcArgs) -> Result<ExitCode, ClientCliError> {
+pub(super) async fn run(args: RpcArgs) -> Result<ExitCode, ClientCliError> {
     let data = parse_inputs(&args.inputs)?;
     let mut filter = args.filter.filter()?;
     let client = connect(&args.connect).await?;

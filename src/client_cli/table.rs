@@ -1,18 +1,18 @@
 //! Plain aligned text tables for the terminal.
 
 /// Milliseconds with two decimals from nanoseconds.
-pub fn ms(ns: u64) -> String {
+pub(super) fn ms(ns: u64) -> String {
     format!("{:.2}", ns as f64 / 1e6)
 }
 
 /// Milliseconds with two decimals from fractional nanoseconds.
-pub fn ms_f(ns: f64) -> String {
+pub(super) fn ms_f(ns: f64) -> String {
     format!("{:.2}", ns / 1e6)
 }
 
 /// A table: a header row and data rows, every column padded to its widest cell; the first
 /// column is left-aligned, the others right-aligned.
-pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

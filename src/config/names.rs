@@ -1,15 +1,7 @@
-//! The naming rules of the config, each in one place: section names and stream names.
+//! The naming rules of the config, each in one place: section names (the rule shared with
+//! playbooks, [`choir_actors::names`]) and stream names.
 
-/// What [`valid_name`] allows, as a problem message.
-pub(super) const NAME_RULE: &str = "names use letters, digits, '-' and '_' only";
-
-/// Whether `name` is a valid section or node name: letters, digits, `-` and `_`.
-pub(super) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
+pub(super) use choir_actors::names::{valid_name, NAME_RULE};
 
 /// Whether `name` is a valid JetStream stream name by the NATS rule: not empty, at most 255
 /// bytes, and no whitespace, control character, `.`, `*`, `>`, `/` or `\`.

@@ -28,6 +28,9 @@ pub struct NodeConfig {
     /// How often the watchdog looks for actors whose mailbox closed.
     #[serde(default = "defaults::watchdog_interval", with = "humantime_serde")]
     pub watchdog_interval: Duration,
+    /// Node-wide default of every replicator's `compat` (`"choir"` or `"choria"`).
+    #[serde(default)]
+    pub compat: Option<super::compat::Compat>,
 }
 
 impl Default for NodeConfig {
@@ -38,6 +41,7 @@ impl Default for NodeConfig {
             monitor: defaults::monitor(),
             shutdown_timeout: defaults::shutdown_timeout(),
             watchdog_interval: defaults::watchdog_interval(),
+            compat: None,
         }
     }
 }

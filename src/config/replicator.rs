@@ -8,13 +8,15 @@ use choir_actors::replicator::advisory::SubjectTemplate;
 use choir_actors::replicator::inspect::{Inspector, JsonPath};
 use choir_actors::replicator::sampling::SamplingConfig;
 use choir_actors::replicator::settings::{
-    AdvisorySettings, Mode, ReplicatorSettings, SamplingSettings, StartPosition,
+    AdvisorySettings, ChoriaCompat, Mode, ReplicatorSettings, SamplingSettings, StartPosition,
 };
 use choir_actors::replicator::subject_map::SubjectMap;
 use serde::Deserialize;
 
+use super::compat::Compat;
 use super::defaults;
 use super::names::valid_stream_name;
+use super::node::NodeConfig;
 use super::Config;
 use super::Problems;
 
@@ -95,6 +97,11 @@ pub struct ReplicatorConfig {
     /// Publish a status heartbeat to `choir.replicator.<name>.heartbeat` on the target.
     #[serde(default, with = "humantime_serde")]
     pub heartbeat: Option<Duration>,
+    /// Subject of the heartbeats (default `choir.replicator.<name>.heartbeat`).
+    pub heartbeat_subject: Option<String>,
+    /// `"choria"`: also follow the Choria Stream Replicator's conventions (default: `[node]
+    /// compat`, else `"choir"`).
+    pub compat: Option<Compat>,
 }
 
 /// `mode`.
@@ -223,12 +230,34 @@ impl ReplicatorConfig {
                 "queued mode needs Nats-Msg-Id for exactly-once copies",
             );
         }
+        if let Some(subject) = &self.heartbeat_subject {
+            if self.heartbeat.is_none() {
+                problems.key(key("heartbeat_subject"), "only with heartbeat");
+            }
+            if SubjectTemplate::parse(subject).is_err() || subject.contains('%') {
+                problems.value(
+                    key("heartbeat_subject"),
+                    subject,
+                    "not a valid publish subject",
+                );
+            }
+        }
         if self.ack_wait < Duration::from_secs(1) {
             problems.value(
                 key("ack_wait"),
                 humantime::format_duration(self.ack_wait),
                 "at least 1s",
             );
+        }
+    }
+
+    /// Choria Stream Replicator compatibility: this replicator's `compat`, else the node's.
+    pub fn choria_compat(&self, node: &NodeConfig) -> Option<ChoriaCompat> {
+        match self.compat.or(node.compat).unwrap_or_default() {
+            Compat::Choir => None,
+            Compat::Choria => Some(ChoriaCompat {
+                site: node.name.clone(),
+            }),
         }
     }
 
@@ -314,6 +343,11 @@ impl ReplicatorConfig {
             max_rejections: self.max_rejections,
             ack_wait: self.ack_wait,
             heartbeat: self.heartbeat,
+            heartbeat_subject: self
+                .heartbeat_subject
+                .clone()
+                .unwrap_or_else(|| format!("choir.replicator.{name}.heartbeat")),
+            choria: None,
         }
     }
 }

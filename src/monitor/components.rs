@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use choir_actors::connection::NetworkHealth;
-use choir_actors::metrics::Metrics;
+use choir_actors::metrics::MetricsRegistry;
 use serde_json::{json, Map, Value};
 
 /// A running part of the node as `/debug/vars` shows it: `{name, kind, state, counters}`.
@@ -65,12 +65,12 @@ fn counters(text: &str, label: &str, value: &str, names: &[(&str, &str)]) -> Map
         .collect()
 }
 
-fn encoded(metrics: &Metrics) -> String {
+fn encoded(metrics: &MetricsRegistry) -> String {
     metrics.encode().unwrap_or_default()
 }
 
 /// A replicator: `running` once it found its streams and copies, else `starting`.
-pub fn replicator(name: String, metrics: Metrics) -> StatusView {
+pub fn replicator(name: String, metrics: MetricsRegistry) -> StatusView {
     Arc::new(move || {
         let text = encoded(&metrics);
         let ready = sum_samples(&text, "choir_replicator_ready", "replicator", &name) >= 1.0;
@@ -109,7 +109,7 @@ pub fn replicator(name: String, metrics: Metrics) -> StatusView {
 
 /// An adapter of `workers` workers: `running` when every worker is subscribed, else
 /// `starting`.
-pub fn adapter(name: String, workers: usize, metrics: Metrics) -> StatusView {
+pub fn adapter(name: String, workers: usize, metrics: MetricsRegistry) -> StatusView {
     Arc::new(move || {
         let text = encoded(&metrics);
         let subscribed = sum_samples(&text, "choir_adapter_subscribed", "adapter", &name);
@@ -139,7 +139,7 @@ pub fn adapter(name: String, workers: usize, metrics: Metrics) -> StatusView {
 
 /// The federation broker of `cluster`: `running` when its connections to both networks are
 /// up, `disconnected` when one of them is down, `starting` before they were made.
-pub fn broker(cluster: String, metrics: Metrics, health: NetworkHealth) -> StatusView {
+pub fn broker(cluster: String, metrics: MetricsRegistry, health: NetworkHealth) -> StatusView {
     Arc::new(move || {
         let text = encoded(&metrics);
         let suffix = format!("/federation broker {cluster}");

@@ -1,7 +1,13 @@
 //! Test harness shared by the integration tests: real nats-server processes on free loopback
 //! ports, the `choir` binary as a child process, a tiny HTTP client and poll-until helpers.
 //! Every wait has a timeout; every process is killed on drop.
-#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::mod_module_files
+)]
 
 pub mod consul;
 pub mod creds;

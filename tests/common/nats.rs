@@ -20,7 +20,7 @@ fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CHOIR_NATS_SERVER") {
         return PathBuf::from(path);
     }
-    choir::embedded::find_nats_server()
+    choir::nats_binary::find_nats_server()
         .expect("nats-server not found: install it (apt-get install nats-server); .ci/run does")
 }
 

@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::Metrics;
+use crate::metrics::MetricsRegistry;
 
 /// Labels of the per-worker adapter metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,7 +55,7 @@ pub struct AdapterMetrics {
 
 impl AdapterMetrics {
     /// Creates the families and registers them in `metrics`.
-    pub fn register(metrics: &Metrics) -> Self {
+    pub fn register(metrics: &MetricsRegistry) -> Self {
         let this = Self::default();
         let counters = [
             (
@@ -116,12 +116,12 @@ impl AdapterMetrics {
     }
 
     /// The handles of one worker.
-    pub fn worker(&self, adapter: &str, worker: usize) -> WorkerMetrics {
+    pub fn worker(&self, adapter: &str, worker: usize) -> AdapterWorkerMetrics {
         let labels = WorkerLabels {
             adapter: adapter.to_owned(),
             worker: worker.to_string(),
         };
-        WorkerMetrics {
+        AdapterWorkerMetrics {
             received: self.received.get_or_create(&labels).clone(),
             received_bytes: self.received_bytes.get_or_create(&labels).clone(),
             published: self.published.get_or_create(&labels).clone(),
@@ -137,9 +137,9 @@ impl AdapterMetrics {
     }
 }
 
-/// The metric handles of one worker (cheap clones of shared atomics).
+/// The metric handles of one adapter worker (cheap clones of shared atomics).
 #[derive(Clone, Debug)]
-pub struct WorkerMetrics {
+pub struct AdapterWorkerMetrics {
     /// Messages received.
     pub received: Counter,
     /// Bytes received.
@@ -162,7 +162,7 @@ pub struct WorkerMetrics {
     labels: WorkerLabels,
 }
 
-impl WorkerMetrics {
+impl AdapterWorkerMetrics {
     /// Counts one message dropped for `reason`.
     pub fn dropped(&self, reason: &str) {
         self.dropped
@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn families_appear_with_adapter_and_worker_labels() {
-        let metrics = Metrics::new();
+        let metrics = MetricsRegistry::new();
         let families = AdapterMetrics::register(&metrics);
         let worker = families.worker("reg", 1);
         worker.received.inc();

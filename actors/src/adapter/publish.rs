@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::{Context, PublishError, PublishErrorKind};
 
 use super::transform::Outgoing;
-use crate::connection::backoff;
+use crate::supervision::Backoff;
 
 /// How failed publishes are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +19,9 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The delay before retry `retry` (0-based).
+    /// The delay before retry `retry` (0-based): the configured backoff, exact.
     pub fn delay(&self, retry: u32) -> Duration {
-        backoff(retry, self.initial, self.max)
+        Backoff::new(self.initial, self.max).exact(retry)
     }
 }
 

@@ -9,7 +9,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tracing::{debug, error, warn};
 
-use super::metrics::WorkerMetrics;
+use super::metrics::AdapterWorkerMetrics;
 use super::publish::{publish_with_retry, Delivery, RetryPolicy};
 use super::transform::Transformer;
 use crate::error_chain::Chain;
@@ -34,7 +34,7 @@ pub async fn pump(
     transformer: Transformer,
     policy: RetryPolicy,
     window: NonZeroUsize,
-    metrics: WorkerMetrics,
+    metrics: AdapterWorkerMetrics,
     who: PumpContext,
 ) {
     let mut in_flight = FuturesUnordered::new();
@@ -77,7 +77,7 @@ pub async fn pump(
     metrics.in_flight.set(0);
 }
 
-fn settle(delivery: Delivery, metrics: &WorkerMetrics, who: &PumpContext) {
+fn settle(delivery: Delivery, metrics: &AdapterWorkerMetrics, who: &PumpContext) {
     match delivery {
         Delivery::Stored {
             duplicate,

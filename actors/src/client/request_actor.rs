@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::decode::{statuscode, ReplyDecoder};
-use super::waiting::{ArrivalWindow, Verdict};
+use super::waiting::{ArrivalWindow, DeadlineAction};
 use super::{Collected, Expectation, ReplyCollector, ReplyRecord};
 use crate::protocol::{RpcReply, STATUS_UNKNOWN_ERROR};
 
@@ -80,8 +80,8 @@ impl RequestActor {
             .last_reply
             .map(|at| at.saturating_duration_since(self.started));
         match window.verdict(elapsed, last) {
-            Verdict::Stop => self.finish(true, ctx),
-            Verdict::CheckAt(at) => {
+            DeadlineAction::Stop => self.finish(true, ctx),
+            DeadlineAction::CheckAt(at) => {
                 ctx.run_later(at.saturating_sub(elapsed), |act, ctx| act.on_deadline(ctx));
             }
         }

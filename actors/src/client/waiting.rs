@@ -17,7 +17,7 @@ pub const MAX_QUIET: Duration = Duration::from_secs(1);
 
 /// What to do when a deadline of the request passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum DeadlineAction {
     /// End the request now.
     Stop,
     /// Look again this long after the start of the request.
@@ -54,14 +54,14 @@ impl ArrivalWindow {
 
     /// At `elapsed` since the request started, with the last reply at `last_reply` (since
     /// the start too): stop, or when to look again.
-    pub fn verdict(&self, elapsed: Duration, last_reply: Option<Duration>) -> Verdict {
+    pub fn verdict(&self, elapsed: Duration, last_reply: Option<Duration>) -> DeadlineAction {
         let end = last_reply
             .map_or(self.timeout, |at| self.timeout.max(at + self.quiet))
             .min(self.cap);
         if elapsed >= end {
-            Verdict::Stop
+            DeadlineAction::Stop
         } else {
-            Verdict::CheckAt(end)
+            DeadlineAction::CheckAt(end)
         }
     }
 }
@@ -77,14 +77,14 @@ mod tests {
     #[test]
     fn stops_at_the_timeout_when_nothing_arrives() {
         let w = ArrivalWindow::new(ms(2000));
-        assert_eq!(w.verdict(ms(2000), None), Verdict::Stop);
-        assert_eq!(w.verdict(ms(1500), None), Verdict::CheckAt(ms(2000)));
+        assert_eq!(w.verdict(ms(2000), None), DeadlineAction::Stop);
+        assert_eq!(w.verdict(ms(1500), None), DeadlineAction::CheckAt(ms(2000)));
     }
 
     #[test]
     fn stops_at_the_timeout_when_replies_stopped_long_before() {
         let w = ArrivalWindow::new(ms(2000));
-        assert_eq!(w.verdict(ms(2000), Some(ms(300))), Verdict::Stop);
+        assert_eq!(w.verdict(ms(2000), Some(ms(300))), DeadlineAction::Stop);
     }
 
     #[test]
@@ -93,15 +93,15 @@ mod tests {
         assert_eq!(w.quiet(), ms(1000));
         assert_eq!(
             w.verdict(ms(2000), Some(ms(1900))),
-            Verdict::CheckAt(ms(2900))
+            DeadlineAction::CheckAt(ms(2900))
         );
         // Another burst at 2.8 s: look again a quiet period after it.
         assert_eq!(
             w.verdict(ms(2900), Some(ms(2800))),
-            Verdict::CheckAt(ms(3800))
+            DeadlineAction::CheckAt(ms(3800))
         );
         // Quiet since 2.8 s: done.
-        assert_eq!(w.verdict(ms(3800), Some(ms(2800))), Verdict::Stop);
+        assert_eq!(w.verdict(ms(3800), Some(ms(2800))), DeadlineAction::Stop);
     }
 
     #[test]
@@ -110,15 +110,21 @@ mod tests {
         assert_eq!(w.cap(), ms(20_000));
         assert_eq!(
             w.verdict(ms(19_900), Some(ms(19_800))),
-            Verdict::CheckAt(ms(20_000))
+            DeadlineAction::CheckAt(ms(20_000))
         );
-        assert_eq!(w.verdict(ms(20_000), Some(ms(19_999))), Verdict::Stop);
+        assert_eq!(
+            w.verdict(ms(20_000), Some(ms(19_999))),
+            DeadlineAction::Stop
+        );
     }
 
     #[test]
     fn a_short_timeout_has_a_short_quiet_period() {
         let w = ArrivalWindow::new(ms(300));
         assert_eq!(w.quiet(), ms(300));
-        assert_eq!(w.verdict(ms(300), Some(ms(250))), Verdict::CheckAt(ms(550)));
+        assert_eq!(
+            w.verdict(ms(300), Some(ms(250))),
+            DeadlineAction::CheckAt(ms(550))
+        );
     }
 }

@@ -11,13 +11,13 @@
 //! forever by itself, and the events are logged under the owner's name.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
 use tracing::{debug, info, warn};
 
-use super::{backoff, NetworkError, NetworkSettings, NetworkStatus};
+use super::{NetworkError, NetworkSettings, NetworkStatus};
 use crate::error_chain::Chain;
+use crate::supervision::Backoff;
 
 /// Who owns a dedicated connection, for its connection name and its log lines.
 #[derive(Clone, Debug)]
@@ -87,7 +87,7 @@ pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Cl
         .map_or_else(Arc::default, |health| {
             health.dedicated(&owner.health_key(&settings.name))
         });
-    let mut attempt = 0u32;
+    let mut backoff = Backoff::RESTART.with_max(settings.max_backoff);
     loop {
         let result = match options(settings, owner, status.clone()).await {
             Ok(options) => {
@@ -108,7 +108,8 @@ pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Cl
                 return client;
             }
             Err(error) => {
-                let delay = backoff(attempt, Duration::from_millis(100), settings.max_backoff);
+                let attempt = backoff.attempts();
+                let delay = backoff.next_delay();
                 if attempt < settings.quiet_attempts {
                     debug!(
                         owner = owner.kind, name = %owner.name, network = %settings.name, attempt,
@@ -123,7 +124,6 @@ pub async fn connect_with_retry(settings: &NetworkSettings, owner: &Owner) -> Cl
                     );
                 }
                 tokio::time::sleep(delay).await;
-                attempt = attempt.saturating_add(1);
             }
         }
     }

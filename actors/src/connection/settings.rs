@@ -139,25 +139,3 @@ impl NetworkSettings {
         Ok(options)
     }
 }
-
-/// The delay before connect attempt `attempt` (0-based): doubling from `initial`, capped.
-pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
-    let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
-    initial.saturating_mul(factor).min(max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_then_caps() {
-        let initial = Duration::from_millis(100);
-        let max = Duration::from_secs(5);
-        assert_eq!(backoff(0, initial, max), Duration::from_millis(100));
-        assert_eq!(backoff(1, initial, max), Duration::from_millis(200));
-        assert_eq!(backoff(3, initial, max), Duration::from_millis(800));
-        assert_eq!(backoff(10, initial, max), max);
-        assert_eq!(backoff(u32::MAX, initial, max), max);
-    }
-}

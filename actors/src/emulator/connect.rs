@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
-use rand::Rng as _;
 
 use super::{EmulatorError, EmulatorMetrics};
 use crate::connection::NetworkSettings;
+use crate::supervision::Backoff;
 
 /// Connects to `url` as `name`. After the first success async-nats reconnects by itself
-/// forever (with a random 0–2 s delay on top of a capped backoff, so a fleet does not come
-/// back in one burst after a server restart).
+/// forever (with [`Backoff::FLEET_RECONNECT`]: a random 0–2 s on top of a capped backoff, so
+/// a fleet does not come back in one burst after a server restart).
 pub(super) async fn connect(
     settings: &NetworkSettings,
     url: &str,
@@ -54,22 +54,13 @@ pub(super) async fn connect(
 }
 
 /// The delay before connect attempt `attempts` (1-based): none before the first connect
-/// succeeded (the daemon retries with its own backoff), then a capped backoff plus 0–2 s of
-/// jitter.
+/// succeeded (the daemon retries with its own backoff), then [`Backoff::FLEET_RECONNECT`].
 fn reconnect_delay(connected_once: &AtomicBool, attempts: usize) -> Duration {
     if !connected_once.load(Ordering::Acquire) {
         return Duration::ZERO;
     }
-    reconnect_backoff(attempts)
-}
-
-/// The delay before reconnect attempt `attempts` (1-based) of a daemon that was connected:
-/// 250 ms more per failed attempt, capped at 5 s, plus 0–2 s of jitter.
-pub(super) fn reconnect_backoff(attempts: usize) -> Duration {
-    let base = Duration::from_millis(250)
-        .saturating_mul(u32::try_from(attempts.saturating_sub(1).min(16)).unwrap_or(16))
-        .min(Duration::from_secs(5));
-    base + Duration::from_millis(rand::thread_rng().gen_range(0..2000))
+    let attempt = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+    Backoff::FLEET_RECONNECT.delay(attempt)
 }
 
 fn on_event(metrics: &EmulatorMetrics, lost: &AtomicBool, event: Event) {

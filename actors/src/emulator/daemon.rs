@@ -12,7 +12,6 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use async_nats::{Client, Message};
@@ -22,9 +21,9 @@ use super::fleet_shared::{send_reply, FleetShared};
 use super::request_cache::with_scratch;
 use super::subscriptions::Subscriptions;
 use super::{registration, EmulatedNode, Incoming};
-use crate::connection::backoff;
 use crate::error_chain::Chain;
 use crate::protocol::unix_now;
+use crate::supervision::Backoff;
 
 /// One emulated daemon (dedicated connection).
 pub struct EmulatedNodeActor {
@@ -147,7 +146,7 @@ pub(super) async fn connect_and_subscribe(
     name: String,
     subjects: Vec<String>,
 ) -> (Client, Subscriptions) {
-    let mut attempt = 0u32;
+    let mut backoff = Backoff::SETUP;
     loop {
         let permit = fleet.connect_slots.acquire().await;
         let connected =
@@ -162,10 +161,9 @@ pub(super) async fn connect_and_subscribe(
             Ok(ok) => return ok,
             Err(error) => {
                 fleet.metrics.connect_failures.inc();
-                let delay = backoff(attempt, Duration::from_millis(200), Duration::from_secs(5));
+                let delay = backoff.next_delay();
                 debug!(%url, %error, retry_in = ?delay, "Emulator cannot connect yet.");
                 actix_rt::time::sleep(delay).await;
-                attempt = attempt.saturating_add(1);
             }
         }
     }

@@ -22,10 +22,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tracing::{debug, warn};
 
-use super::counters::ReasonLabel;
+use super::metrics::ReasonLabel;
 use super::node::Prepared;
 use super::DropReason;
-use crate::metrics::Metrics;
+use crate::metrics::MetricsRegistry;
 use crate::protocol::security::{Rejection, Verdict, Verifier};
 
 /// Distinct requests whose verdict a process remembers.
@@ -45,7 +45,7 @@ pub struct SecurityMetrics {
 
 impl SecurityMetrics {
     /// Registers the counters in `metrics`.
-    pub fn register(&self, metrics: &Metrics) {
+    pub fn register(&self, metrics: &MetricsRegistry) {
         metrics.register(
             "choir_emulator_security_verified",
             "Distinct requests a secure emulator verified (once per process)",

@@ -12,14 +12,14 @@ use async_nats::{Message, Subscriber};
 use futures::Stream;
 
 /// Several subscriptions polled in turn, starting after the one that last yielded.
-pub struct Subscriptions {
+pub(super) struct Subscriptions {
     subscribers: Vec<Subscriber>,
     next: usize,
 }
 
 impl Subscriptions {
     /// Merges `subscribers`.
-    pub fn new(subscribers: Vec<Subscriber>) -> Self {
+    pub(super) fn new(subscribers: Vec<Subscriber>) -> Self {
         Self {
             subscribers,
             next: 0,

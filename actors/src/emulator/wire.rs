@@ -9,25 +9,25 @@
 use serde::{Deserialize, Serialize};
 
 /// The longest control line accepted from a server (nats-server's own limit is 4 KiB).
-pub const MAX_CONTROL_LINE: usize = 4096;
+pub(super) const MAX_CONTROL_LINE: usize = 4096;
 
 /// The longest `INFO` line accepted: a server of a large cluster lists every `connect_urls`
 /// entry in it, which can take more than [`MAX_CONTROL_LINE`].
-pub const MAX_INFO_LINE: usize = 64 * 1024;
+pub(super) const MAX_INFO_LINE: usize = 64 * 1024;
 
 /// Largest message a server may announce (nats-server's `max_payload` tops out at 64 MiB);
 /// anything larger is a broken or hostile server, refused before any arithmetic on it.
-pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+pub(super) const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// `PING\r\n`.
-pub const PING: &[u8] = b"PING\r\n";
+pub(super) const PING: &[u8] = b"PING\r\n";
 
 /// `PONG\r\n`.
-pub const PONG: &[u8] = b"PONG\r\n";
+pub(super) const PONG: &[u8] = b"PONG\r\n";
 
 /// Errors of the NATS wire protocol.
 #[derive(Debug, thiserror::Error)]
-pub enum WireError {
+pub(super) enum WireError {
     /// The server sent something that is not a NATS server operation.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -62,7 +62,7 @@ pub enum WireError {
 
 /// One operation sent by the server, borrowing from the read buffer.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ServerOp<'a> {
+pub(super) enum ServerOp<'a> {
     /// `INFO {json}`.
     Info(&'a [u8]),
     /// `MSG` or `HMSG` (headers skipped: Choria carries everything in the payload).
@@ -84,7 +84,7 @@ pub enum ServerOp<'a> {
 
 /// The parts of the server's `INFO` the daemon uses.
 #[derive(Debug, Default, Deserialize)]
-pub struct ServerInfo {
+pub(super) struct ServerInfo {
     /// The largest payload the server accepts.
     #[serde(default)]
     pub max_payload: usize,
@@ -101,14 +101,14 @@ pub struct ServerInfo {
 
 impl ServerInfo {
     /// Parses the JSON of an `INFO` operation.
-    pub fn parse(json: &[u8]) -> Result<Self, WireError> {
+    pub(super) fn parse(json: &[u8]) -> Result<Self, WireError> {
         Ok(serde_json::from_slice(json)?)
     }
 }
 
 /// The `CONNECT` options of an emulated daemon.
 #[derive(Debug, Serialize)]
-pub struct ConnectInfo<'a> {
+pub(super) struct ConnectInfo<'a> {
     /// Never `+OK` every operation.
     pub verbose: bool,
     /// No strict subject checks.
@@ -142,7 +142,7 @@ pub struct ConnectInfo<'a> {
 
 impl<'a> ConnectInfo<'a> {
     /// The options of a plaintext connection named `name`, without credentials.
-    pub fn new(name: &'a str) -> Self {
+    pub(super) fn new(name: &'a str) -> Self {
         Self {
             verbose: false,
             pedantic: false,
@@ -162,7 +162,7 @@ impl<'a> ConnectInfo<'a> {
 }
 
 /// Appends `CONNECT {json}\r\n`.
-pub fn put_connect(out: &mut Vec<u8>, info: &ConnectInfo<'_>) -> Result<(), WireError> {
+pub(super) fn put_connect(out: &mut Vec<u8>, info: &ConnectInfo<'_>) -> Result<(), WireError> {
     out.extend_from_slice(b"CONNECT ");
     serde_json::to_writer(&mut *out, info)?;
     out.extend_from_slice(b"\r\n");
@@ -170,7 +170,7 @@ pub fn put_connect(out: &mut Vec<u8>, info: &ConnectInfo<'_>) -> Result<(), Wire
 }
 
 /// Appends `SUB <subject> <sid>\r\n`.
-pub fn put_sub(out: &mut Vec<u8>, subject: &str, sid: u64) -> Result<(), WireError> {
+pub(super) fn put_sub(out: &mut Vec<u8>, subject: &str, sid: u64) -> Result<(), WireError> {
     check_subject(subject)?;
     out.extend_from_slice(b"SUB ");
     out.extend_from_slice(subject.as_bytes());
@@ -181,7 +181,7 @@ pub fn put_sub(out: &mut Vec<u8>, subject: &str, sid: u64) -> Result<(), WireErr
 }
 
 /// Appends `PUB <subject> <size>\r\n<payload>\r\n`.
-pub fn put_pub(out: &mut Vec<u8>, subject: &str, payload: &[u8]) -> Result<(), WireError> {
+pub(super) fn put_pub(out: &mut Vec<u8>, subject: &str, payload: &[u8]) -> Result<(), WireError> {
     check_subject(subject)?;
     out.reserve(subject.len() + payload.len() + 20);
     out.extend_from_slice(b"PUB ");
@@ -205,7 +205,7 @@ fn check_subject(subject: &str) -> Result<(), WireError> {
 
 /// Parses the operation at the start of `buf`: `Ok(None)` when it is not complete yet,
 /// otherwise the operation and how many bytes it took.
-pub fn parse(buf: &[u8]) -> Result<Option<(ServerOp<'_>, usize)>, WireError> {
+pub(super) fn parse(buf: &[u8]) -> Result<Option<(ServerOp<'_>, usize)>, WireError> {
     let Some(end) = memchr::memchr(b'\n', buf) else {
         // A partial line is judged only by the cap of what it can still become: an `INFO`
         // may grow up to its own cap, anything else up to the control-line cap. A `\r`

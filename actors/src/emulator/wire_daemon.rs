@@ -26,15 +26,15 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
-use super::connect::reconnect_backoff;
 use super::fleet_shared::{write_audit, FleetShared, RegistrationPlan};
 use super::keepalive::{PingCount, Tick};
 use super::request_cache::{with_scratch, ThreadScratch};
 use super::wire::{self, ConnectInfo, ServerInfo, ServerOp, WireError};
 use super::{registration, EmulatedNode, EmulatorMetrics, Incoming};
-use crate::connection::{backoff, Auth, NetworkSettings};
+use crate::connection::{Auth, NetworkSettings};
 use crate::error_chain::Chain;
 use crate::protocol::unix_now;
+use crate::supervision::Backoff;
 
 /// Bytes read from the socket at once (into the thread's buffer).
 const READ_CHUNK: usize = 64 * 1024;
@@ -98,7 +98,7 @@ impl WireDaemon {
         let name = format!("choir-emulator-{}", node.identity());
         let subjects = node.subjects();
         let metrics = &fleet.metrics;
-        let mut attempt = 0u32;
+        let mut backoff = Backoff::SETUP;
         let mut waiting = Waiting::new(metrics);
         let mut session = loop {
             let Some(address) = fleet.servers.get(server) else {
@@ -116,11 +116,9 @@ impl WireDaemon {
                     if matches!(error, WireError::LameDuck) {
                         server = fleet.servers.other(server, rand::random::<u32>() as usize);
                     }
-                    let delay =
-                        backoff(attempt, Duration::from_millis(200), Duration::from_secs(5));
+                    let delay = backoff.next_delay();
                     debug!(%address, error = %Chain(&error), retry_in = ?delay, "Emulator cannot connect yet.");
                     tokio::time::sleep(delay).await;
-                    attempt = attempt.saturating_add(1);
                 }
             }
         };
@@ -142,9 +140,9 @@ impl WireDaemon {
                 _ => {}
             }
             debug!(identity = node.identity(), error = %Chain(&error), "Emulated daemon lost its connection.");
-            let mut attempts = 1usize;
+            let mut reconnect = Backoff::FLEET_RECONNECT;
             session = loop {
-                tokio::time::sleep(reconnect_backoff(attempts)).await;
+                tokio::time::sleep(reconnect.next_delay()).await;
                 let Some(address) = fleet.servers.get(server) else {
                     return;
                 };
@@ -153,7 +151,6 @@ impl WireDaemon {
                     Err(error) => {
                         connect_failed(&fleet, &address, &error, &mut waiting);
                         debug!(%address, error = %Chain(&error), "Emulated daemon cannot reconnect yet.");
-                        attempts = attempts.saturating_add(1);
                         server = fleet.servers.next(server);
                     }
                 }

@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-use crate::metrics::Metrics;
+use crate::metrics::MetricsRegistry;
 
 /// A monotonic counter encoded under its plain name (no `_total`), as Go's client does.
 #[derive(Clone, Debug, Default)]
@@ -114,7 +114,7 @@ impl Default for FederationMetrics {
 
 impl FederationMetrics {
     /// Creates the families and registers them in `metrics`.
-    pub fn register(metrics: &Metrics) -> Self {
+    pub fn register(metrics: &MetricsRegistry) -> Self {
         let this = Self::default();
         metrics.register(
             "choria_federation_received_msgs",
@@ -146,12 +146,12 @@ impl FederationMetrics {
 
     /// The handles of one worker. One `get_or_create` per statement: two read guards of one
     /// family in one expression deadlock when the second must insert.
-    pub fn worker(&self, labels: ChoriaLabels) -> WorkerMetrics {
+    pub fn worker(&self, labels: ChoriaLabels) -> StageMetrics {
         let received = self.received.get_or_create(&labels).clone();
         let published = self.published.get_or_create(&labels).clone();
         let errors = self.errors.get_or_create(&labels).clone();
         let time = self.time.get_or_create(&labels).clone();
-        WorkerMetrics {
+        StageMetrics {
             received,
             published,
             errors,
@@ -171,9 +171,9 @@ impl FederationMetrics {
     }
 }
 
-/// The metric handles of one worker (cheap clones of shared atomics).
+/// The metric handles of one pipeline stage's worker (cheap clones of shared atomics).
 #[derive(Clone, Debug)]
-pub struct WorkerMetrics {
+pub struct StageMetrics {
     /// Messages received.
     pub received: ChoriaCounter,
     /// Messages published.
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn choria_names_without_total_suffix() {
-        let metrics = Metrics::new();
+        let metrics = MetricsRegistry::new();
         let families = FederationMetrics::register(&metrics);
         let worker = families.worker(ChoriaLabels {
             name: "nats_ingest".into(),

@@ -26,7 +26,7 @@ use futures::{FutureExt as _, StreamExt as _};
 use prometheus_client::metrics::counter::Counter;
 use tracing::debug;
 
-use super::metrics::{ChoriaLabels, FederationMetrics, WorkerMetrics};
+use super::metrics::{ChoriaLabels, FederationMetrics, StageMetrics};
 use super::settings::BrokerSettings;
 use super::transform::{transform_reply, transform_request, HopJson, Rejection, Rewritten};
 use crate::protocol::SeenByHop;
@@ -220,9 +220,9 @@ impl Drops {
 
 /// The metric handles of one worker under Choria's three stage names.
 struct Stages {
-    ingest: WorkerMetrics,
-    transformer: WorkerMetrics,
-    egest: WorkerMetrics,
+    ingest: StageMetrics,
+    transformer: StageMetrics,
+    egest: StageMetrics,
 }
 
 impl Stages {
@@ -319,7 +319,7 @@ async fn worker(spec: PathSpec, index: usize, mut subscriber: Subscriber) {
 struct Egest<'w> {
     spec: &'w PathSpec,
     index: usize,
-    metrics: &'w WorkerMetrics,
+    metrics: &'w StageMetrics,
     drops: &'w Drops,
 }
 

@@ -265,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn rules() {
+    fn regex_ipv4_and_list_validators_accept_and_refuse() {
         let re = Rule::compile(&ValidationSpec::Named("/^[a-z]+$/".into())).unwrap();
         assert!(re.check(&Value::from("abc")).is_ok());
         assert!(re.check(&Value::from("ab1")).is_err());

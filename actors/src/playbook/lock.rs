@@ -129,10 +129,13 @@ impl LockKeeper {
             held.renewer.abort();
             let _ = held.renewer.await;
             let token = held.token.lock().clone();
+            // Stamped before the release: the lock is still ours until the store answers, so
+            // the record never claims a release later than the next holder's acquisition.
+            let released_at = precise_timestamp(SystemTime::now());
             let released = held.store.release(&token).await;
             if let Some(record) = self.records.get_mut(held.record) {
                 record.token = token.clone();
-                record.released_at = Some(precise_timestamp(SystemTime::now()));
+                record.released_at = Some(released_at);
             }
             match released {
                 Ok(()) => tracing::info!(store = %token.store, key = %token.key, "Lock released."),

@@ -1,4 +1,8 @@
-//! The run report (JSON): outcome, inputs, nodes, locks, every task try, metrics.
+//! The run report: outcome, inputs, nodes, locks, every task try, metrics. JSON as this
+//! struct serializes; YAML ([`yaml`]) in the structure of Choria's Ruby report ([`choria`]).
+
+mod choria;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -34,7 +38,7 @@ pub struct Report {
     /// Every try of every task, in order.
     pub tasks: Vec<TaskTry>,
     /// Times and counts.
-    pub metrics: Metrics,
+    pub metrics: RunMetrics,
 }
 
 /// `playbook` in the report.
@@ -101,7 +105,7 @@ pub struct TypeMetrics {
 
 /// `metrics` in the report.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Metrics {
+pub struct RunMetrics {
     /// RFC 3339 UTC.
     pub start_time: String,
     /// RFC 3339 UTC.
@@ -145,7 +149,7 @@ impl Report {
             nodes: BTreeMap::new(),
             locks: Vec::new(),
             tasks: Vec::new(),
-            metrics: Metrics {
+            metrics: RunMetrics {
                 start_time: timestamp(SystemTime::now()),
                 ..Default::default()
             },

@@ -1,4 +1,5 @@
-//! The run core: prepare (inputs, stores, saved inputs, locks in sorted order, node sets),
+//! The run core: prepare (inputs, stores, saved inputs, locks in sorted order, node sets, their
+//! ping test and `uses` check),
 //! then `pre_book`, the tasks (each wrapped by `pre_task`/`post_task`), `on_success` or
 //! `on_fail`, and `post_book`. Locks are released on every path: success, failure, a failed
 //! prepare, a lost lock and an interrupt.
@@ -199,6 +200,8 @@ impl Runner {
             let nodes = nodes::resolve(name, set, &self.client).await?;
             self.node_sets.insert(name.clone(), nodes);
         }
+        nodes::test_connectivity(&pb, &self.node_sets, &self.client).await?;
+        nodes::check_uses(&pb, &self.node_sets, &self.client).await?;
         Ok(())
     }
 

@@ -57,7 +57,8 @@ pub struct PlaybookSpec {
     /// Node sets by name.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeSetSpec>,
-    /// Agents the playbook uses with a version range; recorded, checked once the client exists.
+    /// Agents the playbook uses with a version range (`rpcutil: "~1.0.0"`); node sets that
+    /// list an agent in their `uses` check it on every node.
     #[serde(default)]
     pub uses: BTreeMap<String, String>,
     /// The main task list.
@@ -300,10 +301,10 @@ pub struct StoreSpec {
 }
 
 /// `[nodes.X]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSetSpec {
-    /// `list`, `file` or `discovery`.
+    /// `list`, `file`, `discovery` (`mcollective`), `yaml` or `shell`.
     #[serde(rename = "type")]
     pub kind: String,
     /// list: the nodes.
@@ -312,6 +313,10 @@ pub struct NodeSetSpec {
     /// file: one node per line (`#` comments) or a JSON list.
     #[serde(default)]
     pub file: Option<String>,
+    /// discovery: how to discover; `mc` (Choria's default) or `broadcast`, both a broadcast
+    /// discovery through the choir client.
+    #[serde(default)]
+    pub discovery_method: Option<String>,
     /// discovery: agents every node must have.
     #[serde(default)]
     pub agents: Vec<String>,
@@ -327,7 +332,17 @@ pub struct NodeSetSpec {
     /// discovery: compound filter.
     #[serde(default)]
     pub compound: Option<String>,
-    /// discovery: how long to wait for nodes (default: `[client] timeout`, 2s).
+    /// yaml: the YAML file of groups (a map of group name to a list of nodes).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// yaml: the group to take.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// shell: the command that prints one node per line (run without a shell).
+    #[serde(default)]
+    pub script: Option<String>,
+    /// discovery: how long to wait for nodes (default: `[client] timeout`, 2s); shell: the
+    /// script's time limit (default 10s).
     #[serde(default, deserialize_with = "duration::deserialize")]
     pub timeout: Option<Duration>,
     /// Fail with fewer nodes than this (default 1).
@@ -342,6 +357,14 @@ pub struct NodeSetSpec {
     /// Error message when the set is empty.
     #[serde(default)]
     pub when_empty: Option<String>,
+    /// Ping every node (`rpcutil#ping`) after discovery; one that does not answer fails the
+    /// run.
+    #[serde(default)]
+    pub test: bool,
+    /// Agents whose version on every node is checked (`rpcutil#agent_inventory`) against the
+    /// range the top-level `uses` gives them.
+    #[serde(default)]
+    pub uses: Vec<String>,
 }
 
 /// A shell command: a string split like a shell would (without running one), or an argument
@@ -356,10 +379,11 @@ pub enum CommandSpec {
 }
 
 /// One `[[tasks]]` (or hook) entry: every key any task type takes.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
-    /// `shell`, `data`, `sleep`, `webhook`, `slack` or `rpc` (`mcollective`); in YAML the
+    /// `shell`, `data`, `sleep`, `webhook`, `slack`, `graphite_event` or `rpc`
+    /// (`mcollective`); in YAML the
     /// entry's key.
     #[serde(rename = "type", default)]
     pub kind: String,
@@ -444,7 +468,7 @@ pub struct TaskSpec {
     /// webhook: Choria's name of `url`.
     #[serde(default)]
     pub uri: Option<String>,
-    /// webhook: Choria's name of `body`.
+    /// webhook: Choria's name of `body`; graphite_event: the event's data.
     #[serde(default)]
     pub data: Option<toml::Value>,
     /// webhook: verify the server's TLS certificate (default true).
@@ -465,6 +489,15 @@ pub struct TaskSpec {
     /// slack: the name posted as (default `Choria`).
     #[serde(default)]
     pub username: Option<String>,
+    /// graphite_event: what happened (the event's title).
+    #[serde(default)]
+    pub what: Option<String>,
+    /// graphite_event: the events API URL, e.g. `http://graphite/events/`.
+    #[serde(default)]
+    pub graphite: Option<String>,
+    /// graphite_event: the event's tags (default `[choria]`).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
 }
 
 /// `[hooks]`.

@@ -6,8 +6,8 @@
 //! - [`etcd`]: etcd v3 through its JSON gateway: leases with keepalive and the Lock API.
 //! - [`consul`]: Consul's HTTP API: sessions with a TTL (`Behavior: delete`) and
 //!   `?acquire=`/`?release=` on the lock key.
-//! - [`file`]: one JSON object in a file, replaced atomically under an OS file lock; no locks
-//!   for playbooks.
+//! - [`file`](mod@file): one JSON object in a file, replaced atomically under an OS file
+//!   lock; no locks for playbooks.
 //! - [`environment`]: read-only environment variables; no locks.
 
 pub mod consul;

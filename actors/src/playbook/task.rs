@@ -3,11 +3,13 @@
 //! - [`shell`]: a command run without a shell; templated values stay single arguments.
 //! - [`data`]: write or delete a store key.
 //! - [`webhook`]: an HTTP request with a JSON body and an expected status.
+//! - [`graphite`]: a `graphite_event`, posted to Graphite's events API.
 //! - [`slack`]: a chat.postMessage to Slack's API (or another URL).
 //! - [`rpc`]: Choria RPC through the playbook's client, in batches, with an assert.
 //! - `sleep`: waits `duration`.
 
 pub mod data;
+pub mod graphite;
 pub mod rpc;
 pub mod shell;
 pub mod slack;
@@ -73,6 +75,7 @@ pub async fn execute(
         }
         TaskKind::Webhook => webhook::run(&task.spec, ctx).await,
         TaskKind::Slack => slack::run(&task.spec, ctx).await,
+        TaskKind::GraphiteEvent => graphite::run(&task.spec, ctx).await,
         TaskKind::Rpc => rpc::run(&task.spec, ctx, client).await,
     }
 }

@@ -10,11 +10,12 @@ use serde_json::Value;
 use super::client::ClientSettings;
 use super::input::{coerce, toml_to_json, Rule};
 use super::spec::{
-    ClientSpec, CommandSpec, InputSpec, NodeSetSpec, PlaybookSpec, StoreSpec, TaskSpec,
+    ClientSpec, CommandSpec, HooksSpec, InputSpec, NodeSetSpec, PlaybookSpec, StoreSpec, TaskSpec,
 };
 use super::store::{StoreConfig, StoreKind, DEFAULT_TIMEOUT, DEFAULT_TTL};
 use super::template::{self, Expr};
 use super::PlaybookError;
+use crate::names::valid_name;
 pub use crate::problems::Problem;
 use crate::problems::Problems;
 
@@ -67,6 +68,8 @@ pub enum TaskKind {
     Webhook,
     /// A Slack message (chat.postMessage).
     Slack,
+    /// An event posted to Graphite's events API.
+    GraphiteEvent,
     /// Choria RPC.
     Rpc,
 }
@@ -80,6 +83,7 @@ impl TaskKind {
             Self::Sleep => "sleep",
             Self::Webhook => "webhook",
             Self::Slack => "slack",
+            Self::GraphiteEvent => "graphite_event",
             Self::Rpc => "rpc",
         }
     }
@@ -203,13 +207,6 @@ pub fn split_store_key(text: &str) -> Option<(&str, &str)> {
     valid.then_some((store, key))
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// Takes Choria's top-level `name`, `version`, `author`, `description` and `tags` into
 /// `metadata`; a key given both ways is a problem.
 fn merge_metadata(spec: &mut PlaybookSpec, problems: &mut Problems) {
@@ -247,6 +244,43 @@ fn validate(
     let mut problems = Problems::default();
     problems.extend(found);
     merge_metadata(&mut spec, &mut problems);
+    validate_metadata(&spec, &mut problems);
+    validate_uses(&spec, &mut problems);
+    let stores = validate_stores(&spec, &mut problems);
+    let inputs = validate_inputs(&spec, &stores, &mut problems);
+    let locks = validate_locks(&spec, &stores, &mut problems);
+    let nodes = validate_node_sets(&spec, &mut problems);
+    let names = Names {
+        inputs: &inputs,
+        nodes: &nodes,
+        stores: &stores,
+    };
+    let tasks = validate_tasks("tasks", &spec.tasks, &names, &mut problems);
+    let hooks = validate_hooks(&spec.hooks, &names, &mut problems);
+
+    let client = validate_client(spec.client.as_ref(), &mut problems);
+
+    if !problems.is_empty() {
+        return Err(PlaybookError::Invalid {
+            path: path.to_path_buf(),
+            problems: problems.into_vec(),
+        });
+    }
+    Ok(Playbook {
+        path: path.to_path_buf(),
+        locks: locks.into_iter().collect(),
+        spec,
+        inputs,
+        stores,
+        nodes,
+        tasks,
+        hooks,
+        client,
+    })
+}
+
+/// The metadata (after [`merge_metadata`]), `loglevel` and `run_as`.
+fn validate_metadata(spec: &PlaybookSpec, problems: &mut Problems) {
     let meta = &spec.metadata;
     for (key, value) in [
         ("name", &meta.name),
@@ -282,9 +316,22 @@ fn validate(
             );
         }
     }
+}
 
-    let stores = validate_stores(&spec, &mut problems);
+/// Every top-level `uses` range parses.
+fn validate_uses(spec: &PlaybookSpec, problems: &mut Problems) {
+    for (agent, range) in &spec.uses {
+        if let Err(message) = super::uses::VersionRange::parse(range) {
+            problems.value(format!("uses.{agent}"), range, message);
+        }
+    }
+}
 
+fn validate_inputs(
+    spec: &PlaybookSpec,
+    stores: &BTreeMap<String, StoreConfig>,
+    problems: &mut Problems,
+) -> BTreeMap<String, Input> {
     let mut inputs = BTreeMap::new();
     for (name, input) in &spec.inputs {
         let key = format!("inputs.{name}");
@@ -345,15 +392,24 @@ fn validate(
         }
         inputs.insert(name.clone(), compiled);
     }
+    inputs
+}
 
+/// `(store, key)` locks, sorted and deduplicated; a bare store name is the playbook's own lock.
+fn validate_locks(
+    spec: &PlaybookSpec,
+    stores: &BTreeMap<String, StoreConfig>,
+    problems: &mut Problems,
+) -> BTreeSet<(String, String)> {
     let mut locks = BTreeSet::new();
     for (i, lock) in spec.locks.iter().enumerate() {
         let key = format!("locks[{i}]");
         let (store, lock_key) = match split_store_key(lock) {
             Some((store, k)) => (store.to_string(), k.to_string()),
-            None if valid_name(lock) => {
-                (lock.clone(), format!("choria/locks/playbook/{}", meta.name))
-            }
+            None if valid_name(lock) => (
+                lock.clone(),
+                format!("choria/locks/playbook/{}", spec.metadata.name),
+            ),
             None => {
                 problems.value(&key, lock, "expected a store name or store/key");
                 continue;
@@ -376,36 +432,67 @@ fn validate(
             },
         }
     }
+    locks
+}
 
+fn validate_node_sets(spec: &PlaybookSpec, problems: &mut Problems) -> BTreeMap<String, NodeSet> {
     let mut nodes = BTreeMap::new();
     for (name, set) in &spec.nodes {
         let key = format!("nodes.{name}");
         if !valid_name(name) {
             problems.value(&key, name, "node set names are letters, digits, _ and -");
         }
-        let mut present = Vec::new();
-        if !set.nodes.is_empty() {
-            present.push("nodes");
-        }
-        if set.file.is_some() {
-            present.push("file");
-        }
-        for (field, used) in [
-            ("agents", !set.agents.is_empty()),
-            ("facts", !set.facts.is_empty()),
-            ("classes", !set.classes.is_empty()),
-            ("identities", !set.identities.is_empty()),
-            ("compound", set.compound.is_some()),
-            ("timeout", set.timeout.is_some()),
-        ] {
-            if used {
-                present.push(field);
+        let Some(set) = validate_node_set(&key, set, problems) else {
+            continue;
+        };
+        for (i, agent) in set.spec.uses.iter().enumerate() {
+            if !spec.uses.contains_key(agent) {
+                problems.value(
+                    format!("{key}.uses[{i}]"),
+                    agent,
+                    "not in the top-level uses (which gives its version range)",
+                );
             }
         }
-        let allowed: &[&str] = match set.kind.as_str() {
-            "list" => &["nodes"],
-            "file" => &["file"],
-            "discovery" => &[
+        nodes.insert(name.clone(), set);
+    }
+    nodes
+}
+
+/// The keys a node set has set, beyond the common ones.
+fn present_node_set_fields(set: &NodeSetSpec) -> Vec<&'static str> {
+    [
+        ("nodes", !set.nodes.is_empty()),
+        ("file", set.file.is_some()),
+        ("discovery_method", set.discovery_method.is_some()),
+        ("agents", !set.agents.is_empty()),
+        ("facts", !set.facts.is_empty()),
+        ("classes", !set.classes.is_empty()),
+        ("identities", !set.identities.is_empty()),
+        ("compound", set.compound.is_some()),
+        ("source", set.source.is_some()),
+        ("group", set.group.is_some()),
+        ("script", set.script.is_some()),
+        ("timeout", set.timeout.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, used)| used.then_some(field))
+    .collect()
+}
+
+/// One node set: its type (`mcollective` is read as `discovery`), the keys of that type, the
+/// required ones, and the common `limit`, `timeout` and `at_least`.
+fn validate_node_set(key: &str, set: &NodeSetSpec, problems: &mut Problems) -> Option<NodeSet> {
+    let mut set = set.clone();
+    if set.kind == "mcollective" {
+        set.kind = "discovery".into();
+    }
+    let (allowed, required): (&[&str], &[&str]) = match set.kind.as_str() {
+        "list" => (&["nodes"], &[]),
+        "file" => (&["file"], &["file"]),
+        "discovery" => (
+            &[
+                "discovery_method",
                 "agents",
                 "facts",
                 "classes",
@@ -413,110 +500,81 @@ fn validate(
                 "compound",
                 "timeout",
             ],
-            other => {
-                problems.value(
-                    format!("{key}.type"),
-                    other,
-                    "unknown node set type (list, file or discovery)",
-                );
-                &[]
-            }
-        };
-        for field in present.iter().filter(|f| !allowed.contains(f)) {
-            if !allowed.is_empty() {
-                problems.key(
-                    format!("{key}.{field}"),
-                    format!("not valid for a {} node set", set.kind),
-                );
-            }
+            &[],
+        ),
+        "yaml" => (&["source", "group"], &["source", "group"]),
+        "shell" => (&["script", "timeout"], &["script"]),
+        other => {
+            problems.value(
+                format!("{key}.type"),
+                other,
+                "unknown node set type (list, file, discovery or mcollective, yaml, shell)",
+            );
+            return None;
         }
-        if set.kind == "file" && set.file.is_none() {
-            problems.key(format!("{key}.file"), "a file node set needs file");
-        }
-        if set.limit == Some(0) {
-            problems.value(format!("{key}.limit"), 0, "must be at least 1");
-        }
-        for (i, fact) in set.facts.iter().enumerate() {
-            if let Err(message) = super::nodes::discovery::parse_fact(fact) {
-                problems.value(format!("{key}.facts[{i}]"), fact, message);
-            }
-        }
-        if set.timeout == Some(Duration::ZERO) {
-            problems.value(format!("{key}.timeout"), "0s", "must be more than 0s");
-        }
-        let at_least = if set.empty_ok {
-            0
-        } else {
-            set.at_least.unwrap_or(1)
-        };
-        nodes.insert(
-            name.clone(),
-            NodeSet {
-                spec: set.clone(),
-                at_least,
-            },
+    };
+    let present = present_node_set_fields(&set);
+    for field in present.iter().filter(|f| !allowed.contains(f)) {
+        problems.key(
+            format!("{key}.{field}"),
+            format!("not valid for a {} node set", set.kind),
         );
     }
-
-    let names = Names {
-        inputs: &inputs,
-        nodes: &nodes,
-        stores: &stores,
-    };
-    let tasks = validate_tasks("tasks", &spec.tasks, &names, &mut problems);
-    let hooks = Hooks {
-        pre_book: validate_tasks(
-            "hooks.pre_book",
-            &spec.hooks.pre_book,
-            &names,
-            &mut problems,
-        ),
-        pre_task: validate_tasks(
-            "hooks.pre_task",
-            &spec.hooks.pre_task,
-            &names,
-            &mut problems,
-        ),
-        post_task: validate_tasks(
-            "hooks.post_task",
-            &spec.hooks.post_task,
-            &names,
-            &mut problems,
-        ),
-        on_success: validate_tasks(
-            "hooks.on_success",
-            &spec.hooks.on_success,
-            &names,
-            &mut problems,
-        ),
-        on_fail: validate_tasks("hooks.on_fail", &spec.hooks.on_fail, &names, &mut problems),
-        post_book: validate_tasks(
-            "hooks.post_book",
-            &spec.hooks.post_book,
-            &names,
-            &mut problems,
-        ),
-    };
-
-    let client = validate_client(spec.client.as_ref(), &mut problems);
-
-    if !problems.is_empty() {
-        return Err(PlaybookError::Invalid {
-            path: path.to_path_buf(),
-            problems: problems.into_vec(),
-        });
+    for field in required.iter().filter(|f| !present.contains(f)) {
+        problems.key(
+            format!("{key}.{field}"),
+            format!("a {} node set needs {field}", set.kind),
+        );
     }
-    Ok(Playbook {
-        path: path.to_path_buf(),
-        locks: locks.into_iter().collect(),
-        spec,
-        inputs,
-        stores,
-        nodes,
-        tasks,
-        hooks,
-        client,
+    if let Some(method) = &set.discovery_method {
+        if !matches!(method.to_ascii_lowercase().as_str(), "mc" | "broadcast") {
+            problems.value(
+                format!("{key}.discovery_method"),
+                method,
+                "choir discovers by broadcast only: expected mc or broadcast",
+            );
+        }
+    }
+    for (i, fact) in set.facts.iter().enumerate() {
+        if let Err(message) = super::nodes::discovery::parse_fact(fact) {
+            problems.value(format!("{key}.facts[{i}]"), fact, message);
+        }
+    }
+    if let Some(script) = &set.script {
+        match super::task::shell::split_command(script) {
+            Ok(words) if words.is_empty() => {
+                problems.value(format!("{key}.script"), script, "must not be empty")
+            }
+            Ok(_) => {}
+            Err(error) => problems.value(format!("{key}.script"), script, error),
+        }
+    }
+    if set.limit == Some(0) {
+        problems.value(format!("{key}.limit"), 0, "must be at least 1");
+    }
+    if set.timeout == Some(Duration::ZERO) {
+        problems.value(format!("{key}.timeout"), "0s", "must be more than 0s");
+    }
+    let at_least = if set.empty_ok {
+        0
+    } else {
+        set.at_least.unwrap_or(1)
+    };
+    Some(NodeSet {
+        spec: set,
+        at_least,
     })
+}
+
+fn validate_hooks(hooks: &HooksSpec, names: &Names<'_>, problems: &mut Problems) -> Hooks {
+    Hooks {
+        pre_book: validate_tasks("hooks.pre_book", &hooks.pre_book, names, problems),
+        pre_task: validate_tasks("hooks.pre_task", &hooks.pre_task, names, problems),
+        post_task: validate_tasks("hooks.post_task", &hooks.post_task, names, problems),
+        on_success: validate_tasks("hooks.on_success", &hooks.on_success, names, problems),
+        on_fail: validate_tasks("hooks.on_fail", &hooks.on_fail, names, problems),
+        post_book: validate_tasks("hooks.post_book", &hooks.post_book, names, problems),
+    }
 }
 
 /// Input names that are options of `choir playbook run`.
@@ -800,7 +858,9 @@ fn normalise(key: &str, kind: TaskKind, task: &TaskSpec, problems: &mut Problems
             task.url = Some(uri);
         }
     }
-    if let Some(data) = task.data.take() {
+    if kind == TaskKind::GraphiteEvent {
+        // graphite_event keeps `data`: it is the event's data, not a request body.
+    } else if let Some(data) = task.data.take() {
         if !webhook {
             problems.key(
                 format!("{key}.data"),
@@ -828,17 +888,34 @@ fn validate_task(
     names: &Names<'_>,
     problems: &mut Problems,
 ) -> Option<Task> {
-    let kind = match task.kind.as_str() {
+    let kind = task_kind(key, &task.kind, problems)?;
+    let task = normalise(key, kind, task, problems);
+    check_task_fields(key, kind, &task, problems);
+    check_task_templates(key, &task, names, problems);
+    match kind {
+        TaskKind::Data => check_data_task(key, &task, names, problems),
+        TaskKind::Webhook => check_webhook_task(key, &task, problems),
+        TaskKind::Rpc => check_rpc_task(key, &task, names, problems),
+        TaskKind::GraphiteEvent => check_graphite_task(key, &task, problems),
+        TaskKind::Shell | TaskKind::Sleep | TaskKind::Slack => {}
+    }
+    Some(Task { kind, spec: task })
+}
+
+/// The task's type from its `type` (TOML) or its key (YAML).
+fn task_kind(key: &str, kind: &str, problems: &mut Problems) -> Option<TaskKind> {
+    Some(match kind {
         "shell" => TaskKind::Shell,
         "data" => TaskKind::Data,
         "sleep" => TaskKind::Sleep,
         "webhook" => TaskKind::Webhook,
         "slack" => TaskKind::Slack,
+        "graphite_event" => TaskKind::GraphiteEvent,
         "rpc" | "mcollective" => TaskKind::Rpc,
         "" => {
             problems.key(
                 format!("{key}.type"),
-                "a task needs type (shell, data, sleep, webhook, slack or mcollective)",
+                "a task needs type (shell, data, sleep, webhook, slack, graphite_event or mcollective)",
             );
             return None;
         }
@@ -846,13 +923,16 @@ fn validate_task(
             problems.value(
                 format!("{key}.type"),
                 other,
-                "unknown task type (shell, data, sleep, webhook, slack, mcollective or rpc)",
+                "unknown task type (shell, data, sleep, webhook, slack, graphite_event, mcollective or rpc)",
             );
             return None;
         }
-    };
-    let task = &normalise(key, kind, task, problems);
-    let present: Vec<&str> = [
+    })
+}
+
+/// The type-specific keys a task has set.
+fn present_task_fields(task: &TaskSpec) -> Vec<&'static str> {
+    [
         ("command", task.command.is_some()),
         ("cwd", task.cwd.is_some()),
         ("timeout", task.timeout.is_some()),
@@ -880,11 +960,19 @@ fn validate_task(
         ("text", task.text.is_some()),
         ("color", task.color.is_some()),
         ("username", task.username.is_some()),
+        ("data", task.data.is_some()),
+        ("what", task.what.is_some()),
+        ("graphite", task.graphite.is_some()),
+        ("tags", task.tags.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, used)| used.then_some(field))
-    .collect();
-    let (allowed, required): (&[&str], &[&str]) = match kind {
+    .collect()
+}
+
+/// The keys a task type takes and the ones it needs.
+fn task_fields(kind: TaskKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
         TaskKind::Shell => (
             &["command", "cwd", "timeout", "environment", "nodes"],
             &["command"],
@@ -909,6 +997,10 @@ fn validate_task(
             ],
             &["token", "channel", "text"],
         ),
+        TaskKind::GraphiteEvent => (
+            &["what", "data", "graphite", "tags", "headers", "timeout"],
+            &["what", "data", "graphite"],
+        ),
         TaskKind::Rpc => (
             &[
                 "agent",
@@ -924,7 +1016,13 @@ fn validate_task(
             ],
             &["agent", "action", "nodes"],
         ),
-    };
+    }
+}
+
+/// Keys that do not belong to the task's type, missing required keys, and `tries`.
+fn check_task_fields(key: &str, kind: TaskKind, task: &TaskSpec, problems: &mut Problems) {
+    let present = present_task_fields(task);
+    let (allowed, required) = task_fields(kind);
     for field in present.iter().filter(|f| !allowed.contains(f)) {
         problems.key(
             format!("{key}.{field}"),
@@ -940,6 +1038,10 @@ fn validate_task(
     if task.tries == Some(0) {
         problems.value(format!("{key}.tries"), 0, "must be at least 1");
     }
+}
+
+/// Every templated key refers only to known inputs and node sets; a shell command splits.
+fn check_task_templates(key: &str, task: &TaskSpec, names: &Names<'_>, problems: &mut Problems) {
     let field = |name: &str| format!("{key}.{name}");
     if let Some(description) = &task.description {
         check_template(&field("description"), description, names, problems);
@@ -971,10 +1073,15 @@ fn validate_task(
         ("text", &task.text),
         ("color", &task.color),
         ("username", &task.username),
+        ("what", &task.what),
+        ("graphite", &task.graphite),
     ] {
         if let Some(text) = text {
             check_template(&field(name), text, names, problems);
         }
+    }
+    for (i, tag) in task.tags.iter().flatten().enumerate() {
+        check_template(&format!("{key}.tags[{i}]"), tag, names, problems);
     }
     for (k, v) in task.environment.iter().chain(task.headers.iter()) {
         check_template(&field(k), v, names, problems);
@@ -982,6 +1089,7 @@ fn validate_task(
     for (name, value) in [
         ("value", &task.value),
         ("body", &task.body),
+        ("data", &task.data),
         ("properties", &task.properties),
         ("nodes", &task.nodes),
     ] {
@@ -989,73 +1097,90 @@ fn validate_task(
             check_value_templates(&field(name), value, names, problems);
         }
     }
-    match kind {
-        TaskKind::Data => {
-            match task.action.as_deref() {
-                Some("write") if task.value.is_none() => {
-                    problems.key(field("value"), "a data write needs value")
-                }
-                Some("write") | Some("delete") | None => {}
-                Some(other) => problems.value(field("action"), other, "expected write or delete"),
-            }
-            if let Some(data_key) = &task.key {
-                check_template(&field("key"), data_key, names, problems);
-                if !data_key.contains("{{") {
-                    match split_store_key(data_key) {
-                        Some((store, _)) if !names.stores.contains_key(store) => problems.value(
-                            field("key"),
-                            data_key,
-                            format!("unknown data store {store:?}"),
-                        ),
-                        Some(_) => {}
-                        None => problems.value(field("key"), data_key, "expected store/key"),
-                    }
-                }
-            }
+}
+
+/// `action` is write or delete (a write has a value); `key` names a known store.
+fn check_data_task(key: &str, task: &TaskSpec, names: &Names<'_>, problems: &mut Problems) {
+    let field = |name: &str| format!("{key}.{name}");
+    match task.action.as_deref() {
+        Some("write") if task.value.is_none() => {
+            problems.key(field("value"), "a data write needs value")
         }
-        TaskKind::Webhook => {
-            if let Some(method) = &task.method {
-                if !matches!(
-                    method.to_ascii_uppercase().as_str(),
-                    "GET" | "POST" | "PUT" | "DELETE"
-                ) {
-                    problems.value(field("method"), method, "expected GET, POST, PUT or DELETE");
-                }
-            }
-        }
-        TaskKind::Rpc => {
-            if let Some(action) = &task.action {
-                check_template(&field("action"), action, names, problems);
-            }
-            for (i, post) in task.post.iter().enumerate() {
-                if post != "summarize" {
-                    problems.value(format!("{key}.post[{i}]"), post, "expected summarize");
-                }
-            }
-            if task.batch_size == Some(0) {
-                problems.value(field("batch_size"), 0, "must be at least 1");
-            }
-            if let Some(properties) = &task.properties {
-                if !properties.is_table() {
-                    problems.value(
-                        field("properties"),
-                        properties,
-                        "must be a table, e.g. { size = 10 }",
-                    );
-                }
-            }
-            if let Some(text) = task.assert.as_ref().filter(|t| !t.contains("{{")) {
-                if let Err(message) = super::task::rpc::assert::Assertion::parse(text) {
-                    problems.value(field("assert"), text, message);
-                }
-            }
-        }
-        TaskKind::Shell | TaskKind::Sleep | TaskKind::Slack => {}
+        Some("write") | Some("delete") | None => {}
+        Some(other) => problems.value(field("action"), other, "expected write or delete"),
     }
-    Some(Task {
-        kind,
-        spec: task.clone(),
-    })
+    if let Some(data_key) = &task.key {
+        check_template(&field("key"), data_key, names, problems);
+        if !data_key.contains("{{") {
+            match split_store_key(data_key) {
+                Some((store, _)) if !names.stores.contains_key(store) => problems.value(
+                    field("key"),
+                    data_key,
+                    format!("unknown data store {store:?}"),
+                ),
+                Some(_) => {}
+                None => problems.value(field("key"), data_key, "expected store/key"),
+            }
+        }
+    }
+}
+
+fn check_webhook_task(key: &str, task: &TaskSpec, problems: &mut Problems) {
+    if let Some(method) = &task.method {
+        if !matches!(
+            method.to_ascii_uppercase().as_str(),
+            "GET" | "POST" | "PUT" | "DELETE"
+        ) {
+            problems.value(
+                format!("{key}.method"),
+                method,
+                "expected GET, POST, PUT or DELETE",
+            );
+        }
+    }
+}
+
+/// The events URL is http or https (unless templated), as in Choria.
+fn check_graphite_task(key: &str, task: &TaskSpec, problems: &mut Problems) {
+    if let Some(url) = task.graphite.as_ref().filter(|u| !u.contains("{{")) {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problems.value(
+                format!("{key}.graphite"),
+                url,
+                "the events URL must be http:// or https://",
+            );
+        }
+    }
+}
+
+/// `post`, `batch_size`, `properties` (a table) and `assert` (parses unless templated).
+fn check_rpc_task(key: &str, task: &TaskSpec, names: &Names<'_>, problems: &mut Problems) {
+    let field = |name: &str| format!("{key}.{name}");
+    if let Some(action) = &task.action {
+        check_template(&field("action"), action, names, problems);
+    }
+    for (i, post) in task.post.iter().enumerate() {
+        if post != "summarize" {
+            problems.value(format!("{key}.post[{i}]"), post, "expected summarize");
+        }
+    }
+    if task.batch_size == Some(0) {
+        problems.value(field("batch_size"), 0, "must be at least 1");
+    }
+    if let Some(properties) = &task.properties {
+        if !properties.is_table() {
+            problems.value(
+                field("properties"),
+                properties,
+                "must be a table, e.g. { size = 10 }",
+            );
+        }
+    }
+    if let Some(text) = task.assert.as_ref().filter(|t| !t.contains("{{")) {
+        if let Err(message) = super::task::rpc::assert::Assertion::parse(text) {
+            problems.value(field("assert"), text, message);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime};
 use async_nats::Client;
 
 use super::gate::Gate;
+use super::metrics::ReplicatorStats;
 use super::settings::ReplicatorSettings;
-use super::stats::ReplicatorStats;
 use crate::connection::dedicated::{connect_with_retry, Owner};
 use crate::connection::NetworkSettings;
 
@@ -81,7 +81,11 @@ impl WorkerContext {
     pub fn copied(&self, bytes: usize, sent: Instant, published: SystemTime) {
         self.stats.copied.inc();
         self.stats.bytes.inc_by(u64::try_from(bytes).unwrap_or(0));
-        self.stats.latency.observe(sent.elapsed().as_secs_f64());
+        let took = sent.elapsed();
+        self.stats.latency.observe(took.as_secs_f64());
+        self.stats
+            .processing_micros
+            .inc_by(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
         let age = SystemTime::now()
             .duration_since(published)
             .unwrap_or_default();

@@ -8,13 +8,13 @@ use async_nats::HeaderMap;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::metrics::ReplicatorStats;
 use super::sampling::{SamplingTracker, SenderEvent};
 use super::settings::ReplicatorSettings;
-use super::stats::ReplicatorStats;
 
 /// What to do with one source message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum GateVerdict {
     /// Copy it into the target.
     Copy,
     /// Older than `max_age`: acknowledge without copying.
@@ -64,18 +64,18 @@ impl Gate {
         payload: &[u8],
         seq: u64,
         published: SystemTime,
-    ) -> Verdict {
+    ) -> GateVerdict {
         if let Some(max_age) = self.settings.max_age {
             let age = SystemTime::now()
                 .duration_since(published)
                 .unwrap_or_default();
             if age > max_age {
                 self.stats.skipped_too_old.inc();
-                return Verdict::TooOld;
+                return GateVerdict::TooOld;
             }
         }
         let (Some(sampling), Some(tracker)) = (&self.settings.sampling, &self.tracker) else {
-            return Verdict::Copy;
+            return GateVerdict::Copy;
         };
         let header = |name: &str| {
             headers
@@ -84,12 +84,15 @@ impl Gate {
         };
         let Some(sender) = sampling.inspector.extract(subject, header, payload) else {
             self.stats.no_sender.inc();
-            return Verdict::Copy;
+            return GateVerdict::Copy;
         };
         let forced = sampling
             .force_field
             .as_ref()
             .is_some_and(|f| f.is_true(payload));
+        if forced {
+            self.stats.forced.inc();
+        }
         let decision = tracker
             .lock()
             .observe(&sender, seq, published, payload.len(), forced);
@@ -100,10 +103,13 @@ impl Gate {
             }
         }
         if copy {
-            Verdict::Copy
+            GateVerdict::Copy
         } else {
             self.stats.skipped_sampling.inc();
-            Verdict::Sampled
+            self.stats
+                .skipped_bytes
+                .inc_by(u64::try_from(payload.len()).unwrap_or(u64::MAX));
+            GateVerdict::Sampled
         }
     }
 }
@@ -114,16 +120,17 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::metrics::MetricsRegistry;
     use crate::replicator::inspect::{Inspector, JsonPath};
+    use crate::replicator::metrics::ReplicatorMetrics;
     use crate::replicator::sampling::SamplingConfig;
     use crate::replicator::settings::SamplingSettings;
-    use crate::replicator::stats::ReplicatorMetrics;
 
     /// A gate for `settings` (with a tracker when sampling is set), its stats and the
     /// receiving end of its sender events.
     fn gate(settings: ReplicatorSettings) -> (Gate, ReplicatorStats, mpsc::Receiver<SenderEvent>) {
-        let stats = ReplicatorMetrics::register(&Metrics::new()).for_replicator(&settings.name);
+        let stats =
+            ReplicatorMetrics::register(&MetricsRegistry::new()).for_replicator(&settings.name);
         let tracker = settings.sampling.as_ref().map(|s| {
             Arc::new(Mutex::new(
                 SamplingTracker::new(s.config.clone()).expect("valid sampling config"),
@@ -159,7 +166,10 @@ mod tests {
         let (gate, stats, _events) = gate(ReplicatorSettings::new("r", "S"));
         assert!(gate.copies_everything());
         let long_ago = SystemTime::UNIX_EPOCH;
-        assert_eq!(gate.decide("a.b", None, b"{}", 1, long_ago), Verdict::Copy);
+        assert_eq!(
+            gate.decide("a.b", None, b"{}", 1, long_ago),
+            GateVerdict::Copy
+        );
         assert_eq!(stats.skipped_too_old.get(), 0);
     }
 
@@ -170,11 +180,11 @@ mod tests {
         let (gate, stats, _events) = gate(settings);
         assert!(!gate.copies_everything());
         let old = SystemTime::now() - Duration::from_secs(3600);
-        assert_eq!(gate.decide("a.b", None, b"{}", 1, old), Verdict::TooOld);
+        assert_eq!(gate.decide("a.b", None, b"{}", 1, old), GateVerdict::TooOld);
         assert_eq!(stats.skipped_too_old.get(), 1);
         assert_eq!(
             gate.decide("a.b", None, b"{}", 2, SystemTime::now()),
-            Verdict::Copy
+            GateVerdict::Copy
         );
         assert_eq!(stats.skipped_too_old.get(), 1);
     }
@@ -185,19 +195,28 @@ mod tests {
         assert!(!gate.copies_everything());
         let now = SystemTime::now();
         let a = from("a");
-        assert_eq!(gate.decide("x", Some(&a), b"{}", 1, now), Verdict::Copy);
-        assert_eq!(gate.decide("x", Some(&a), b"{}", 2, now), Verdict::Sampled);
+        assert_eq!(gate.decide("x", Some(&a), b"{}", 1, now), GateVerdict::Copy);
+        assert_eq!(
+            gate.decide("x", Some(&a), b"{}", 2, now),
+            GateVerdict::Sampled
+        );
         assert_eq!(stats.skipped_sampling.get(), 1);
         let forced = br#"{"forced":true}"#;
-        assert_eq!(gate.decide("x", Some(&a), forced, 3, now), Verdict::Copy);
+        assert_eq!(
+            gate.decide("x", Some(&a), forced, 3, now),
+            GateVerdict::Copy
+        );
         // Another sender is sampled on its own.
         assert_eq!(
             gate.decide("x", Some(&from("b")), b"{}", 4, now),
-            Verdict::Copy
+            GateVerdict::Copy
         );
         // The sampler runs on the stream's clock: an age later, `a` is copied again.
         let later = now + Duration::from_secs(61);
-        assert_eq!(gate.decide("x", Some(&a), b"{}", 5, later), Verdict::Copy);
+        assert_eq!(
+            gate.decide("x", Some(&a), b"{}", 5, later),
+            GateVerdict::Copy
+        );
         assert_eq!(stats.skipped_sampling.get(), 1);
     }
 
@@ -205,8 +224,8 @@ mod tests {
     fn a_message_without_a_sender_is_copied_and_counted() {
         let (gate, stats, _events) = gate(sampled(Duration::from_secs(60)));
         let now = SystemTime::now();
-        assert_eq!(gate.decide("x", None, b"{}", 1, now), Verdict::Copy);
-        assert_eq!(gate.decide("x", None, b"{}", 2, now), Verdict::Copy);
+        assert_eq!(gate.decide("x", None, b"{}", 1, now), GateVerdict::Copy);
+        assert_eq!(gate.decide("x", None, b"{}", 2, now), GateVerdict::Copy);
         assert_eq!(stats.no_sender.get(), 2);
         assert_eq!(stats.skipped_sampling.get(), 0);
     }
@@ -216,7 +235,7 @@ mod tests {
         let (gate, _stats, mut events) = gate(sampled(Duration::from_secs(60)));
         assert_eq!(
             gate.decide("x", Some(&from("a")), b"{}", 1, SystemTime::now()),
-            Verdict::Copy
+            GateVerdict::Copy
         );
         assert!(events.try_recv().is_err(), "no advisories, no events");
     }

@@ -39,12 +39,13 @@ use futures::{FutureExt, StreamExt};
 use tracing::{debug, error, info, warn};
 
 use super::acks::AckInbox;
+use super::choria::source_header;
 use super::context::WorkerContext;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
-use super::gate::Verdict;
+use super::gate::GateVerdict;
 use super::setup::{self, SetupError};
-use crate::connection::backoff;
+use crate::supervision::Backoff;
 
 mod window;
 
@@ -135,12 +136,7 @@ pub async fn run(w: Arc<WorkerContext>, confirmed: Arc<AtomicU64>) {
             }
         }
         if streak > 0 {
-            actix_rt::time::sleep(backoff(
-                streak - 1,
-                Duration::from_millis(50),
-                Duration::from_secs(2),
-            ))
-            .await;
+            actix_rt::time::sleep(Backoff::RESUME.delay(streak - 1)).await;
         }
     }
 }
@@ -314,14 +310,15 @@ impl Session<'_> {
                         continue;
                     }
                     dispatched = seq;
-                    w.stats.received.inc();
                     let sent = Instant::now();
                     let raw = &message.message;
+                    w.stats.record_received(seq, raw.payload.len());
                     let bytes = raw.payload.len();
                     match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
-                        Verdict::Copy => {
+                        GateVerdict::Copy => {
                             let link = window.link(bytes);
-                            let headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(link.expected_last), s.msg_id);
+                            let mut headers = target_headers(raw.headers.as_ref(), &s.name, &s.source_stream, seq, published, Some(link.expected_last), s.msg_id);
+                            source_header::add(&mut headers, s.choria.as_ref(), &s.name, &s.source_stream, seq, published);
                             let subject = s.subject_map.map(raw.subject.as_str());
                             let answered = window.must_answer(&link, seq, self.memory)
                                 || {
@@ -337,7 +334,7 @@ impl Session<'_> {
                             let result = result.map_err(|e| classify_send(&e));
                             window.published(link, seq, bytes, Held { message, published, sent }, answered, result);
                         }
-                        Verdict::Sampled | Verdict::TooOld => {
+                        GateVerdict::Sampled | GateVerdict::TooOld => {
                             window.skipped(seq, bytes, Held { message, published, sent });
                         }
                     }
@@ -390,7 +387,7 @@ impl Session<'_> {
                     warn!(replicator = %s.name, seq, tries, %reason, "Target rejected a message; retrying.");
                     return End::Resync;
                 }
-                let headers = target_headers(
+                let mut headers = target_headers(
                     message.headers.as_ref(),
                     &s.name,
                     &s.source_stream,
@@ -398,6 +395,14 @@ impl Session<'_> {
                     published,
                     None,
                     s.msg_id,
+                );
+                source_header::add(
+                    &mut headers,
+                    s.choria.as_ref(),
+                    &s.name,
+                    &s.source_stream,
+                    seq,
+                    published,
                 );
                 let sent = dead_letter(
                     &w.target,

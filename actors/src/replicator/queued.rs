@@ -12,15 +12,16 @@ use futures::StreamExt;
 use tracing::{debug, error, info, warn};
 
 use super::acks::{AckInbox, AckOutcome};
+use super::choria::source_header;
 use super::context::WorkerContext;
 use super::envelope::{from_unix_nanos, target_headers};
 use super::failure::{classify_send, dead_letter, Failure};
-use super::gate::Verdict;
+use super::gate::GateVerdict;
 use super::publish_path;
 use super::settings::ReplicatorSettings;
 use super::setup;
-use crate::connection::backoff;
 use crate::server_features::PublishPath;
+use crate::supervision::Backoff;
 
 mod fast_batch;
 mod in_flight;
@@ -136,7 +137,7 @@ struct Entry {
 impl Entry {
     /// The target headers of its copy (queued copies always carry `Nats-Msg-Id`).
     fn headers(&self, s: &ReplicatorSettings) -> async_nats::HeaderMap {
-        target_headers(
+        let mut headers = target_headers(
             self.message.headers.as_ref(),
             &s.name,
             &s.source_stream,
@@ -144,7 +145,16 @@ impl Entry {
             self.published,
             None,
             true,
-        )
+        );
+        source_header::add(
+            &mut headers,
+            s.choria.as_ref(),
+            &s.name,
+            &s.source_stream,
+            self.seq,
+            self.published,
+        );
+        headers
     }
 }
 
@@ -201,11 +211,7 @@ async fn settle_failure(
     failure: Failure,
 ) {
     let s = &w.settings;
-    let delay = backoff(
-        entry.attempt,
-        Duration::from_millis(100),
-        Duration::from_secs(2),
-    );
+    let delay = Backoff::RETRY.delay(entry.attempt);
     entry.attempt = entry.attempt.saturating_add(1);
     match failure {
         Failure::Transient(reason) => {
@@ -274,12 +280,7 @@ pub async fn run(w: Arc<WorkerContext>, index: usize) {
     let mut path_seen = None;
     loop {
         if streak > 0 {
-            actix_rt::time::sleep(backoff(
-                streak - 1,
-                Duration::from_millis(50),
-                Duration::from_secs(2),
-            ))
-            .await;
+            actix_rt::time::sleep(Backoff::RESUME.delay(streak - 1)).await;
         }
         match session(
             &w,
@@ -419,10 +420,10 @@ async fn session(
                         continue;
                     }
                 }
-                w.stats.received.inc();
                 let raw = &message.message;
+                w.stats.record_received(seq, raw.payload.len());
                 match w.gate.decide(raw.subject.as_str(), raw.headers.as_ref(), &raw.payload, seq, published) {
-                    Verdict::Copy => {
+                    GateVerdict::Copy => {
                         let entry = Entry { seq, message, published, sent: Instant::now(), attempt: 0, waiting: false };
                         if let Some((entry, failure)) = send(w, &mut acks, &mut inflight, entry).await {
                             settle_failure(w, index, &mut inflight, troubled, entry, failure).await;
@@ -434,7 +435,7 @@ async fn session(
                             acks.end(w, Duration::ZERO).await;
                         }
                     }
-                    Verdict::Sampled | Verdict::TooOld => {
+                    GateVerdict::Sampled | GateVerdict::TooOld => {
                         let _ = message.ack().await;
                     }
                 }

@@ -322,7 +322,7 @@ pub enum CopyReason {
 
 /// Copy or skip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum SamplingVerdict {
     /// Publish the message to the target.
     Copy(CopyReason),
     /// Do not publish; ack it on the source.
@@ -333,7 +333,7 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Copy or skip.
-    pub verdict: Verdict,
+    pub verdict: SamplingVerdict,
     /// A `new` or `recover` event, if this message caused one.
     pub event: Option<SenderEvent>,
 }
@@ -343,7 +343,7 @@ pub struct Decision {
 impl Decision {
     /// Whether the message is to be copied.
     pub fn is_copy(&self) -> bool {
-        matches!(self.verdict, Verdict::Copy(_))
+        matches!(self.verdict, SamplingVerdict::Copy(_))
     }
 }
 
@@ -479,24 +479,24 @@ impl SamplingTracker {
                 sender: sender.to_owned(),
                 last_seen_ms: state.last_seen_ms,
             });
-            Verdict::Copy(CopyReason::Recovered)
+            SamplingVerdict::Copy(CopyReason::Recovered)
         } else if seq == state.last_copied_seq {
-            Verdict::Copy(CopyReason::Redelivered)
+            SamplingVerdict::Copy(CopyReason::Redelivered)
         } else if forced {
-            Verdict::Copy(CopyReason::Forced)
+            SamplingVerdict::Copy(CopyReason::Forced)
         } else if is_due(state.last_copied_ms, now_ms, age_ms) {
-            Verdict::Copy(CopyReason::Due)
+            SamplingVerdict::Copy(CopyReason::Due)
         } else if size_trigger.is_some_and(|t| state.last_copied_size.abs_diff(size) >= t) {
-            Verdict::Copy(CopyReason::SizeChanged)
+            SamplingVerdict::Copy(CopyReason::SizeChanged)
         } else {
-            Verdict::Skip
+            SamplingVerdict::Skip
         };
 
         match verdict {
-            Verdict::Skip => {
+            SamplingVerdict::Skip => {
                 self.counters.skipped = self.counters.skipped.saturating_add(1);
             }
-            Verdict::Copy(reason) => {
+            SamplingVerdict::Copy(reason) => {
                 state.copied = state.copied.saturating_add(1);
                 if reason != CopyReason::Redelivered {
                     state.last_copied_ms = now_ms;
@@ -539,7 +539,7 @@ impl SamplingTracker {
         self.counters.copied = self.counters.copied.saturating_add(1);
         self.counters.new = self.counters.new.saturating_add(1);
         Decision {
-            verdict: Verdict::Copy(CopyReason::New),
+            verdict: SamplingVerdict::Copy(CopyReason::New),
             event: Some(SenderEvent {
                 kind: EventKind::New,
                 sender: sender.to_owned(),
@@ -615,29 +615,14 @@ impl SamplingTracker {
     /// consumer caught up to expire what went quiet meanwhile.
     pub fn load(path: &Path, config: SamplingConfig) -> Result<Self, SamplingError> {
         let mut tracker = Self::new(config)?;
-        let bytes = match fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(tracker),
-            Err(source) => {
-                return Err(SamplingError::Read {
-                    path: path.to_owned(),
-                    source,
-                })
+        let senders = match read_state_file(path) {
+            Ok(senders) => senders,
+            Err(SamplingError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(tracker)
             }
+            Err(e) => return Err(e),
         };
-        let decode_error = |source| SamplingError::Decode {
-            path: path.to_owned(),
-            source,
-        };
-        let version: StateVersion = rmp_serde::from_slice(&bytes).map_err(decode_error)?;
-        if version.version != STATE_VERSION {
-            return Err(SamplingError::UnsupportedVersion {
-                path: path.to_owned(),
-                found: version.version,
-            });
-        }
-        let state: StateFile = rmp_serde::from_slice(&bytes).map_err(decode_error)?;
-        for (sender, state) in state.senders {
+        for (sender, state) in senders {
             if let Some((evicted, _)) = tracker.senders.push(sender.clone(), state) {
                 if evicted != sender {
                     tracker.counters.evictions = tracker.counters.evictions.saturating_add(1);
@@ -646,6 +631,27 @@ impl SamplingTracker {
         }
         Ok(tracker)
     }
+}
+
+/// The senders saved at `path`, least recently seen first (for tools: no config needed).
+pub fn read_state_file(path: &Path) -> Result<Vec<(String, SenderState)>, SamplingError> {
+    let bytes = fs::read(path).map_err(|source| SamplingError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let decode_error = |source| SamplingError::Decode {
+        path: path.to_owned(),
+        source,
+    };
+    let version: StateVersion = rmp_serde::from_slice(&bytes).map_err(decode_error)?;
+    if version.version != STATE_VERSION {
+        return Err(SamplingError::UnsupportedVersion {
+            path: path.to_owned(),
+            found: version.version,
+        });
+    }
+    let state: StateFile = rmp_serde::from_slice(&bytes).map_err(decode_error)?;
+    Ok(state.senders)
 }
 
 /// Writes `bytes` to `path` atomically (see [`crate::atomic_file::write`]). Blocking.
@@ -745,7 +751,7 @@ mod tests {
     fn new_sender_is_copied_with_a_new_event() {
         let mut t = tracker(SamplingConfig::new(secs(1)));
         let d = observe(&mut t, "n1", 1, 0);
-        assert_eq!(d.verdict, Verdict::Copy(CopyReason::New));
+        assert_eq!(d.verdict, SamplingVerdict::Copy(CopyReason::New));
         let event = d.event.unwrap();
         assert_eq!(event.kind, EventKind::New);
         assert_eq!(event.sender, "n1");
@@ -763,7 +769,7 @@ mod tests {
         assert_eq!(
             d,
             Decision {
-                verdict: Verdict::Skip,
+                verdict: SamplingVerdict::Skip,
                 event: None
             }
         );
@@ -780,7 +786,7 @@ mod tests {
         let mut t = tracker(SamplingConfig::new(secs(1)));
         observe(&mut t, "n1", 1, 0);
         let d = observe(&mut t, "n1", 2, 1000);
-        assert_eq!(d.verdict, Verdict::Copy(CopyReason::Due));
+        assert_eq!(d.verdict, SamplingVerdict::Copy(CopyReason::Due));
         assert_eq!(d.event, None);
         // The schedule restarts from the last copy.
         assert!(!observe(&mut t, "n1", 3, 1999).is_copy());
@@ -792,7 +798,7 @@ mod tests {
         let mut t = tracker(SamplingConfig::new(secs(60)));
         observe(&mut t, "n1", 1, 0);
         let d = t.observe("n1", 2, at(10), 100, true);
-        assert_eq!(d.verdict, Verdict::Copy(CopyReason::Forced));
+        assert_eq!(d.verdict, SamplingVerdict::Copy(CopyReason::Forced));
         assert_eq!(t.counters().forced, 1);
         // A forced copy restarts the schedule.
         assert!(!observe(&mut t, "n1", 3, 60_005).is_copy());
@@ -807,7 +813,7 @@ mod tests {
         assert!(!t.observe("n1", 2, at(1), 109, false).is_copy());
         assert!(!t.observe("n1", 3, at(2), 91, false).is_copy());
         let d = t.observe("n1", 4, at(3), 90, false);
-        assert_eq!(d.verdict, Verdict::Copy(CopyReason::SizeChanged));
+        assert_eq!(d.verdict, SamplingVerdict::Copy(CopyReason::SizeChanged));
         // Measured from the last copy (90 now), not from the last message.
         assert!(!t.observe("n1", 5, at(4), 99, false).is_copy());
         assert!(t.observe("n1", 6, at(5), 100, false).is_copy());
@@ -828,7 +834,7 @@ mod tests {
         assert!(!observe(&mut t, "n1", 8, 100).is_copy());
         // The copy of 7 failed; the source delivers 7 and 8 again.
         let d = observe(&mut t, "n1", 7, 200);
-        assert_eq!(d.verdict, Verdict::Copy(CopyReason::Redelivered));
+        assert_eq!(d.verdict, SamplingVerdict::Copy(CopyReason::Redelivered));
         assert!(!observe(&mut t, "n1", 8, 300).is_copy());
         assert_eq!(t.get("n1").unwrap().last_copied_ms, BASE_MS);
         assert!(observe(&mut t, "n1", 9, 1000).is_copy());
@@ -865,7 +871,7 @@ mod tests {
         observe(&mut t, "n1", 1, 0);
         t.scrub(at(16_000));
         let d = observe(&mut t, "n1", 2, 17_000);
-        assert_eq!(d.verdict, Verdict::Copy(CopyReason::Recovered));
+        assert_eq!(d.verdict, SamplingVerdict::Copy(CopyReason::Recovered));
         assert_eq!(d.event.unwrap().kind, EventKind::Recover);
         assert_eq!(t.get("n1").unwrap().status, SenderStatus::Active);
         assert!(!observe(&mut t, "n1", 3, 17_001).is_copy());
@@ -919,7 +925,7 @@ mod tests {
         // An evicted sender is new again.
         assert_eq!(
             observe(&mut t, "b", 5, 4).verdict,
-            Verdict::Copy(CopyReason::New)
+            SamplingVerdict::Copy(CopyReason::New)
         );
     }
 

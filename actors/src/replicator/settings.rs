@@ -56,6 +56,16 @@ pub struct AdvisorySettings {
     pub reliable: bool,
 }
 
+/// Choria Stream Replicator compatibility (`compat = "choria"`): what the SR's tools,
+/// dashboards and advisory consumers expect, in addition to choir's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChoriaCompat {
+    /// The SR's top-level `name` (the site): choir's node name. It is the `<replicator>` of
+    /// `Choria-SR-Source`, the `replicator` of advisories and the `replicator` metric label;
+    /// the choir replicator's own name is the SR's per-stream `name` (`worker` label).
+    pub site: String,
+}
+
 /// Everything one replicator needs.
 #[derive(Clone, Debug)]
 pub struct ReplicatorSettings {
@@ -97,6 +107,10 @@ pub struct ReplicatorSettings {
     pub ack_wait: Duration,
     /// Status heartbeat interval.
     pub heartbeat: Option<Duration>,
+    /// Where heartbeats go (on the target network).
+    pub heartbeat_subject: String,
+    /// Choria Stream Replicator compatibility, when on.
+    pub choria: Option<ChoriaCompat>,
 }
 
 impl ReplicatorSettings {
@@ -106,6 +120,7 @@ impl ReplicatorSettings {
         let stream = stream.into();
         Self {
             dead_letter: format!("choir.replicator.{name}.dead_letter"),
+            heartbeat_subject: format!("choir.replicator.{name}.heartbeat"),
             name,
             target_stream: stream.clone(),
             source_stream: stream,
@@ -123,6 +138,7 @@ impl ReplicatorSettings {
             max_rejections: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             ack_wait: Duration::from_secs(30),
             heartbeat: None,
+            choria: None,
         }
     }
 

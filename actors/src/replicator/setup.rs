@@ -8,6 +8,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::{Config as StreamConfig, RetentionPolicy};
 use async_nats::jetstream::Context;
 
+use super::choria::{SrSource, SR_SOURCE};
 use super::envelope::{Provenance, PROVENANCE};
 use super::settings::{ReplicatorSettings, StartPosition};
 
@@ -157,7 +158,8 @@ pub async fn ensure_target_stream(
 }
 
 /// The last source sequence the target holds from this replicator, read from the provenance
-/// header of the target stream's last message.
+/// header of the target stream's last message (with `compat = "choria"`, also from the
+/// `Choria-SR-Source` header of a copy the Choria Stream Replicator made).
 pub async fn target_resume_point(
     target: &Context,
     settings: &ReplicatorSettings,
@@ -184,11 +186,22 @@ pub async fn target_resume_point(
         // Deleted or purged: nothing to resume from.
         Err(_) => return Ok(None),
     };
-    Ok(message
+    let ours = message
         .headers
         .get(PROVENANCE)
         .and_then(|v| Provenance::parse(v.as_str()))
         .filter(|p| p.replicator == settings.name && p.stream == settings.source_stream)
+        .map(|p| p.seq);
+    if ours.is_some() || settings.choria.is_none() {
+        return Ok(ours);
+    }
+    // Taking over from the Choria Stream Replicator: its last copy says where it stopped
+    // (the per-stream name must be this replicator's, as `choir import` keeps it).
+    Ok(message
+        .headers
+        .get(SR_SOURCE)
+        .and_then(|v| SrSource::parse(v.as_str()))
+        .filter(|p| p.name == settings.name && p.stream == settings.source_stream)
         .map(|p| p.seq))
 }
 

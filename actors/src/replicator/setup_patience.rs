@@ -10,7 +10,7 @@ use std::time::Duration;
 /// How long set-up may keep failing before it is worth a WARN.
 pub const WARN_AFTER: Duration = Duration::from_secs(30);
 
-/// Failed attempts after which set-up is worth an ERROR (about 80 s with the backoff).
+/// Failed attempts after which set-up is worth an ERROR (65–80 s with `Backoff::SETUP`).
 pub const ERROR_AFTER_ATTEMPTS: u32 = 20;
 
 /// A level to log a failed set-up attempt at.

@@ -14,17 +14,19 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::advisory::Advisory;
+use super::choria::heartbeat::{heartbeat, hostname};
+use super::choria::SrAdvisory;
 use super::context::{WorkerKind, WorkerShared};
 use super::gate::Gate;
+use super::metrics::ReplicatorStats;
 use super::sampling::{write_state_file, SamplingTracker, SenderEvent};
 use super::settings::{Mode, ReplicatorSettings};
 use super::setup;
 use super::setup_patience::{Report, SetupPatience};
-use super::stats::ReplicatorStats;
 use super::worker::ReplicaWorkerActor;
-use crate::connection::{backoff, GetClient, NetworkActor, NetworkSettings};
+use crate::connection::{GetClient, NetworkActor, NetworkSettings};
 use crate::error_chain::Chain;
-use crate::supervision::ActorSlot;
+use crate::supervision::{ActorSlot, Backoff, Shutdown};
 
 /// Capacity of the advisory queue; advisories beyond it are counted as dropped.
 const ADVISORY_QUEUE: usize = 65_536;
@@ -133,7 +135,10 @@ impl TopicReplicatorActor {
         );
     }
 
-    fn start_advisories(&mut self, target: Client) {
+    /// Publishes advisories from the queue: choir's own on the target network, or (with
+    /// `compat = "choria"`) the Choria SR's `io.choria.sr.v2.age_advisory` on the source
+    /// network, where the SR publishes them.
+    fn start_advisories(&mut self, source: Client, target: Client) {
         let (Some(mut events), Some(advisories), Some(sampling)) = (
             self.pending_events.take(),
             self.settings.advisories.clone(),
@@ -145,24 +150,36 @@ impl TopicReplicatorActor {
         let field = sampling.inspector.field_name().into_owned();
         let age = sampling.config.age;
         let stats = self.stats.clone();
-        let js = jetstream::new(target.clone());
+        let choria = self.settings.choria.clone();
+        let client = if choria.is_some() { source } else { target };
+        let js = jetstream::new(client.clone());
         // Not tied to this actor's context: the queue outlives a restart of the actor.
         actix_rt::spawn(async move {
             while let Some(event) = events.recv().await {
-                let advisory = Advisory::new(&event, &field, age, &name, SystemTime::now());
+                let now = SystemTime::now();
+                let made = match &choria {
+                    Some(c) => {
+                        let advisory = SrAdvisory::new(&event, &field, &c.site, &name, now);
+                        advisory.to_json().map(|body| (body, advisory.event_id))
+                    }
+                    None => {
+                        let advisory = Advisory::new(&event, &field, age, &name, now);
+                        advisory.to_json().map(|body| (body, advisory.event_id))
+                    }
+                };
                 let subject = advisories.template.render(event.kind, &event.sender);
-                let Ok(body) = advisory.to_json() else {
+                let Ok((body, event_id)) = made else {
                     continue;
                 };
                 let sent = if advisories.reliable {
                     let mut headers = HeaderMap::new();
-                    headers.insert(super::envelope::MSG_ID, advisory.event_id.as_str());
+                    headers.insert(super::envelope::MSG_ID, event_id.as_str());
                     match js.publish_with_headers(subject, headers, body.into()).await {
                         Ok(ack) => ack.await.is_ok(),
                         Err(_) => false,
                     }
                 } else {
-                    target.publish(subject, body.into()).await.is_ok()
+                    client.publish(subject, body.into()).await.is_ok()
                 };
                 if sent {
                     stats.advisory(event.kind.as_str());
@@ -236,7 +253,7 @@ impl Actor for TopicReplicatorActor {
         );
         self.stats.ready.set(0);
         let setup = async move {
-            let mut attempt = 0u32;
+            let mut backoff = Backoff::SETUP;
             let mut patience = SetupPatience::default();
             let since = std::time::Instant::now();
             loop {
@@ -261,7 +278,7 @@ impl Actor for TopicReplicatorActor {
                         Ok(()) => return (s, t),
                         Err(e) => {
                             let elapsed = since.elapsed();
-                            match patience.failed(attempt, elapsed) {
+                            match patience.failed(backoff.attempts(), elapsed) {
                                 Some(Report::Info) => {
                                     info!(replicator = %settings.name, error = %e, "Waiting for the replicator's streams (normal at start-up); retrying.")
                                 }
@@ -276,18 +293,12 @@ impl Actor for TopicReplicatorActor {
                         }
                     }
                 }
-                actix_rt::time::sleep(backoff(
-                    attempt,
-                    Duration::from_millis(200),
-                    Duration::from_secs(5),
-                ))
-                .await;
-                attempt = attempt.saturating_add(1);
+                actix_rt::time::sleep(backoff.next_delay()).await;
             }
         };
         ctx.spawn(setup.into_actor(self).map(|(source, target), act, ctx| {
             act.stats.ready.set(1);
-            act.start_advisories(target.clone());
+            act.start_advisories(source.clone(), target.clone());
             act.start_workers();
             let sjs = jetstream::new(source);
             let settings = act.settings.clone();
@@ -314,8 +325,37 @@ impl Actor for TopicReplicatorActor {
                     }
                 });
             }
-            if let Some(every) = act.settings.heartbeat {
-                let subject = format!("choir.replicator.{}.heartbeat", act.settings.name);
+            if let (Some(every), Some(_)) = (act.settings.heartbeat, &act.settings.choria) {
+                let subject = act.settings.heartbeat_subject.clone();
+                let originator = hostname();
+                let js = jetstream::new(target.clone());
+                ctx.run_interval(every, move |act, ctx| {
+                    let (headers, body) = heartbeat(&subject, &originator, SystemTime::now());
+                    let (js, subject, stats) = (js.clone(), subject.clone(), act.stats.clone());
+                    ctx.spawn(
+                        async move {
+                            let sent = std::time::Instant::now();
+                            // As the SR: a JetStream publish, so a stream stores it for
+                            // `nats server check message`.
+                            let acked = match js
+                                .publish_with_headers(subject, headers, body.into())
+                                .await
+                            {
+                                Ok(ack) => ack.await.is_ok(),
+                                Err(_) => false,
+                            };
+                            stats.heartbeat_seconds.set(sent.elapsed().as_secs_f64());
+                            if acked {
+                                stats.heartbeats_sent.inc();
+                            } else {
+                                stats.heartbeat_errors.inc();
+                            }
+                        }
+                        .into_actor(act),
+                    );
+                });
+            } else if let Some(every) = act.settings.heartbeat {
+                let subject = act.settings.heartbeat_subject.clone();
                 ctx.run_interval(every, move |act, ctx| {
                     let body = serde_json::json!({
                         "replicator": act.settings.name,
@@ -325,9 +365,13 @@ impl Actor for TopicReplicatorActor {
                     });
                     let target = target.clone();
                     let subject = subject.clone();
+                    let stats = act.stats.clone();
                     ctx.spawn(
                         async move {
-                            let _ = target.publish(subject, body.to_string().into()).await;
+                            match target.publish(subject, body.to_string().into()).await {
+                                Ok(()) => stats.heartbeats_sent.inc(),
+                                Err(_) => stats.heartbeat_errors.inc(),
+                            };
                         }
                         .into_actor(act),
                     );
@@ -338,7 +382,7 @@ impl Actor for TopicReplicatorActor {
 }
 
 impl Drop for TopicReplicatorActor {
-    /// A replicator that panicked is dropped without `restarting` or `StopReplicator`: stop its
+    /// A replicator that panicked is dropped without `restarting` or `Shutdown`: stop its
     /// workers' arbiters here, or they would copy on beside the workers of the replicator the
     /// watchdog re-creates (two ordered workers fighting over one consumer, and leaked threads
     /// and connections).
@@ -372,15 +416,12 @@ impl Supervised for TopicReplicatorActor {
     }
 }
 
-/// Command: persist the tracker and stop the workers (the node is shutting down).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct StopReplicator;
-
-impl Handler<StopReplicator> for TopicReplicatorActor {
+/// At node shutdown the replicator stops its workers and answers once the tracker is
+/// persisted.
+impl Handler<Shutdown> for TopicReplicatorActor {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: StopReplicator, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         for arbiter in self.arbiters.drain(..) {
             arbiter.stop();
         }

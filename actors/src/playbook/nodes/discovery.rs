@@ -81,18 +81,12 @@ mod tests {
     fn set_to_filter() {
         let spec = NodeSetSpec {
             kind: "discovery".into(),
-            nodes: vec![],
-            file: None,
             agents: vec!["emulated0".into()],
             facts: vec!["instance<5".into()],
             classes: vec!["web".into()],
             identities: vec!["/^emu-/".into()],
             compound: Some("country=mt".into()),
-            timeout: None,
-            at_least: None,
-            limit: None,
-            empty_ok: false,
-            when_empty: None,
+            ..NodeSetSpec::default()
         };
         let f = filter(&spec).unwrap();
         assert_eq!(f.agent, ["emulated0"]);

@@ -3,10 +3,10 @@
 //! per node, federation-aware), `batch_size` nodes at a time.
 //!
 //! A try succeeds when every node answered with statuscode 0 and its data satisfies `assert`
-//! ([`assert`]). A batch with a failure or a missing reply stops the try: later batches are not
-//! called, so a rolling change never spreads past the first bad batch. The outcome's data is
-//! the list of replies, sorted by node: `{sender, statuscode, statusmsg, data}` each, so
-//! `{{ previous_task.data }}` shows them.
+//! ([`assert`](mod@assert)). A batch with a failure or a missing reply stops the try: later
+//! batches are not called, so a rolling change never spreads past the first bad batch. The
+//! outcome's data is the list of replies, sorted by node: `{sender, statuscode, statusmsg,
+//! data}` each, so `{{ previous_task.data }}` shows them.
 
 pub mod assert;
 

@@ -52,10 +52,49 @@ pub async fn run(spec: &TaskSpec, ctx: &Context) -> TaskOutcome {
     } else {
         spec.expect_status.clone()
     };
-    let timeout = spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    send(Request {
+        url,
+        method,
+        headers,
+        body,
+        timeout: spec.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        verify: spec.verify_ssl.unwrap_or(true),
+        expect,
+    })
+    .await
+}
+
+/// One rendered HTTP request of a webhook (or a task built on it, such as `graphite_event`).
+pub(crate) struct Request {
+    /// Where to.
+    pub url: String,
+    /// GET, POST, PUT or DELETE (upper case).
+    pub method: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// JSON body (POST, PUT) or query parameters (GET, DELETE).
+    pub body: Value,
+    /// Time limit of the whole request.
+    pub timeout: Duration,
+    /// Verify the server's TLS certificate.
+    pub verify: bool,
+    /// Statuses that mean success.
+    pub expect: Vec<u16>,
+}
+
+/// Sends `request` with an `X-Choria-Request-ID` header; success is an expected status.
+pub(crate) async fn send(request: Request) -> TaskOutcome {
+    let Request {
+        url,
+        method,
+        headers,
+        body,
+        timeout,
+        verify,
+        expect,
+    } = request;
     let request_id = template::uuid_v4();
     let target = url.clone();
-    let verify = spec.verify_ssl.unwrap_or(true);
     let sent = tokio::task::spawn_blocking(move || -> Result<(u16, String), String> {
         let tls = ureq::tls::TlsConfig::builder()
             .disable_verification(!verify)

@@ -26,7 +26,7 @@ enum State {
 
 /// How a copy ended, when it settles.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Settle {
+pub(super) enum Settle {
     /// The target stored it (or dropped it as a duplicate).
     Stored {
         /// The target's duplicate window already held its message id.
@@ -50,7 +50,7 @@ struct Entry<M> {
 
 /// A copy about to be published: its reply token and its link in the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Link {
+pub(super) struct Link {
     /// The token of its reply subject.
     pub token: u64,
     /// The target stream's last sequence it must land after (`Nats-Expected-Last-Sequence`).
@@ -61,7 +61,7 @@ pub struct Link {
 
 /// What an ack did to the window.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ack {
+pub(super) enum Ack {
     /// For no copy waiting in this window (late, or already vouched for): nothing changed.
     Ignored,
     /// Recorded; the front may now settle.
@@ -73,7 +73,7 @@ pub enum Ack {
 
 /// Why an ack ended the session before the front settled.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Interrupt {
+pub(super) enum Interrupt {
     /// A duplicate is dropped before the sequence check, so it vouches for nothing before it.
     Duplicate,
     /// A copy failed while an earlier one is unanswered: that one may be the real failure.
@@ -82,7 +82,7 @@ pub enum Interrupt {
 
 /// A copy that left the front of the window.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Settled<M> {
+pub(super) struct Settled<M> {
     /// Its source sequence.
     pub seq: u64,
     /// Its payload size.
@@ -94,7 +94,7 @@ pub struct Settled<M> {
 }
 
 /// The copies of one session, in source order.
-pub struct Window<M> {
+pub(super) struct Window<M> {
     entries: VecDeque<Entry<M>>,
     max_count: usize,
     max_bytes: usize,
@@ -110,7 +110,7 @@ impl<M> Window<M> {
     /// An empty window of at most `max_count` copies and `max_bytes` payload bytes, chained to
     /// a target whose last sequence is `target_last`. `copies_everything` when no message can
     /// be skipped (only then may a copy go unanswered).
-    pub fn new(
+    pub(super) fn new(
         max_count: usize,
         max_bytes: usize,
         target_last: u64,
@@ -128,13 +128,13 @@ impl<M> Window<M> {
     }
 
     /// Whether another message may enter.
-    pub fn has_room(&self) -> bool {
+    pub(super) fn has_room(&self) -> bool {
         self.entries.len() < self.max_count && self.held_bytes < self.max_bytes
     }
 
     /// The next link of the chain, for a copy of `bytes` payload bytes. Publish it, then
     /// [`Window::published`] it before anything else enters.
-    pub fn link(&mut self, bytes: usize) -> Link {
+    pub(super) fn link(&mut self, bytes: usize) -> Link {
         let token = self.take_token();
         let expected_last = self.expected_last;
         self.expected_last += 1;
@@ -148,14 +148,14 @@ impl<M> Window<M> {
 
     /// Whether the copy of source sequence `seq` must ask for an ack whatever follows it.
     /// When false it asks only if no further message is ready right away.
-    pub fn must_answer(&self, link: &Link, seq: u64, memory: &Memory) -> bool {
+    pub(super) fn must_answer(&self, link: &Link, seq: u64, memory: &Memory) -> bool {
         self.answers
             .must_answer(seq, memory.careful_through, link.fills_window)
     }
 
     /// The copy of `link` was published (`sent` is what the client said), asking for an ack
     /// when `answered`.
-    pub fn published(
+    pub(super) fn published(
         &mut self,
         link: Link,
         seq: u64,
@@ -173,13 +173,13 @@ impl<M> Window<M> {
     }
 
     /// A message that is not copied (sampled out, too old); it settles in its turn.
-    pub fn skipped(&mut self, seq: u64, bytes: usize, item: M) {
+    pub(super) fn skipped(&mut self, seq: u64, bytes: usize, item: M) {
         let token = self.take_token();
         self.push(token, seq, bytes, item, State::Done(Settle::Skipped));
     }
 
     /// Records the target's answer to the copy with `token`.
-    pub fn acked(&mut self, token: u64, outcome: AckOutcome, memory: &mut Memory) -> Ack {
+    pub(super) fn acked(&mut self, token: u64, outcome: AckOutcome, memory: &mut Memory) -> Ack {
         let index = self
             .entries
             .front()
@@ -226,7 +226,7 @@ impl<M> Window<M> {
     }
 
     /// Takes the front copy off when it is done; `None` while it waits (or the window is empty).
-    pub fn settle(&mut self) -> Option<Settled<M>> {
+    pub(super) fn settle(&mut self) -> Option<Settled<M>> {
         if !matches!(self.entries.front(), Some(e) if e.state != State::Pending) {
             return None;
         }
@@ -244,7 +244,7 @@ impl<M> Window<M> {
     }
 
     /// What the loop stored with the front copy, while it waits for the target.
-    pub fn front_pending(&self) -> Option<&M> {
+    pub(super) fn front_pending(&self) -> Option<&M> {
         self.entries
             .front()
             .filter(|e| e.state == State::Pending)
@@ -271,7 +271,7 @@ impl<M> Window<M> {
 
 /// What outlives a session.
 #[derive(Debug, Default)]
-pub struct Memory {
+pub(super) struct Memory {
     /// Copies up to this source sequence ask for their own ack (a failure was seen there).
     pub careful_through: u64,
     /// How often the target rejected each sequence.
@@ -280,7 +280,7 @@ pub struct Memory {
 
 /// What to do with a message the target rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rejection {
+pub(super) enum Rejection {
     /// Resume and try again; this was rejection number `tries`.
     Retry {
         /// Rejections of this sequence so far.
@@ -292,12 +292,12 @@ pub enum Rejection {
 
 impl Memory {
     /// `seq` is stored on the target.
-    pub fn stored(&mut self, seq: u64) {
+    pub(super) fn stored(&mut self, seq: u64) {
         self.rejections.remove(&seq);
     }
 
     /// The target rejected `seq`; after `max_rejections` rejections it is given up.
-    pub fn rejected(&mut self, seq: u64, max_rejections: usize) -> Rejection {
+    pub(super) fn rejected(&mut self, seq: u64, max_rejections: usize) -> Rejection {
         let tries = self.rejections.entry(seq).or_insert(0);
         *tries += 1;
         if *tries < max_rejections {
@@ -310,14 +310,18 @@ impl Memory {
 
 /// Where a session resumes: after the last source sequence the target holds, the consumer's
 /// ack floor, or what this worker saw confirmed, whichever is furthest.
-pub fn resume_point(from_target: Option<u64>, floor: Option<u64>, confirmed: u64) -> Option<u64> {
+pub(super) fn resume_point(
+    from_target: Option<u64>,
+    floor: Option<u64>,
+    confirmed: u64,
+) -> Option<u64> {
     let floor = floor.filter(|f| *f > 0);
     let local = Some(confirmed).filter(|c| *c > 0);
     [from_target, floor, local].into_iter().flatten().max()
 }
 
 /// Which copies ask the target for an ack (see the docs of [`super`]).
-pub struct AnswerPolicy {
+pub(super) struct AnswerPolicy {
     /// Whether a copy may go unanswered at all (only when no message can be skipped).
     sparse: bool,
     /// At most this many copies in a row go unanswered.
@@ -328,7 +332,7 @@ pub struct AnswerPolicy {
 
 impl AnswerPolicy {
     /// The policy of a window of `window` copies.
-    pub fn new(sparse: bool, window: usize) -> Self {
+    pub(super) fn new(sparse: bool, window: usize) -> Self {
         Self {
             sparse,
             every: (window / 4).clamp(1, MAX_UNANSWERED_RUN),
@@ -339,12 +343,12 @@ impl AnswerPolicy {
     /// Whether the copy of source sequence `seq` must ask for an ack whatever follows it;
     /// `fills_window` when no further copy fits in the window (by count or by bytes) until
     /// one settles. When false, it asks only if no further message is ready right away.
-    pub fn must_answer(&self, seq: u64, careful_through: u64, fills_window: bool) -> bool {
+    pub(super) fn must_answer(&self, seq: u64, careful_through: u64, fills_window: bool) -> bool {
         !self.sparse || fills_window || seq <= careful_through || self.unanswered + 1 >= self.every
     }
 
     /// Records whether the copy just published asked for an ack.
-    pub fn published(&mut self, answered: bool) {
+    pub(super) fn published(&mut self, answered: bool) {
         if answered {
             self.unanswered = 0;
         } else {

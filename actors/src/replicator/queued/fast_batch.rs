@@ -46,11 +46,11 @@ const NOT_ENABLED: u64 = 10205;
 
 /// What an answer settled.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     /// Copies (by in-flight token) and what became of them.
-    pub settled: Vec<(u64, AckOutcome)>,
+    pub(crate) settled: Vec<(u64, AckOutcome)>,
     /// The target stream refused batches (its config changed): use the per-message path.
-    pub not_enabled: bool,
+    pub(crate) not_enabled: bool,
 }
 
 /// One batch.
@@ -72,7 +72,7 @@ struct Batch {
 }
 
 /// The fast-ingest batches of one queued worker session.
-pub struct FastBatch {
+pub(crate) struct FastBatch {
     prefix: String,
     flow: u16,
     count: u64,
@@ -103,7 +103,7 @@ impl FastBatch {
     /// Batches answered on `<prefix>.>` (the caller subscribes), asking for an ack every
     /// `flow` copies. `prefix` must be unique to this session (an inbox): batch ids are made
     /// from its last token.
-    pub fn new(prefix: String, flow: u16) -> Self {
+    pub(crate) fn new(prefix: String, flow: u16) -> Self {
         Self {
             prefix,
             flow: flow.max(1),
@@ -113,13 +113,13 @@ impl FastBatch {
     }
 
     /// The subscription that receives the answers.
-    pub fn subscription(&self) -> String {
+    pub(crate) fn subscription(&self) -> String {
         format!("{}.>", self.prefix)
     }
 
     /// Whether another copy may be sent now: the batch is not ending and has fewer than two
     /// flow windows unacked.
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         match &self.current {
             None => true,
             Some(b) => b.ending.is_none() && b.last - b.acked < b.flow * OUTSTANDING_ACKS,
@@ -134,7 +134,7 @@ impl FastBatch {
 
     /// The reply subject for the copy with in-flight `token`, published to `subject`; starts
     /// a new batch when there is none or the current one sat idle.
-    pub fn reply(&mut self, token: u64, subject: &str, now: Instant) -> String {
+    pub(crate) fn reply(&mut self, token: u64, subject: &str, now: Instant) -> String {
         let stale = match &self.current {
             None => true,
             Some(b) => {
@@ -180,7 +180,7 @@ impl FastBatch {
     /// target answers with the count of copies stored, which settles the tail of a burst that
     /// did not fill a flow window (the target acks only per full window). The next copy starts
     /// a new batch.
-    pub fn end(&mut self, now: Instant, quiet: Duration) -> Option<(String, String)> {
+    pub(crate) fn end(&mut self, now: Instant, quiet: Duration) -> Option<(String, String)> {
         let b = self.current.as_mut()?;
         if b.pending.is_empty() || b.ending.is_some() || now.duration_since(b.last_sent) < quiet {
             return None;
@@ -197,7 +197,7 @@ impl FastBatch {
 
     /// Gives the current batch up: every unsettled copy fails as transient (to be sent again
     /// in a new batch).
-    pub fn abandon(&mut self, reason: &str) -> Vec<(u64, AckOutcome)> {
+    pub(crate) fn abandon(&mut self, reason: &str) -> Vec<(u64, AckOutcome)> {
         let Some(b) = self.current.take() else {
             return Vec::new();
         };
@@ -213,7 +213,7 @@ impl FastBatch {
     }
 
     /// Gives up a batch whose final answer has not come for a while.
-    pub fn expire(&mut self, now: Instant) -> Vec<(u64, AckOutcome)> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(u64, AckOutcome)> {
         let overdue = self
             .current
             .as_ref()
@@ -227,7 +227,7 @@ impl FastBatch {
     }
 
     /// What an answer on `subject` (status 503 = no responders) with `payload` settles.
-    pub fn on_answer(
+    pub(crate) fn on_answer(
         &mut self,
         subject: &str,
         no_responders: bool,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// What [`InFlight`] needs to know about one attempt.
-pub trait Attempt {
+pub(super) trait Attempt {
     /// Its payload size.
     fn bytes(&self) -> usize;
     /// When it was sent, or is due to be sent when `waiting`.
@@ -16,7 +16,7 @@ pub trait Attempt {
 }
 
 /// The copies of one worker in flight, keyed by the token of their current attempt.
-pub struct InFlight<E> {
+pub(super) struct InFlight<E> {
     entries: HashMap<u64, E>,
     next_token: u64,
     /// Payload bytes of the entries (bounded by `max_bytes`).
@@ -27,7 +27,7 @@ pub struct InFlight<E> {
 
 impl<E: Attempt> InFlight<E> {
     /// Empty, for at most `max_count` copies and `max_bytes` payload bytes.
-    pub fn new(max_count: usize, max_bytes: usize) -> Self {
+    pub(super) fn new(max_count: usize, max_bytes: usize) -> Self {
         Self {
             entries: HashMap::with_capacity(max_count),
             next_token: 0,
@@ -38,18 +38,18 @@ impl<E: Attempt> InFlight<E> {
     }
 
     /// How many copies are in flight.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Room for one more copy: fewer than `max_count` entries and fewer than `max_bytes`
     /// payload bytes (so one message larger than `max_bytes` still goes, alone).
-    pub fn has_room(&self) -> bool {
+    pub(super) fn has_room(&self) -> bool {
         self.len() < self.max_count && self.bytes < self.max_bytes
     }
 
     /// Keeps `entry` under `token`.
-    pub fn insert(&mut self, token: u64, entry: E) {
+    pub(super) fn insert(&mut self, token: u64, entry: E) {
         self.bytes = self.bytes.saturating_add(entry.bytes());
         if let Some(old) = self.entries.insert(token, entry) {
             self.bytes = self.bytes.saturating_sub(old.bytes());
@@ -57,7 +57,7 @@ impl<E: Attempt> InFlight<E> {
     }
 
     /// Takes the entry of `token` out.
-    pub fn remove(&mut self, token: u64) -> Option<E> {
+    pub(super) fn remove(&mut self, token: u64) -> Option<E> {
         let entry = self.entries.remove(&token)?;
         self.bytes = self.bytes.saturating_sub(entry.bytes());
         Some(entry)
@@ -65,12 +65,12 @@ impl<E: Attempt> InFlight<E> {
 
     /// Whether an ack for `token` settles something: an attempt sent and not yet answered
     /// (an attempt waiting for its backoff was not sent under this token).
-    pub fn awaits_answer(&self, token: u64) -> bool {
+    pub(super) fn awaits_answer(&self, token: u64) -> bool {
         self.entries.get(&token).is_some_and(|e| !e.waiting())
     }
 
     /// A fresh token for the next attempt.
-    pub fn token(&mut self) -> u64 {
+    pub(super) fn token(&mut self) -> u64 {
         let token = self.next_token;
         self.next_token += 1;
         token
@@ -78,7 +78,7 @@ impl<E: Attempt> InFlight<E> {
 
     /// The tokens to send again at `now`: retries whose backoff passed, and attempts the
     /// target did not answer within `ack_timeout`.
-    pub fn due(&self, now: Instant, ack_timeout: Duration) -> Vec<u64> {
+    pub(super) fn due(&self, now: Instant, ack_timeout: Duration) -> Vec<u64> {
         self.entries
             .iter()
             .filter(|(_, e)| {
