@@ -16,9 +16,12 @@
 //! target server's CPU per message between (a) and (f) is what the duplicate check costs, the
 //! reason ordered mode sends no `Nats-Msg-Id` by default. Case (g) repeats (a) as one
 //! fast-ingest batch (nats-server 2.14+; skipped elsewhere): what the target server spends per
-//! message when it acks once per flow window. Case (h) repeats (e) into a target stream made
+//! message when it acks once per flow window. Case (i) repeats (e) into a target stream made
 //! without `allow_batched` (2.14+ only): queued mode's per-message path on the same server,
 //! the comparison for its fast path.
+//!
+//! Case (h) is HA failover: the time from SIGKILL of the leader of three choir nodes to the
+//! first new copy, with TTL 5 s (see [`failover`]); it writes `target/bench-replicate-failover.json`.
 //!
 //! `CHOIR_BENCH_MESSAGES=N` changes the message count, `CHOIR_BENCH_CASES=ade` runs only some
 //! cases (ratios of cases not run print as NaN), `CHOIR_BENCH_WINDOW` sets the ordered window.
@@ -428,7 +431,7 @@ fn bench_server(binary: &Path, version: &str, n: u64) -> serde_json::Value {
         let preload = publish_window(&sjs, "orders", n, &payload).await;
         eprintln!("preloaded at {preload:.0} msg/s");
 
-        let cases = std::env::var("CHOIR_BENCH_CASES").unwrap_or_else(|_| "abcdefgh".into());
+        let cases = std::env::var("CHOIR_BENCH_CASES").unwrap_or_else(|_| "abcdefghi".into());
         let on = |case: char| cases.contains(case);
         let mut a = f64::NAN;
         let mut cpu_a = [f64::NAN; 3];
@@ -520,9 +523,9 @@ fn bench_server(binary: &Path, version: &str, n: u64) -> serde_json::Value {
                 eprintln!("(g) skipped: this nats-server has no fast-ingest batches");
             }
         }
-        let mut h = f64::NAN;
-        let mut cpu_h = [f64::NAN; 3];
-        if on('h') && !g.is_nan() {
+        let mut i = f64::NAN;
+        let mut cpu_i = [f64::NAN; 3];
+        if on('i') && !g.is_nan() {
             // (e) on the per-message path of the same server: a target stream made without
             // allow_batched, which choir leaves as it is.
             tjs.create_stream(stream::Config { name: "COPY_QP".into(), subjects: vec!["qp.>".into()], duplicate_window: Duration::from_secs(120), ..Default::default() })
@@ -530,14 +533,14 @@ fn bench_server(binary: &Path, version: &str, n: u64) -> serde_json::Value {
                 .unwrap();
             let child = run_choir(dir.path(), &source, &target, "queued_per_message", "target_stream = \"COPY_QP\"\ntarget_subject_prefix = \"qp\"\nmode = \"queued\"\nworkers = 4");
             let cpu = CpuUse::start(&source, &target, child.id());
-            h = rate_of_fill(&tjs, "COPY_QP", n, Duration::from_secs(900)).await;
-            cpu_h = cpu.per_message(n);
+            i = rate_of_fill(&tjs, "COPY_QP", n, Duration::from_secs(900)).await;
+            cpu_i = cpu.per_message(n);
             stop(child);
-            eprintln!("(h) choir queued x4, per-message path: {h:.0} msg/s");
+            eprintln!("(i) choir queued x4, per-message path: {i:.0} msg/s");
         }
-        (a, b, c, d, e, f, g, h, cpu_a, cpu_d, cpu_e, cpu_f, cpu_g, cpu_h)
+        (a, b, c, d, e, f, g, i, cpu_a, cpu_d, cpu_e, cpu_f, cpu_g, cpu_i)
     });
-    let (a, b, c, d, e, f, g, h, cpu_a, cpu_d, cpu_e, cpu_f, cpu_g, cpu_h) = results;
+    let (a, b, c, d, e, f, g, i, cpu_a, cpu_d, cpu_e, cpu_f, cpu_g, cpu_i) = results;
     println!();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split(' ').take(3).collect::<Vec<_>>().join(" ");
@@ -551,7 +554,7 @@ fn bench_server(binary: &Path, version: &str, n: u64) -> serde_json::Value {
         ("(e) choir queued, 4 workers", e),
         ("(f) as (a), with Nats-Msg-Id", f),
         ("(g) as (a), one fast-ingest batch (2.14+)", g),
-        ("(h) as (e), per-message path (2.14+)", h),
+        ("(i) as (e), per-message path (2.14+)", i),
     ] {
         println!("{name:<44} {v:>12.0}");
     }
@@ -563,7 +566,7 @@ fn bench_server(binary: &Path, version: &str, n: u64) -> serde_json::Value {
         ("(e) choir queued, 4 workers", cpu_e),
         ("(f) raw publish + Nats-Msg-Id", cpu_f),
         ("(g) raw fast-ingest batch", cpu_g),
-        ("(h) queued, per-message path", cpu_h),
+        ("(i) queued, per-message path", cpu_i),
     ] {
         println!(
             "{name:<30} {:>13.1} {:>14.1} {:>6.1}",
@@ -581,25 +584,176 @@ fn bench_server(binary: &Path, version: &str, n: u64) -> serde_json::Value {
     for (name, v, goal) in [
         ("d/a", d / a, ">= 0.70"),
         ("e/a", e / a, ">= 0.85"),
-        ("e/h", e / h, "-"),
+        ("e/i", e / i, "-"),
         ("d/b", d / b, ">= 1.0"),
         ("d/c", d / c, ">= 10"),
     ] {
         println!("{name:<12} {v:>8.2} {goal:>8}");
     }
-    serde_json::json!({
+    let json = serde_json::json!({
         "nats_server": version, "load_average": load,
         "messages": n, "payload_bytes": 256,
-        "msgs_per_sec": {"raw_publish": a, "mirror": b, "one_at_a_time": c, "choir_ordered": d, "choir_queued_4": e, "raw_publish_msg_id": f, "raw_fast_batch": g, "choir_queued_4_per_message": h},
+        "msgs_per_sec": {"raw_publish": a, "mirror": b, "one_at_a_time": c, "choir_ordered": d, "choir_queued_4": e, "raw_publish_msg_id": f, "raw_fast_batch": g, "choir_queued_4_per_message": i},
         "cpu_us_per_message": {
             "raw_publish": {"source_server": cpu_a[0], "target_server": cpu_a[1], "client": cpu_a[2]},
             "choir_ordered": {"source_server": cpu_d[0], "target_server": cpu_d[1], "choir": cpu_d[2]},
             "choir_queued_4": {"source_server": cpu_e[0], "target_server": cpu_e[1], "choir": cpu_e[2]},
             "raw_publish_msg_id": {"source_server": cpu_f[0], "target_server": cpu_f[1], "client": cpu_f[2]},
             "raw_fast_batch": {"source_server": cpu_g[0], "target_server": cpu_g[1], "client": cpu_g[2]},
-            "choir_queued_4_per_message": {"source_server": cpu_h[0], "target_server": cpu_h[1], "choir": cpu_h[2]},
+            "choir_queued_4_per_message": {"source_server": cpu_i[0], "target_server": cpu_i[1], "choir": cpu_i[2]},
         },
         "msg_id_cost_us_target_server": msg_id_us,
-        "ratios": {"d_over_a": d / a, "e_over_a": e / a, "e_over_h": e / h, "d_over_b": d / b, "d_over_c": d / c},
-    })
+        "ratios": {"d_over_a": d / a, "e_over_a": e / a, "e_over_i": e / i, "d_over_b": d / b, "d_over_c": d / c},
+    });
+    if std::env::var("CHOIR_BENCH_CASES")
+        .map(|c| c.contains('h'))
+        .unwrap_or(true)
+    {
+        failover(dir.path(), &source, &target);
+    }
+    json
+}
+
+/// Case (h), HA failover: three choir nodes run one ordered replicator with
+/// `[replicators.failover.ha] ttl = "5s"` (the election bucket on the source server). Each
+/// round waits until the target caught up, SIGKILLs the leader (found from the election key),
+/// publishes one message at once and times how long until it is in the target: only a new
+/// leader can copy it. The killed node is started again as a standby before the next round.
+/// `CHOIR_BENCH_FAILOVERS` sets the rounds (default 3).
+fn failover(dir: &Path, source: &Server, target: &Server) {
+    const TTL: Duration = Duration::from_secs(5);
+    let rounds: usize = std::env::var("CHOIR_BENCH_FAILOVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let start = |i: usize| {
+        let config = dir.join(format!("failover-{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nname = \"bench-{i}\"\nstate_dir = {:?}\nmonitor = \"off\"\n\n\
+                 [networks.source]\nurls = [\"{}\"]\n[networks.target]\nurls = [\"{}\"]\n\n\
+                 [replicators.failover]\nsource = \"source\"\ntarget = \"target\"\nstream = \"FAIL\"\n\
+                 target_stream = \"COPY_F\"\ntarget_subject_prefix = \"f\"\n\n\
+                 [replicators.failover.ha]\nttl = \"{}\"\nidentity = \"bench-{i}\"\n",
+                dir.join(format!("state-failover-{i}")).display().to_string(),
+                source.url(),
+                target.url(),
+                humantime::format_duration(TTL),
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_choir"))
+            .arg("run")
+            .arg(&config)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let times = rt.block_on(async {
+        let sjs = jetstream::new(async_nats::connect(source.url()).await.unwrap());
+        let tjs = jetstream::new(async_nats::connect(target.url()).await.unwrap());
+        sjs.create_stream(stream::Config {
+            name: "FAIL".into(),
+            subjects: vec!["fail.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut nodes: Vec<Option<Child>> = (0..3).map(|i| Some(start(i))).collect();
+        let mut published = 0u64;
+        let publish = |sjs: jetstream::Context| async move {
+            sjs.publish("fail.x", bytes::Bytes::from_static(b"x"))
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        };
+        // Who holds the key, once some node does and its copy works.
+        let leader = |published: u64| {
+            let (sjs, tjs) = (sjs.clone(), tjs.clone());
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    assert!(Instant::now() < deadline, "no leader copies");
+                    let holder = match sjs.get_key_value("CHORIA_LEADER_ELECTION").await {
+                        Ok(kv) => kv.get("SR_failover_FAIL").await.ok().flatten(),
+                        Err(_) => None,
+                    };
+                    if let Some(holder) = holder {
+                        if count(&tjs, "COPY_F").await >= published {
+                            let name = String::from_utf8_lossy(&holder).into_owned();
+                            return name.trim_start_matches("bench-").parse::<usize>().unwrap();
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let mut times = Vec::new();
+        for round in 0..rounds {
+            publish(sjs.clone()).await;
+            published += 1;
+            let first = leader(published).await;
+            // Let the leader renew a few times, so the kill lands at a random point of its
+            // renewal cycle.
+            tokio::time::sleep(TTL + Duration::from_millis(700 * round as u64)).await;
+            let mut child = nodes[first].take().unwrap();
+            let killed = Instant::now();
+            child.kill().unwrap();
+            child.wait().unwrap();
+            publish(sjs.clone()).await;
+            published += 1;
+            while count(&tjs, "COPY_F").await < published {
+                assert!(killed.elapsed() < Duration::from_secs(120), "no failover");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let took = killed.elapsed();
+            eprintln!(
+                "(h) round {round}: leader bench-{first} killed; first new copy after {:.2} s",
+                took.as_secs_f64()
+            );
+            times.push(took.as_secs_f64());
+            nodes[first] = Some(start(first));
+        }
+        for child in nodes.into_iter().flatten() {
+            stop(child);
+        }
+        times
+    });
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    let worst = sorted.last().copied().unwrap_or(f64::NAN);
+    let ttl = TTL.as_secs_f64();
+    println!();
+    println!(
+        "(h) HA failover, TTL {ttl:.0} s, {} rounds: SIGKILL of the leader to the first new copy",
+        times.len()
+    );
+    println!("{:<12} {:>8} {:>10} {:>8}", "", "seconds", "x TTL", "goal");
+    println!(
+        "{:<12} {median:>8.2} {:>10.2} {:>8}",
+        "median",
+        median / ttl,
+        "< 2"
+    );
+    println!(
+        "{:<12} {worst:>8.2} {:>10.2} {:>8}",
+        "worst",
+        worst / ttl,
+        "< 2"
+    );
+    let json = serde_json::json!({"ttl_secs": ttl, "seconds": times, "median_secs": median, "worst_secs": worst, "median_over_ttl": median / ttl});
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench-replicate-failover.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("wrote {}", out.display());
 }

@@ -486,6 +486,7 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
                 started: Instant::now(),
                 components: components.clone(),
                 security: spec.secure.is_some().then(|| counters.security.clone()),
+                embedded: Default::default(),
             };
             let handle = monitor::start(addr, state).map_err(|source| EmulateError::Monitor {
                 port: args.http_port,

@@ -33,6 +33,9 @@ pub struct MonitorState {
     pub components: Components,
     /// Request verification counters of a secure emulator (`security` in `/debug/vars`).
     pub security: Option<choir_actors::emulator::SecurityMetrics>,
+    /// Each embedded nats-server by network: binary, version and URL (`embedded_servers` in
+    /// `/debug/vars`, left out when there is none).
+    pub embedded: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Resident set size of this process in bytes (Linux), 0 when unknown.
@@ -100,6 +103,12 @@ async fn debug_vars(state: web::Data<MonitorState>) -> HttpResponse {
     });
     if let (Some(security), Some(object)) = (&state.security, vars.as_object_mut()) {
         object.insert("security".to_owned(), security.vars());
+    }
+    if let (false, Some(object)) = (state.embedded.is_empty(), vars.as_object_mut()) {
+        object.insert(
+            "embedded_servers".to_owned(),
+            serde_json::Value::Object(state.embedded.clone()),
+        );
     }
     HttpResponse::Ok().json(vars)
 }

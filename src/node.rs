@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use choir_actors::connection::{NetworkActor, NetworkHealth, NetworkMetrics};
+use choir_actors::error_chain::Chain;
 use choir_actors::federation::FederationBrokerActor;
 use choir_actors::metrics::MetricsRegistry;
 use choir_actors::replicator::TopicReplicatorActor;
@@ -90,12 +91,31 @@ impl Node {
         })?;
 
         let mut embedded = Vec::new();
+        let mut embedded_vars = serde_json::Map::new();
+        // The newest installed nats-server, looked up once for every embedded network that
+        // does not name its own.
+        let mut newest = None;
         let mut urls = BTreeMap::new();
         for (name, network) in &config.networks {
             if network.embedded {
                 let binary = match &network.nats_server {
-                    Some(path) => path.clone(),
-                    None => crate::nats_binary::find_nats_server()
+                    Some(path) => {
+                        let version = crate::nats_binary::server_version(path);
+                        if let Err(e) = &version {
+                            warn!(
+                                network = %name,
+                                error = %Chain(e),
+                                "The configured nats-server gives no version; starting it anyway."
+                            );
+                        }
+                        crate::nats_binary::NatsBinary {
+                            path: path.clone(),
+                            version: version.ok(),
+                        }
+                    }
+                    None => newest
+                        .get_or_insert_with(crate::nats_binary::newest_nats_server)
+                        .clone()
                         .ok_or_else(|| EmbeddedError::NotFound(name.clone()))?,
                 };
                 let port = match network.port {
@@ -104,12 +124,14 @@ impl Node {
                 };
                 let spec = EmbeddedServerSpec {
                     network: name.clone(),
-                    binary,
+                    binary: binary.path,
+                    version: binary.version,
                     port,
                     store_dir: node.state_dir.join("nats").join(name),
                     server_name: format!("choir-{}-{name}", node.name),
                 };
                 urls.insert(name.clone(), vec![spec.url()]);
+                embedded_vars.insert(name.clone(), spec.vars());
                 embedded.push((
                     format!("embedded/{name}"),
                     EmbeddedServerActor::new(spec).start(),
@@ -183,6 +205,7 @@ impl Node {
                     started,
                     components,
                     security: fleet.security,
+                    embedded: embedded_vars,
                 };
                 let handle = monitor::start_with_watchdog(addr, state, watchdog.clone()).map_err(
                     |source| NodeError::Monitor {

@@ -239,3 +239,84 @@ fn a_pid_file_naming_an_unrelated_process_does_not_get_it_killed() {
     );
     assert_ne!(embedded_pid(&node), Some(bystander.id()));
 }
+
+/// A `nats-server` in `dir` that claims `version` to `--version` and otherwise runs the
+/// suite's real server.
+fn wrapper(dir: &Path, version: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("nats-server");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'nats-server: v{version}'; exit 0; fi\nexec {:?} \"$@\"\n",
+            common::nats::binary().display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `embedded_servers.local` of `/debug/vars`.
+fn embedded_vars(node: &ChoirNode) -> serde_json::Value {
+    let (_, vars) = node.get("/debug/vars").unwrap();
+    let vars: serde_json::Value = serde_json::from_str(&vars).unwrap();
+    vars["embedded_servers"]["local"].clone()
+}
+
+/// With no `nats_server` in the config, the embedded server is the newest `nats-server`
+/// installed, not the first on `PATH`: of two on `PATH` (1.0.0 first, 99.1.0 second, both
+/// newer or older than anything in the usual system places) choir runs 99.1.0, logs its
+/// version and shows binary and version in `/debug/vars`.
+#[test]
+fn the_embedded_default_runs_the_newest_nats_server_it_finds_and_shows_its_version() {
+    let bins = tempfile::tempdir().unwrap();
+    let old = wrapper(&bins.path().join("old"), "1.0.0");
+    let new = wrapper(&bins.path().join("new"), "99.1.0");
+    let path = std::env::join_paths(
+        [old.parent().unwrap(), new.parent().unwrap()]
+            .into_iter()
+            .map(Path::to_path_buf)
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let node = ChoirNode::start_exact_with_env(EMBEDDED, &[("PATH", path.to_str().unwrap())]);
+    wait_healthy(&node, "local");
+    let vars = embedded_vars(&node);
+    assert_eq!(vars["binary"], new.display().to_string(), "{vars}");
+    assert_eq!(vars["version"], "99.1.0", "{vars}");
+    assert!(vars["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("nats://127.0.0.1:"));
+    let log = node.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Started embedded nats-server") && l.contains("version=99.1.0")),
+        "{log}"
+    );
+}
+
+/// `nats_server` in the config beats the newest installed server: the node runs the named
+/// binary (an older one here) and `/debug/vars` shows it.
+#[test]
+fn nats_server_in_the_config_overrides_the_newest_installed_server() {
+    let bins = tempfile::tempdir().unwrap();
+    let named = wrapper(&bins.path().join("named"), "1.2.3");
+    let newer = wrapper(&bins.path().join("newer"), "99.1.0");
+    let path = std::env::join_paths(
+        std::iter::once(newer.parent().unwrap().to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let body = format!(
+        "[networks.local]\nembedded = true\nnats_server = {:?}\n",
+        named.display().to_string()
+    );
+    let node = ChoirNode::start_exact_with_env(&body, &[("PATH", path.to_str().unwrap())]);
+    wait_healthy(&node, "local");
+    let vars = embedded_vars(&node);
+    assert_eq!(vars["binary"], named.display().to_string(), "{vars}");
+    assert_eq!(vars["version"], "1.2.3", "{vars}");
+}

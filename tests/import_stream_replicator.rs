@@ -127,10 +127,8 @@ fn a_stream_replicator_v2_config_imports_into_toml_that_choir_check_accepts() {
         "profiling",
         "loglevel",
         "logfile",
-        "heartbeats.leader_election",
         "heartbeats.headers",
         "heartbeats.subjects[1]",
-        "streams[0].leader_election_name",
         "streams[1].target_url?tls_handshake_first",
         "streams[2].source_url?jwt",
         "streams[2].target_initiated",
@@ -148,8 +146,8 @@ fn a_stream_replicator_v2_config_imports_into_toml_that_choir_check_accepts() {
     }
     assert!(summary.contains("replicator PARTITION1"), "{summary}");
     assert!(
-        toml.contains("# [replicators.PARTITION1.ha]\n# bucket = \"CHORIA_LEADER_ELECTION\""),
-        "the HA table to uncomment: {toml}"
+        toml.contains("[replicators.PARTITION1.ha]\nbucket = \"CHORIA_LEADER_ELECTION\""),
+        "the HA table: {toml}"
     );
 }
 

@@ -195,7 +195,7 @@ struct OperatorServer(std::process::Child);
 
 impl OperatorServer {
     fn start(port: u16, conf: &Path) -> Self {
-        let child = Command::new(choir::nats_binary::find_nats_server().unwrap())
+        let child = Command::new(common::nats::binary())
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
             .arg(conf)
             .stdin(std::process::Stdio::null())

@@ -14,6 +14,8 @@
 //! - [`ordered`], [`queued`]: the two copy loops; [`acks`]: the target ack inbox they share;
 //! - [`setup`], [`gate`], [`metrics`]: JetStream setup and resume points, copy decisions,
 //!   metrics; [`publish_path`]: per-message or fast-ingest batches, asked of the target;
+//! - [`election`], [`gossip`]: high availability (one leader among nodes) and the sampling
+//!   state its replicas share;
 //! - [`choria`]: Choria Stream Replicator compatibility (headers, advisories, heartbeats,
 //!   metric names).
 
@@ -26,9 +28,11 @@ pub mod sampling;
 pub mod acks;
 pub mod choria;
 pub mod context;
+pub mod election;
 pub mod envelope;
 pub mod failure;
 pub mod gate;
+pub mod gossip;
 pub mod metrics;
 pub mod ordered;
 pub mod publish_path;

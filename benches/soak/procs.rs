@@ -68,7 +68,12 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let binary = choir::nats_binary::find_nats_server().expect("nats-server is not installed");
+        // CHOIR_NATS_SERVER picks the server, as in the tests (CI soaks on each release).
+        let binary = std::env::var_os("CHOIR_NATS_SERVER")
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(choir::nats_binary::find_nats_server)
+            .expect("nats-server is not installed");
         let log = OpenOptions::new()
             .create(true)
             .append(true)

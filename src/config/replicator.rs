@@ -13,6 +13,10 @@ use choir_actors::replicator::settings::{
 use choir_actors::replicator::subject_map::SubjectMap;
 use serde::Deserialize;
 
+mod ha;
+
+pub use ha::HaConfig;
+
 use super::compat::Compat;
 use super::defaults;
 use super::names::valid_stream_name;
@@ -97,6 +101,8 @@ pub struct ReplicatorConfig {
     /// Publish a status heartbeat to `choir.replicator.<name>.heartbeat` on the target.
     #[serde(default, with = "humantime_serde")]
     pub heartbeat: Option<Duration>,
+    /// One leader among the choir nodes running this replicator.
+    pub ha: Option<HaConfig>,
     /// Subject of the heartbeats (default `choir.replicator.<name>.heartbeat`).
     pub heartbeat_subject: Option<String>,
     /// `"choria"`: also follow the Choria Stream Replicator's conventions (default: `[node]
@@ -230,6 +236,9 @@ impl ReplicatorConfig {
                 "queued mode needs Nats-Msg-Id for exactly-once copies",
             );
         }
+        if let Some(ha) = &self.ha {
+            ha.validate(name, config, problems);
+        }
         if let Some(subject) = &self.heartbeat_subject {
             if self.heartbeat.is_none() {
                 problems.key(key("heartbeat_subject"), "only with heartbeat");
@@ -277,6 +286,11 @@ impl ReplicatorConfig {
     /// What the replicator actors need. Only valid after validation (invalid optional parts
     /// are left out).
     pub fn settings(&self, name: &str, state_dir: &Path) -> ReplicatorSettings {
+        self.settings_on(name, state_dir, name)
+    }
+
+    /// [`Self::settings`] on node `node` (the HA identity when the host name is unknown).
+    pub fn settings_on(&self, name: &str, state_dir: &Path, node: &str) -> ReplicatorSettings {
         let sampling = match (&self.inspect, self.age) {
             (Some(spec), Some(age)) => {
                 Inspector::parse(spec)
@@ -343,6 +357,7 @@ impl ReplicatorConfig {
             max_rejections: self.max_rejections,
             ack_wait: self.ack_wait,
             heartbeat: self.heartbeat,
+            ha: self.ha.as_ref().map(|ha| ha.settings(&self.source, node)),
             heartbeat_subject: self
                 .heartbeat_subject
                 .clone()

@@ -115,8 +115,8 @@ pub struct Imported {
     pub unmapped: Vec<String>,
 }
 
-/// Why `leader_election_name` is not imported.
-const NO_HA: &str = "replicator HA ([replicators.X.ha]: bucket, ttl, identity) is not in this build of choir yet; run this replicator on one node (the replicator carries the [replicators.X.ha] table to uncomment once it is)";
+/// Why the heartbeats' `leader_election` is not imported when their replicator has no HA.
+const NO_HA: &str = "choir's heartbeats come from their replicator's leader; the replicator they go with has no leader_election_name, so it has no [replicators.X.ha] to follow";
 
 /// Reads and imports the SR config at `path`.
 pub fn import(path: &Path) -> Result<Imported, ImportError> {
@@ -625,10 +625,6 @@ impl Mapper {
             }
         }
         if let Some(election) = &s.leader_election_name {
-            self.unmapped(
-                format!("{} ({election:?})", key("leader_election_name")),
-                NO_HA,
-            );
             r.ha_note = Some(election.clone());
         }
         Some(r)
@@ -654,7 +650,9 @@ impl Mapper {
             );
             return;
         };
-        if hb.leader_election == Some(true) {
+        if hb.leader_election == Some(true)
+            && self.replicators.get(at).is_none_or(|r| r.ha_note.is_none())
+        {
             self.unmapped("heartbeats.leader_election", NO_HA);
         }
         if hb.choria.is_some() {
@@ -779,11 +777,11 @@ impl Mapper {
             }
             if let Some(election) = &r.ha_note {
                 line(&format!(
-                    "# The SR elected a leader for {election:?} in KV bucket CHORIA_LEADER_ELECTION. Once replicator HA is in the build, uncomment:"
+                    "# The SR elected a leader for {election:?} in KV bucket CHORIA_LEADER_ELECTION; choir does too, key SR_<name>_<stream>."
                 ));
-                line(&format!("# [replicators.{}.ha]", r.name));
-                line("# bucket = \"CHORIA_LEADER_ELECTION\"");
-                line("# ttl = \"10s\"            # the SR's --ttl");
+                line(&format!("[replicators.{}.ha]", r.name));
+                line("bucket = \"CHORIA_LEADER_ELECTION\"");
+                line("ttl = \"10s\"              # the SR's --ttl flag (not in its YAML); choir's default is 5s");
                 line("# identity = \"<host>\"    # unique per node; default: the host name");
             }
         }

@@ -19,6 +19,8 @@ use tokio::process::Command;
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
+use crate::nats_binary::ServerVersion;
+
 /// Errors of the embedded server.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
@@ -46,6 +48,8 @@ pub struct EmbeddedServerSpec {
     pub network: String,
     /// The nats-server binary.
     pub binary: PathBuf,
+    /// The version the binary reported (`--version`), `None` when it did not say.
+    pub version: Option<ServerVersion>,
     /// Client port on 127.0.0.1.
     pub port: u16,
     /// JetStream store, log and pid file live here.
@@ -58,6 +62,22 @@ impl EmbeddedServerSpec {
     /// The URL clients use.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// What `/debug/vars` shows of it (`embedded_servers.<network>`).
+    pub fn vars(&self) -> serde_json::Value {
+        serde_json::json!({
+            "binary": self.binary.display().to_string(),
+            "version": self.version.as_ref().map(ToString::to_string),
+            "url": self.url(),
+        })
+    }
+
+    /// The version as logged: the number, or `unknown`.
+    fn version_shown(&self) -> String {
+        self.version
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), ToString::to_string)
     }
 
     fn pid_file(&self) -> PathBuf {
@@ -164,7 +184,14 @@ impl EmbeddedServerActor {
             };
             running.send_replace(true);
             let pid = child.id();
-            info!(network = %spec.network, pid, url = %spec.url(), "Started embedded nats-server.");
+            info!(
+                network = %spec.network,
+                pid,
+                url = %spec.url(),
+                binary = %spec.binary.display(),
+                version = %spec.version_shown(),
+                "Started embedded nats-server."
+            );
             let addr = SocketAddr::from(([127, 0, 0, 1], spec.port));
             let ready = async {
                 while tokio::net::TcpStream::connect(addr).await.is_err() {

@@ -59,8 +59,14 @@ pub fn start(
                     )
                     .reporting_to(health),
             ),
+            election: replicator
+                .ha
+                .as_ref()
+                .and_then(|ha| ha.network.as_ref())
+                .and_then(|network| networks.get(network))
+                .cloned(),
         };
-        let mut settings = replicator.settings(name, &config.node.state_dir);
+        let mut settings = replicator.settings_on(name, &config.node.state_dir, &config.node.name);
         settings.choria = replicator.choria_compat(&config.node);
         let stats = families.for_replicator(name);
         if let Some(choria) = &settings.choria {

@@ -16,12 +16,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("CHOIR_NATS_SERVER") {
-        return PathBuf::from(path);
+/// The nats-server binary the tests run: `CHOIR_NATS_SERVER` when set (CI runs the suite once
+/// per server version this way), else the first `nats-server` on `PATH` or in the usual places.
+pub fn binary() -> PathBuf {
+    match std::env::var_os("CHOIR_NATS_SERVER").filter(|p| !p.is_empty()) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "CHOIR_NATS_SERVER={} is not a file",
+                path.display()
+            );
+            path
+        }
+        None => choir::nats_binary::find_nats_server().expect(
+            "nats-server not found: install it (apt-get install nats-server) or set CHOIR_NATS_SERVER; .ci/run does",
+        ),
     }
-    choir::nats_binary::find_nats_server()
-        .expect("nats-server not found: install it (apt-get install nats-server); .ci/run does")
+}
+
+/// The binary in `CHOIR_NATS_SERVER`, when that is set: a `choir run` node under test gives
+/// it to its embedded networks (`nats_server`), so the whole suite runs on one server version.
+pub fn chosen_binary() -> Option<PathBuf> {
+    std::env::var_os("CHOIR_NATS_SERVER")
+        .filter(|p| !p.is_empty())
+        .map(|_| binary())
 }
 
 /// One nats-server with JetStream, its store in a temp dir.
@@ -167,9 +186,7 @@ impl NatsCluster {
         };
         assert!(
             poll_until(Duration::from_secs(30), || {
-                (0..n).all(|i| {
-                    cluster.monitor_number(i, "/routez", "num_routes") == Some(n as u64 - 1)
-                })
+                (0..n).all(|i| cluster.route_peers(i) == Some(n - 1))
             }),
             "the cluster did not form"
         );
@@ -186,6 +203,29 @@ impl NatsCluster {
         }
         let json: serde_json::Value = serde_json::from_str(&body).ok()?;
         json[field].as_u64()
+    }
+
+    /// How many other members member `i` has routes to (distinct `remote_id`s in its
+    /// `/routez`), `None` when it does not answer. Not `num_routes`: since 2.10 a server keeps
+    /// a pool of routes per peer (3 by default, plus one for the system account), so
+    /// `num_routes` counts connections, not peers.
+    pub fn route_peers(&self, i: usize) -> Option<usize> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.monitor_ports[i]));
+        let (status, body) = super::http::http_get(addr, "/routez")?;
+        if status != 200 {
+            return None;
+        }
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let peers: std::collections::BTreeSet<&str> = json["routes"]
+            .as_array()
+            .map(|routes| {
+                routes
+                    .iter()
+                    .filter_map(|r| r["remote_id"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(peers.len())
     }
 
     /// Client connections member `i` holds (its `/connz`), `None` when it does not answer.

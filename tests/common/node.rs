@@ -18,19 +18,48 @@ pub fn choir_bin() -> &'static str {
     env!("CARGO_BIN_EXE_choir")
 }
 
+/// `body` with `nats_server = <binary>` after every `embedded = true` line.
+fn with_nats_server(body: &str, binary: &Path) -> String {
+    let setting = format!("nats_server = {:?}", binary.display().to_string());
+    body.lines()
+        .flat_map(|line| {
+            let embedded = line.split_whitespace().collect::<Vec<_>>() == ["embedded", "=", "true"];
+            std::iter::once(line.to_owned()).chain(embedded.then(|| setting.clone()))
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
 /// A running `choir run` process.
 pub struct ChoirNode {
     /// The monitor's address.
     pub monitor: SocketAddr,
     /// The temp dir holding config, state and log.
     pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl ChoirNode {
     /// Writes `body` after a generated `[node]` section (temp state dir, free monitor port)
-    /// and starts `choir run` on it.
+    /// and starts `choir run` on it. With `CHOIR_NATS_SERVER` set, every `embedded = true`
+    /// network also gets `nats_server` = that binary, so the node runs the suite's server
+    /// version rather than the newest one installed.
     pub fn start(body: &str) -> Self {
+        match super::nats::chosen_binary() {
+            Some(binary) => Self::start_exact(&with_nats_server(body, &binary)),
+            None => Self::start_exact(body),
+        }
+    }
+
+    /// [`ChoirNode::start`] with `body` exactly as given: embedded networks use choir's own
+    /// default nats-server whatever `CHOIR_NATS_SERVER` says.
+    pub fn start_exact(body: &str) -> Self {
+        Self::start_exact_with_env(body, &[])
+    }
+
+    /// [`ChoirNode::start_exact`] with extra environment variables for `choir run`.
+    pub fn start_exact_with_env(body: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let monitor = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
@@ -41,6 +70,10 @@ impl ChoirNode {
         let mut node = Self {
             monitor,
             dir,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         node.spawn();
@@ -58,6 +91,7 @@ impl ChoirNode {
             .arg("run")
             .arg(self.dir.path().join("node.toml"))
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             // A process group of its own, as a shell gives a foreground job, so a test can
             // signal the whole group the way a terminal's Ctrl-C does.
             .process_group(0)

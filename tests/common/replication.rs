@@ -65,7 +65,7 @@ pub fn indices(messages: &[Stored]) -> Vec<usize> {
 /// Asserts the target holds 0..n exactly once each, in order when `ordered`.
 pub fn assert_exactly_once(messages: &[Stored], n: usize, ordered: bool) {
     let mut got = indices(messages);
-    assert_eq!(got.len(), n, "message count");
+    assert_eq!(got.len(), n, "message count; {}", duplicates(messages));
     if !ordered {
         got.sort_unstable();
     }
@@ -112,4 +112,27 @@ pub async fn assert_path(node: &ChoirNode, fast: bool, workers: usize) {
         replicator_metric(node, "choir_replicator_fast_batch_workers", &[]),
         node.log()
     );
+}
+
+/// The first indices stored more than once, each with its target sequences and
+/// `Nats-Msg-Id`s, for a failure message.
+fn duplicates(messages: &[Stored]) -> String {
+    let mut by_index: std::collections::BTreeMap<usize, Vec<(u64, Option<String>)>> =
+        std::collections::BTreeMap::new();
+    for (m, i) in messages.iter().zip(indices(messages)) {
+        by_index
+            .entry(i)
+            .or_default()
+            .push((m.seq, m.header("Nats-Msg-Id")));
+    }
+    let dups: Vec<_> = by_index.iter().filter(|(_, v)| v.len() > 1).collect();
+    let first: Vec<String> = dups
+        .iter()
+        .take(5)
+        .map(|(i, v)| format!("{i} at {v:?}"))
+        .collect();
+    format!(
+        "{} indices stored more than once, first: {first:?}",
+        dups.len()
+    )
 }

@@ -1,5 +1,5 @@
 //! The run report: outcome, inputs, nodes, locks, every task try, metrics. JSON as this
-//! struct serializes; YAML ([`yaml`]) in the structure of Choria's Ruby report ([`choria`]).
+//! struct serializes; YAML ([`yaml`]) in the structure of Choria's Ruby report (the private `choria` module).
 
 mod choria;
 pub mod yaml;

@@ -8,8 +8,9 @@ use async_nats::HeaderMap;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::gossip::Seen;
 use super::metrics::ReplicatorStats;
-use super::sampling::{SamplingTracker, SenderEvent};
+use super::sampling::{self, CopyReason, SamplingTracker, SenderEvent};
 use super::settings::ReplicatorSettings;
 
 /// What to do with one source message.
@@ -30,6 +31,7 @@ pub struct Gate {
     tracker: Option<Arc<Mutex<SamplingTracker>>>,
     events: mpsc::Sender<SenderEvent>,
     stats: ReplicatorStats,
+    gossip: Option<(String, mpsc::Sender<Seen>)>,
 }
 
 impl Gate {
@@ -45,7 +47,15 @@ impl Gate {
             tracker,
             events,
             stats,
+            gossip: None,
         }
+    }
+
+    /// Also reports every sampled copy (as node `node`) to `gossip`, without waiting: HA
+    /// replicas merge it into their trackers ([`super::gossip`]).
+    pub fn with_gossip(mut self, node: String, gossip: mpsc::Sender<Seen>) -> Self {
+        self.gossip = Some((node, gossip));
+        self
     }
 
     /// Whether every message is copied (no `max_age`, no sampling): then no decision can
@@ -97,6 +107,22 @@ impl Gate {
             .lock()
             .observe(&sender, seq, published, payload.len(), forced);
         let copy = decision.is_copy();
+        if let (sampling::SamplingVerdict::Copy(reason), Some((node, gossip))) =
+            (decision.verdict, &self.gossip)
+        {
+            if reason != CopyReason::Redelivered {
+                let seen = Seen {
+                    node: node.clone(),
+                    sender: sender.to_string(),
+                    copied_ms: sampling::unix_millis(published),
+                    seq,
+                    size: u64::try_from(payload.len()).unwrap_or(u64::MAX),
+                };
+                if gossip.try_send(seen).is_err() {
+                    self.stats.gossip("dropped");
+                }
+            }
+        }
         if let Some(event) = decision.event {
             if self.settings.advisories.is_some() && self.events.try_send(event).is_err() {
                 self.stats.advisory("dropped");
@@ -218,6 +244,36 @@ mod tests {
             GateVerdict::Copy
         );
         assert_eq!(stats.skipped_sampling.get(), 1);
+    }
+
+    #[test]
+    fn every_sampled_copy_but_a_redelivery_is_gossiped() {
+        let (gate, _stats, _events) = gate(sampled(Duration::from_secs(60)));
+        let (tx, mut rx) = mpsc::channel(8);
+        let gate = gate.with_gossip("node-1".to_owned(), tx);
+        let now = SystemTime::now();
+        let a = from("a");
+        assert_eq!(gate.decide("x", Some(&a), b"{}", 1, now), GateVerdict::Copy);
+        assert_eq!(
+            gate.decide("x", Some(&a), b"{}", 2, now),
+            GateVerdict::Sampled
+        );
+        assert_eq!(gate.decide("x", Some(&a), b"{}", 1, now), GateVerdict::Copy);
+        let seen = rx.try_recv().expect("the first copy is gossiped");
+        assert_eq!(
+            (
+                seen.node.as_str(),
+                seen.sender.as_str(),
+                seen.seq,
+                seen.size
+            ),
+            ("node-1", "a", 1, 2)
+        );
+        assert_eq!(seen.copied_ms, sampling::unix_millis(now));
+        assert!(
+            rx.try_recv().is_err(),
+            "a skip or a redelivery is not gossiped"
+        );
     }
 
     #[test]

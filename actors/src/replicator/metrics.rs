@@ -48,6 +48,9 @@ pub struct ReplicatorMetrics {
     latency: Family<ReplicatorLabel, Histogram, fn() -> Histogram>,
     ready: Family<ReplicatorLabel, Gauge>,
     fast_batch_workers: Family<ReplicatorLabel, Gauge>,
+    leader: Family<ReplicatorLabel, Gauge>,
+    elections: Family<ReplicatorLabel, Counter>,
+    gossip: Family<ReasonLabels, Counter>,
     choria: super::choria::metrics::ChoriaSeries,
 }
 
@@ -75,6 +78,9 @@ impl ReplicatorMetrics {
             latency: Family::new_with_constructor(latency_histogram),
             ready: Family::default(),
             fast_batch_workers: Family::default(),
+            leader: Family::default(),
+            elections: Family::default(),
+            gossip: Family::default(),
             choria: super::choria::metrics::ChoriaSeries::default(),
         };
         metrics.register_collector(this.choria.clone());
@@ -158,6 +164,21 @@ impl ReplicatorMetrics {
             "Workers publishing to the target in fast-ingest batches (the others publish per message)",
             this.fast_batch_workers.clone(),
         );
+        metrics.register(
+            "choir_replicator_leader",
+            "1 while this node leads the replicator's election (or runs it without HA), else 0",
+            this.leader.clone(),
+        );
+        metrics.register(
+            "choir_replicator_elections",
+            "Elections this node won (it became the leader)",
+            this.elections.clone(),
+        );
+        metrics.register(
+            "choir_replicator_gossip",
+            "Sampling gossip between HA replicas, by kind (sent, received, merged, dropped, failed, invalid)",
+            this.gossip.clone(),
+        );
         this
     }
 
@@ -210,6 +231,9 @@ impl ReplicatorMetrics {
             latency: get(&self.latency, &l),
             ready: get(&self.ready, &l),
             fast_batch_workers: get(&self.fast_batch_workers, &l),
+            leader: get(&self.leader, &l),
+            elections: get(&self.elections, &l),
+            gossip: self.gossip.clone(),
             received_bytes: Counter::default(),
             skipped_bytes: Counter::default(),
             stream_sequence: Gauge::default(),
@@ -280,9 +304,23 @@ pub struct ReplicatorStats {
     pub heartbeat_errors: Counter,
     /// How long the last heartbeat publish took, seconds.
     pub heartbeat_seconds: FloatGauge,
+    /// 1 while this node leads (or copies without HA).
+    pub leader: Gauge,
+    /// Elections won.
+    pub elections: Counter,
+    gossip: Family<ReasonLabels, Counter>,
 }
 
 impl ReplicatorStats {
+    /// Counts one gossip record of `kind`.
+    pub fn gossip(&self, kind: &str) {
+        self.gossip
+            .get_or_create(&ReasonLabels {
+                replicator: self.name.clone(),
+                reason: kind.to_owned(),
+            })
+            .inc();
+    }
     /// Counts one source message of `bytes` payload bytes at stream sequence `seq`.
     pub fn record_received(&self, seq: u64, bytes: usize) {
         self.received.inc();

@@ -548,6 +548,37 @@ impl SamplingTracker {
         }
     }
 
+    /// Records a copy another replica made (gossip, see [`super::gossip`]): `sender`'s message
+    /// `seq` of `size` bytes, stored at `copied_ms` (Unix milliseconds, the stream's clock),
+    /// was copied. Only moves a sender's last copy forward; raises no event (the replica that
+    /// copied raised it).
+    pub fn merge_copy(&mut self, sender: &str, copied_ms: u64, seq: u64, size: u64) {
+        if let Some(state) = self.senders.get_mut(sender) {
+            state.last_seen_ms = state.last_seen_ms.max(copied_ms);
+            if copied_ms >= state.last_copied_ms {
+                state.last_copied_ms = copied_ms;
+                state.last_copied_seq = seq;
+                state.last_copied_size = size;
+                state.copied = state.copied.saturating_add(1);
+                state.status = SenderStatus::Active;
+            }
+            return;
+        }
+        let state = SenderState {
+            first_seen_ms: copied_ms,
+            last_seen_ms: copied_ms,
+            last_copied_ms: copied_ms,
+            last_copied_seq: seq,
+            last_copied_size: size,
+            seen: 1,
+            copied: 1,
+            status: SenderStatus::Active,
+        };
+        if self.senders.push(sender.to_owned(), state).is_some() {
+            self.counters.evictions = self.counters.evictions.saturating_add(1);
+        }
+    }
+
     /// Times out and expires quiet senders as of `now` (see the module docs) and returns the
     /// `timeout` and `expire` events, most recently seen sender first.
     pub fn scrub(&mut self, now: SystemTime) -> Vec<SenderEvent> {
@@ -1104,5 +1135,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_gossiped_copy_keeps_the_sender_from_being_copied_again_before_its_age() {
+        let age = Duration::from_secs(60);
+        let mut tracker = SamplingTracker::new(SamplingConfig::new(age)).expect("valid config");
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        tracker.merge_copy("a", unix_millis(t0), 5, 10);
+        let soon = tracker.observe("a", 6, t0 + Duration::from_secs(1), 10, false);
+        assert_eq!(soon.verdict, SamplingVerdict::Skip);
+        assert_eq!(soon.event, None, "a gossiped sender is not new");
+        let due = tracker.observe("a", 7, t0 + age, 10, false);
+        assert_eq!(due.verdict, SamplingVerdict::Copy(CopyReason::Due));
+    }
+
+    #[test]
+    fn an_older_gossiped_copy_does_not_move_a_sender_back() {
+        let age = Duration::from_secs(60);
+        let mut tracker = SamplingTracker::new(SamplingConfig::new(age)).expect("valid config");
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        tracker.observe("a", 9, t0, 10, false);
+        tracker.merge_copy("a", unix_millis(t0) - 5_000, 4, 10);
+        let state = tracker.get("a").expect("tracked");
+        assert_eq!(
+            (state.last_copied_ms, state.last_copied_seq),
+            (unix_millis(t0), 9)
+        );
+    }
+
+    #[test]
+    fn a_gossiped_copy_of_a_message_seen_again_copies_it_as_a_redelivery() {
+        let mut tracker =
+            SamplingTracker::new(SamplingConfig::new(Duration::from_secs(60))).expect("valid");
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        tracker.merge_copy("a", unix_millis(t0), 5, 10);
+        let again = tracker.observe("a", 5, t0, 10, false);
+        assert_eq!(
+            again.verdict,
+            SamplingVerdict::Copy(CopyReason::Redelivered)
+        );
     }
 }

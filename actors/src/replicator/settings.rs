@@ -56,6 +56,19 @@ pub struct AdvisorySettings {
     pub reliable: bool,
 }
 
+/// High availability: one leader among the choir nodes running the same replicator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaSettings {
+    /// The KV bucket holding the election keys.
+    pub bucket: String,
+    /// How long a leader's key lives without renewal.
+    pub ttl: Duration,
+    /// This node's name in the election (must differ between nodes).
+    pub identity: String,
+    /// The network whose JetStream holds the bucket.
+    pub network: String,
+}
+
 /// Choria Stream Replicator compatibility (`compat = "choria"`): what the SR's tools,
 /// dashboards and advisory consumers expect, in addition to choir's own.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +120,8 @@ pub struct ReplicatorSettings {
     pub ack_wait: Duration,
     /// Status heartbeat interval.
     pub heartbeat: Option<Duration>,
+    /// Leader election among nodes, when configured.
+    pub ha: Option<HaSettings>,
     /// Where heartbeats go (on the target network).
     pub heartbeat_subject: String,
     /// Choria Stream Replicator compatibility, when on.
@@ -138,23 +153,59 @@ impl ReplicatorSettings {
             max_rejections: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             ack_wait: Duration::from_secs(30),
             heartbeat: None,
+            ha: None,
             choria: None,
         }
     }
 
-    /// The durable consumer's name on the source stream.
+    /// The election key: `SR_<name>_<stream>`, the Choria Stream Replicator's shape, with
+    /// every character a KV key refuses replaced by `_`.
+    pub fn election_key(&self) -> String {
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        format!("SR_{}_{}", clean(&self.name), clean(&self.source_stream))
+    }
+
+    /// The durable consumer's name on the source stream: `choir_<name>`, shared by every
+    /// worker (and every node) of a queued replicator. An ordered replicator with HA gets one
+    /// per node, `choir_<name>_ha_<identity>`: its consumer takes no acks on a limits stream,
+    /// so a paused old leader pulling from a shared one would take messages the new leader
+    /// then never sees.
     pub fn durable_name(&self) -> String {
-        let clean: String = self
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("choir_{clean}")
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        match (&self.ha, self.mode) {
+            (Some(ha), Mode::Ordered) => {
+                format!("choir_{}_ha_{}", clean(&self.name), clean(&ha.identity))
+            }
+            _ => format!("choir_{}", clean(&self.name)),
+        }
+    }
+
+    /// How long the server keeps an ordered HA node's own consumer without pulls: twice the
+    /// TTL, at least 5 s, so a dead leader's consumer goes away by itself.
+    pub fn ha_inactive_threshold(&self) -> Option<Duration> {
+        match (&self.ha, self.mode) {
+            (Some(ha), Mode::Ordered) => Some(ha.ttl.saturating_mul(2).max(Duration::from_secs(5))),
+            _ => None,
+        }
     }
 }

@@ -274,6 +274,7 @@ fn pull_config(
         max_ack_pending,
         max_deliver: -1,
         filter_subject: settings.filter_subject.clone().unwrap_or_default(),
+        inactive_threshold: settings.ha_inactive_threshold().unwrap_or_default(),
         ..Default::default()
     }
 }

@@ -2,25 +2,34 @@
 //! networks, makes sure the target stream (and, queued, the shared consumer) exists, starts
 //! its workers on their own arbiters, and owns the sampling tracker: scrubbing it on a timer,
 //! persisting it, and publishing sender advisories from a bounded queue.
+//!
+//! With `[replicators.X.ha]` the workers run only while this node leads the replicator's
+//! election ([`super::election`]): a standby holds no worker, no source consumer and no
+//! pull request; it merges the leader's sampling gossip ([`super::gossip`]) into its tracker
+//! and campaigns every `TTL / 4`. Losing the election (a refused or overdue renewal) stops the
+//! workers' arbiters at once.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use async_nats::jetstream;
 use async_nats::{Client, HeaderMap};
+use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::advisory::Advisory;
 use super::choria::heartbeat::{heartbeat, hostname};
 use super::choria::SrAdvisory;
 use super::context::{WorkerKind, WorkerShared};
+use super::election::{Ballot, Campaign, Change, Outcome};
 use super::gate::Gate;
+use super::gossip::{self, Seen};
 use super::metrics::ReplicatorStats;
 use super::sampling::{write_state_file, SamplingTracker, SenderEvent};
-use super::settings::{Mode, ReplicatorSettings};
+use super::settings::{HaSettings, Mode, ReplicatorSettings};
 use super::setup;
 use super::setup_patience::{Report, SetupPatience};
 use super::worker::ReplicaWorkerActor;
@@ -30,6 +39,9 @@ use crate::supervision::{ActorSlot, Backoff, Shutdown};
 
 /// Capacity of the advisory queue; advisories beyond it are counted as dropped.
 const ADVISORY_QUEUE: usize = 65_536;
+
+/// Capacity of the gossip queue; records beyond it are counted as dropped.
+const GOSSIP_QUEUE: usize = 65_536;
 
 /// A replicator's two networks: the node's shared connections (setup, lag, advisories,
 /// heartbeats) and the settings its workers open their own connections with.
@@ -43,6 +55,9 @@ pub struct ReplicatorNetworks {
     pub source_settings: Arc<NetworkSettings>,
     /// How workers connect to the target network.
     pub target_settings: Arc<NetworkSettings>,
+    /// The network holding the election bucket (`[replicators.X.ha]`); the source when
+    /// `None`.
+    pub election: Option<ActorSlot<NetworkActor>>,
 }
 
 /// One replicator.
@@ -56,6 +71,18 @@ pub struct TopicReplicatorActor {
     workers: Vec<Addr<ReplicaWorkerActor>>,
     arbiters: Vec<Arbiter>,
     caught_up: bool,
+    /// HA: the election's KV side, once the bucket is open.
+    ballot: Option<Ballot>,
+    /// HA: this node's role.
+    campaign: Option<Campaign>,
+    /// HA: an election request is in flight.
+    voting: bool,
+    /// HA with sampling: sampled copies to gossip, and the queue's receiving end until its
+    /// publisher starts.
+    gossip: Option<mpsc::Sender<Seen>>,
+    pending_gossip: Option<mpsc::Receiver<Seen>>,
+    /// The node's shared source connection, once set up.
+    source: Option<Client>,
 }
 
 impl TopicReplicatorActor {
@@ -87,6 +114,12 @@ impl TopicReplicatorActor {
             Arc::new(Mutex::new(tracker))
         });
         let (events, pending_events) = mpsc::channel(ADVISORY_QUEUE);
+        let (gossip, pending_gossip) = if settings.ha.is_some() && settings.sampling.is_some() {
+            let (tx, rx) = mpsc::channel(GOSSIP_QUEUE);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         Self {
             settings: Arc::new(settings),
             networks,
@@ -97,7 +130,220 @@ impl TopicReplicatorActor {
             workers: Vec::new(),
             arbiters: Vec::new(),
             caught_up: false,
+            ballot: None,
+            campaign: None,
+            voting: false,
+            gossip,
+            pending_gossip,
+            source: None,
         }
+    }
+
+    /// HA, ordered: deletes this node's own source consumer (it is per node, see
+    /// [`ReplicatorSettings::durable_name`]) when it stands by, so no consumer of a standby
+    /// is left on the source. A queued replicator's consumer is shared and stays.
+    fn delete_own_consumer(&self, ctx: &mut Context<Self>) {
+        let (Some(source), Some(_), Mode::Ordered) =
+            (self.source.clone(), &self.settings.ha, self.settings.mode)
+        else {
+            return;
+        };
+        let settings = self.settings.clone();
+        ctx.spawn(
+            async move {
+                let js = jetstream::new(source);
+                if let Ok(stream) = js.get_stream(&settings.source_stream).await {
+                    if stream.delete_consumer(&settings.durable_name()).await.is_ok() {
+                        info!(replicator = %settings.name, consumer = %settings.durable_name(), "Deleted this standby's source consumer.");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Whether this node copies: always without HA, while it leads with HA.
+    fn copying(&self) -> bool {
+        self.settings.ha.is_none() || self.campaign.as_ref().is_some_and(Campaign::is_leader)
+    }
+
+    /// Stops the workers (their arbiters, connections and pull requests).
+    fn stop_workers(&mut self) {
+        for arbiter in self.arbiters.drain(..) {
+            arbiter.stop();
+        }
+        self.workers.clear();
+    }
+
+    /// HA: opens the election bucket on the election network (retrying), subscribes to the
+    /// sampling gossip, then campaigns every `TTL / 4`.
+    fn start_election(&mut self, ha: HaSettings, ctx: &mut Context<Self>) {
+        let slot = self
+            .networks
+            .election
+            .clone()
+            .unwrap_or_else(|| self.networks.source.clone());
+        let key = self.settings.election_key();
+        let gossip_subject = self
+            .gossip
+            .as_ref()
+            .map(|_| gossip::subject(&self.settings.source_stream, &self.settings.name));
+        let name = self.settings.name.clone();
+        let open = async move {
+            let mut attempt = 0u32;
+            let mut backoff = Backoff::SETUP;
+            loop {
+                if let Some(client) = client(&slot).await {
+                    let subscribed = match &gossip_subject {
+                        Some(subject) => client.subscribe(subject.clone()).await.map(Some),
+                        None => Ok(None),
+                    };
+                    match (
+                        Ballot::open(client.clone(), &ha, key.clone()).await,
+                        subscribed,
+                    ) {
+                        (Ok(ballot), Ok(subscriber)) => return (ballot, client, subscriber, ha),
+                        (Err(e), _) => {
+                            if attempt.is_multiple_of(10) {
+                                warn!(replicator = %name, error = %e, "Cannot open the election bucket yet; retrying.");
+                            }
+                        }
+                        (_, Err(e)) => {
+                            if attempt.is_multiple_of(10) {
+                                warn!(replicator = %name, error = %e, "Cannot subscribe to the sampling gossip yet; retrying.");
+                            }
+                        }
+                    }
+                }
+                actix_rt::time::sleep(backoff.next_delay()).await;
+                attempt = attempt.saturating_add(1);
+            }
+        };
+        ctx.spawn(
+            open.into_actor(self)
+                .map(|(ballot, client, subscriber, ha), act, ctx| {
+                    if ballot.ttl() != ha.ttl {
+                        warn!(replicator = %act.settings.name, bucket = %ha.bucket, configured = %humantime::format_duration(ha.ttl), bucket_ttl = %humantime::format_duration(ballot.ttl()), "The election bucket exists with another TTL; using the bucket's.");
+                    }
+                    let campaign = Campaign::new(ballot.ttl());
+                    let interval = campaign.interval();
+                    act.start_gossip(client, subscriber, ha.identity.clone(), ctx);
+                    act.ballot = Some(ballot);
+                    act.campaign = Some(campaign);
+                    act.stats.leader.set(0);
+                    act.delete_own_consumer(ctx);
+                    info!(replicator = %act.settings.name, node = %ha.identity, bucket = %ha.bucket, key = %act.settings.election_key(), "Standing by in the replicator's election.");
+                    act.vote(ctx);
+                    ctx.run_interval(interval, |act, ctx| act.vote(ctx));
+                }),
+        );
+    }
+
+    /// HA: one election step: step down when the lease ran out, then campaign or renew
+    /// (one request at a time).
+    fn vote(&mut self, ctx: &mut Context<Self>) {
+        let Some(campaign) = self.campaign.as_mut() else {
+            return;
+        };
+        if campaign.expire(Instant::now()) == Change::Lost {
+            self.lost("no renewal succeeded within the lease", ctx);
+        }
+        let (Some(campaign), Some(ballot)) = (self.campaign.as_ref(), self.ballot.clone()) else {
+            return;
+        };
+        if self.voting {
+            return;
+        }
+        self.voting = true;
+        let attempt = campaign.attempt();
+        let within = campaign.interval().saturating_mul(2);
+        let sent = Instant::now();
+        ctx.spawn(
+            async move { ballot.run(attempt, within).await }
+                .into_actor(self)
+                .map(move |outcome, act, ctx| {
+                    act.voting = false;
+                    let leader = act.copying();
+                    let Some(campaign) = act.campaign.as_mut() else {
+                        return;
+                    };
+                    if let Outcome::Failed(reason) = &outcome {
+                        if leader {
+                            warn!(replicator = %act.settings.name, %reason, "Cannot renew the replicator's leadership; retrying.");
+                        } else {
+                            debug!(replicator = %act.settings.name, %reason, "Campaign request failed.");
+                        }
+                    }
+                    match campaign.record(outcome, sent) {
+                        Change::Won => act.won(),
+                        Change::Lost => act.lost("another node holds the election key", ctx),
+                        Change::None => {}
+                    }
+                }),
+        );
+    }
+
+    fn won(&mut self) {
+        self.stats.leader.set(1);
+        self.stats.elections.inc();
+        info!(replicator = %self.settings.name, "Won the replicator's election; copying.");
+        self.start_workers();
+    }
+
+    fn lost(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        self.stop_workers();
+        self.stats.leader.set(0);
+        self.delete_own_consumer(ctx);
+        warn!(replicator = %self.settings.name, %reason, "Lost the replicator's election; stopped copying.");
+    }
+
+    /// HA with sampling: publishes this node's sampled copies and merges the others' into
+    /// the tracker.
+    fn start_gossip(
+        &mut self,
+        client: Client,
+        subscriber: Option<async_nats::Subscriber>,
+        identity: String,
+        ctx: &mut Context<Self>,
+    ) {
+        let subject = gossip::subject(&self.settings.source_stream, &self.settings.name);
+        if let Some(mut queue) = self.pending_gossip.take() {
+            let (client, stats) = (client.clone(), self.stats.clone());
+            // Not tied to this actor's context: the queue outlives a restart of the actor.
+            actix_rt::spawn(async move {
+                while let Some(seen) = queue.recv().await {
+                    let Ok(body) = seen.encode() else {
+                        stats.gossip("failed");
+                        continue;
+                    };
+                    match client.publish(subject.clone(), body.into()).await {
+                        Ok(()) => stats.gossip("sent"),
+                        Err(_) => stats.gossip("failed"),
+                    }
+                }
+            });
+        }
+        let (Some(mut subscriber), Some(tracker)) = (subscriber, self.tracker.clone()) else {
+            return;
+        };
+        let stats = self.stats.clone();
+        let merge = async move {
+            while let Some(message) = subscriber.next().await {
+                stats.gossip("received");
+                let Ok(seen) = Seen::decode(&message.payload) else {
+                    stats.gossip("invalid");
+                    continue;
+                };
+                if seen.node == identity {
+                    continue;
+                }
+                tracker
+                    .lock()
+                    .merge_copy(&seen.sender, seen.copied_ms, seen.seq, seen.size);
+                stats.gossip("merged");
+            }
+        };
+        ctx.spawn(merge.into_actor(self));
     }
 
     fn start_workers(&mut self) {
@@ -105,12 +351,20 @@ impl TopicReplicatorActor {
             settings: self.settings.clone(),
             source: self.networks.source_settings.clone(),
             target: self.networks.target_settings.clone(),
-            gate: Gate::new(
-                self.settings.clone(),
-                self.tracker.clone(),
-                self.events.clone(),
-                self.stats.clone(),
-            ),
+            gate: {
+                let gate = Gate::new(
+                    self.settings.clone(),
+                    self.tracker.clone(),
+                    self.events.clone(),
+                    self.stats.clone(),
+                );
+                match (&self.gossip, &self.settings.ha) {
+                    (Some(gossip), Some(ha)) => {
+                        gate.with_gossip(ha.identity.clone(), gossip.clone())
+                    }
+                    _ => gate,
+                }
+            },
             stats: self.stats.clone(),
         });
         let kinds: Vec<WorkerKind> = match self.settings.mode {
@@ -200,7 +454,8 @@ impl TopicReplicatorActor {
         self.stats
             .senders
             .set(i64::try_from(tracker.lock().len()).unwrap_or(i64::MAX));
-        if self.settings.advisories.is_some() {
+        // A standby's tracker scrubs too (it stays bounded), but only the leader advises.
+        if self.settings.advisories.is_some() && self.copying() {
             for event in events {
                 if self.events.try_send(event).is_err() {
                     self.stats.advisory("dropped");
@@ -299,7 +554,14 @@ impl Actor for TopicReplicatorActor {
         ctx.spawn(setup.into_actor(self).map(|(source, target), act, ctx| {
             act.stats.ready.set(1);
             act.start_advisories(source.clone(), target.clone());
-            act.start_workers();
+            act.source = Some(source.clone());
+            match act.settings.ha.clone() {
+                None => {
+                    act.stats.leader.set(1);
+                    act.start_workers();
+                }
+                Some(ha) => act.start_election(ha, ctx),
+            }
             let sjs = jetstream::new(source);
             let settings = act.settings.clone();
             ctx.run_interval(Duration::from_secs(1), move |act, ctx| {
@@ -330,6 +592,9 @@ impl Actor for TopicReplicatorActor {
                 let originator = hostname();
                 let js = jetstream::new(target.clone());
                 ctx.run_interval(every, move |act, ctx| {
+                    if !act.copying() {
+                        return;
+                    }
                     let (headers, body) = heartbeat(&subject, &originator, SystemTime::now());
                     let (js, subject, stats) = (js.clone(), subject.clone(), act.stats.clone());
                     ctx.spawn(
@@ -357,6 +622,9 @@ impl Actor for TopicReplicatorActor {
             } else if let Some(every) = act.settings.heartbeat {
                 let subject = act.settings.heartbeat_subject.clone();
                 ctx.run_interval(every, move |act, ctx| {
+                    if !act.copying() {
+                        return;
+                    }
                     let body = serde_json::json!({
                         "replicator": act.settings.name,
                         "time": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -409,10 +677,12 @@ impl Handler<crate::supervision::InjectPanic> for TopicReplicatorActor {
 impl Supervised for TopicReplicatorActor {
     fn restarting(&mut self, _: &mut Self::Context) {
         warn!(replicator = %self.settings.name, "Restarting the replicator.");
-        for arbiter in self.arbiters.drain(..) {
-            arbiter.stop();
-        }
-        self.workers.clear();
+        self.stop_workers();
+        // The election starts over; a key this node still holds is adopted again.
+        self.ballot = None;
+        self.campaign = None;
+        self.voting = false;
+        self.stats.leader.set(0);
     }
 }
 
@@ -422,13 +692,27 @@ impl Handler<Shutdown> for TopicReplicatorActor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
-        for arbiter in self.arbiters.drain(..) {
-            arbiter.stop();
-        }
-        self.workers.clear();
+        self.stop_workers();
+        let release = match (
+            self.campaign.as_mut().and_then(Campaign::resign),
+            &self.ballot,
+        ) {
+            (Some(revision), Some(ballot)) => Some((revision, ballot.clone())),
+            _ => None,
+        };
+        self.stats.leader.set(0);
         let persist = self.persist();
         let name = self.settings.name.clone();
         Box::pin(async move {
+            if let Some((revision, ballot)) = release {
+                // A standby takes over at its next campaign instead of after the TTL.
+                match ballot.release(revision).await {
+                    Ok(()) => info!(replicator = %name, "Gave up the replicator's leadership."),
+                    Err(e) => {
+                        warn!(replicator = %name, error = %e, "Cannot give up the replicator's leadership; it expires after its TTL.")
+                    }
+                }
+            }
             if let Some(persist) = persist {
                 persist.await;
             }
