@@ -6,6 +6,8 @@
 //!
 //! # Layout
 //!
+//! - [`agent`]: `choir agent`, the load-test agent: a Choria server whose `emulator` and
+//!   `nats` agents start and stop `choir emulate` and `nats-server` on its host.
 //! - [`client_cli`]: `choir ping`, `choir rpc` and `choir measure` (the measuring client).
 //! - [`config`]: the TOML config: one struct per section, defaults in one place, validation
 //!   that reports every problem with its key and value.
@@ -31,6 +33,7 @@
 
 #![warn(unreachable_pub)]
 
+pub mod agent;
 pub mod client_cli;
 pub mod config;
 pub mod emulate;

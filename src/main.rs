@@ -35,6 +35,12 @@ enum Command {
     /// Playbooks: run, show or check a playbook file.
     #[command(subcommand)]
     Playbook(choir::playbook::PlaybookCommand),
+    /// Run a load-test agent: a Choria server whose `emulator` and `nats` agents start and
+    /// stop `choir emulate` and `nats-server` on this host, until SIGINT or SIGTERM.
+    Agent {
+        /// The agent's TOML config file (an `[agent]` table).
+        config: PathBuf,
+    },
     /// Emulate Choria daemons (each with its own NATS connection) until SIGINT or SIGTERM.
     Emulate(choir::emulate::EmulateArgs),
     /// Discover nodes (discovery agent ping) and list who answered, with reply times.
@@ -91,6 +97,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ping(args) => Ok(choir::client_cli::ping(args)?),
         Command::Rpc(args) => Ok(choir::client_cli::rpc(args)?),
         Command::Measure(args) => Ok(choir::client_cli::measure(args)?),
+        Command::Agent { config } => {
+            choir::agent::run(&config).context("agent failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Emulate(args) => {
             choir::emulate::run(args).context("emulator failed")?;
             Ok(ExitCode::SUCCESS)

@@ -251,9 +251,27 @@ impl EmulatedNode {
     /// Answers an already decoded request: collective, filter, agent, reply (encoded with
     /// `encoder`, whose buffers are reused from one reply to the next).
     pub fn respond(&self, incoming: &Incoming, audit: bool, encoder: &mut ReplyEncoder) -> Handled {
+        self.admit(incoming)?;
         let prepared = &*incoming.prepared;
-        let request = &prepared.decoded.request;
-        let env = &request.envelope;
+        let info = NodeInfo {
+            identity: &self.identity,
+            agents: &self.profile.agents,
+            classes: &self.profile.classes,
+            collectives: &self.profile.collectives,
+            facts: &self.facts,
+            stats: &self.stats,
+            server: &self.server,
+        };
+        let agent = &prepared.decoded.request.envelope.agent;
+        let body = answer(agent, &prepared.input, &info)?;
+        self.reply_with(incoming, &body, audit, encoder)
+    }
+
+    /// Whether this daemon answers `incoming` at all: the request's security, identity,
+    /// collective and filter (what [`EmulatedNode::respond`] checks before the agent runs).
+    pub fn admit(&self, incoming: &Incoming) -> Result<(), DropReason> {
+        let prepared = &*incoming.prepared;
+        let env = &prepared.decoded.request.envelope;
         if let Some(security) = &self.profile.security {
             security.0.check(prepared)?;
         }
@@ -272,27 +290,32 @@ impl EmulatedNode {
             facts: &self.facts,
         };
         match env.filter.matches_compiled(&prepared.compound, &view) {
-            FilterOutcome::Match => {}
-            FilterOutcome::NoMatch => return Err(DropReason::Filtered),
-            FilterOutcome::Unsupported => return Err(DropReason::UnsupportedFilter),
-            FilterOutcome::DataPlugin => return Err(DropReason::DataPlugin),
+            FilterOutcome::Match => Ok(()),
+            FilterOutcome::NoMatch => Err(DropReason::Filtered),
+            FilterOutcome::Unsupported => Err(DropReason::UnsupportedFilter),
+            FilterOutcome::DataPlugin => Err(DropReason::DataPlugin),
         }
-        let info = NodeInfo {
-            identity: &self.identity,
-            agents: &self.profile.agents,
-            classes: &self.profile.classes,
-            collectives: &self.profile.collectives,
-            facts: &self.facts,
-            stats: &self.stats,
-            server: &self.server,
-        };
-        let body = answer(&env.agent, &prepared.input, &info)?;
+    }
+
+    /// The reply of this daemon to an admitted `incoming` whose agent answered `body` (a
+    /// server with agents of its own, such as `choir agent`, answers them itself and encodes
+    /// the reply here).
+    pub fn reply_with(
+        &self,
+        incoming: &Incoming,
+        body: &str,
+        audit: bool,
+        encoder: &mut ReplyEncoder,
+    ) -> Handled {
+        let prepared = &*incoming.prepared;
+        let request = &prepared.decoded.request;
+        let env = &request.envelope;
         let subject = prepared
             .reply_subject
             .clone()
             .ok_or(DropReason::NoReplyTo)?;
         let fields = ReplyFields {
-            message: &body,
+            message: body,
             requestid: &env.requestid,
             senderid: &self.identity,
             agent: &env.agent,
