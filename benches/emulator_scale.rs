@@ -245,7 +245,7 @@ async fn rpc_rounds(
     let process_cpu_ms = process_cpu_us().saturating_sub(process_before) as f64 / 1e3 / n;
     let verifications = (metrics.security.verified.get() - verified_before) as f64 / n;
     let verify_cpu_us = (metrics.security.verify_cpu_nanos.get() - cpu_before) as f64 / 1e3 / n;
-    fleet.stop();
+    fleet.shutdown().await;
     Ok(Rounds {
         median_ms: median(&mut times),
         verifications,

@@ -14,18 +14,27 @@
 //!
 //! Case (f) repeats (a) with a unique `Nats-Msg-Id` on every publish: the difference in the
 //! target server's CPU per message between (a) and (f) is what the duplicate check costs, the
-//! reason ordered mode sends no `Nats-Msg-Id` by default.
+//! reason ordered mode sends no `Nats-Msg-Id` by default. Case (g) repeats (a) as one
+//! fast-ingest batch (nats-server 2.14+; skipped elsewhere): what the target server spends per
+//! message when it acks once per flow window. Case (i) repeats (e) into a target stream made
+//! without `allow_batched` (2.14+ only): queued mode's per-message path on the same server,
+//! the comparison for its fast path.
 //!
 //! Case (h) is HA failover: the time from SIGKILL of the leader of three choir nodes to the
 //! first new copy, with TTL 5 s (see [`failover`]); it writes `target/bench-replicate-failover.json`.
 //!
 //! `CHOIR_BENCH_MESSAGES=N` changes the message count, `CHOIR_BENCH_CASES=ade` runs only some
 //! cases (ratios of cases not run print as NaN), `CHOIR_BENCH_WINDOW` sets the ordered window.
+//!
+//! The whole run repeats on each installed nats-server (every `nats-server` on `PATH` and
+//! `/usr/sbin/nats-server`, one per version), or only on the one `CHOIR_NATS_SERVER` names,
+//! with one table per server, that server's own mirror as case (b) each time. The JSON holds
+//! one entry per server version.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::IntoFuture;
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,9 +54,44 @@ struct Server {
     port: u16,
 }
 
+/// The nats-servers to run on: `CHOIR_NATS_SERVER`, else every one installed, one per version
+/// (oldest first), each with its version.
+fn servers() -> Vec<(PathBuf, String)> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(path) = std::env::var_os("CHOIR_NATS_SERVER") {
+        candidates.push(PathBuf::from(path));
+    } else {
+        if let Some(path) = std::env::var_os("PATH") {
+            for dir in std::env::split_paths(&path) {
+                candidates.push(dir.join("nats-server"));
+            }
+        }
+        candidates.push(PathBuf::from("/usr/sbin/nats-server"));
+    }
+    let mut found: Vec<(PathBuf, String)> = Vec::new();
+    for path in candidates {
+        let Ok(out) = Command::new(&path).arg("--version").output() else {
+            continue;
+        };
+        // "nats-server: v2.15.1"
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let version = text.trim().rsplit('v').next().unwrap_or("").to_owned();
+        if version.is_empty() || found.iter().any(|(_, v)| *v == version) {
+            continue;
+        }
+        found.push((path, version));
+    }
+    found.sort_by_key(|(_, v)| {
+        v.split('.')
+            .map(|p| p.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    });
+    assert!(!found.is_empty(), "no nats-server found");
+    found
+}
+
 impl Server {
-    fn start(conf: &Path, port: u16) -> Self {
-        let binary = choir::nats_binary::find_nats_server().expect("nats-server is not installed");
+    fn start(binary: &Path, conf: &Path, port: u16) -> Self {
         let child = Command::new(binary)
             .arg("-c")
             .arg(conf)
@@ -157,6 +201,61 @@ async fn publish_window_with_msg_id(
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// (g): as [`publish_window`], in one fast-ingest batch (nats-server 2.14+, `allow_batched`):
+/// the server acks every `flow` messages, two flow windows in flight. `None` when the server
+/// refuses the batch (no fast ingest there).
+async fn publish_fast_batch(
+    client: &async_nats::Client,
+    prefix: &str,
+    n: u64,
+    payload: &bytes::Bytes,
+) -> Option<f64> {
+    const FLOW: u64 = 128;
+    let inbox = client.new_inbox();
+    let mut answers = client.subscribe(format!("{inbox}.>")).await.unwrap();
+    let start = Instant::now();
+    let mut acked = 0u64;
+    for seq in 1..=n {
+        while seq > acked + 2 * FLOW {
+            let answer = tokio::time::timeout(Duration::from_secs(10), answers.next())
+                .await
+                .ok()??;
+            let v: serde_json::Value = serde_json::from_slice(&answer.payload).ok()?;
+            if v.get("error").is_some() || v["type"] == "err" || v["type"] == "gap" {
+                eprintln!("(g) fast batch refused: {v}");
+                return None;
+            }
+            acked = acked.max(v["seq"].as_u64().unwrap_or(0));
+        }
+        let op = if seq == 1 { 0 } else { 1 };
+        let reply = format!("{inbox}.b.{FLOW}.fail.{seq}.{op}.$FI");
+        client
+            .publish_with_reply(format!("{prefix}.{}", seq % 16), reply, payload.clone())
+            .await
+            .unwrap();
+    }
+    // End the batch (nothing stored) and wait for its final ack.
+    let reply = format!("{inbox}.b.{FLOW}.fail.{}.3.$FI", n + 1);
+    client
+        .publish_with_reply(format!("{prefix}.0"), reply, bytes::Bytes::new())
+        .await
+        .unwrap();
+    loop {
+        let answer = tokio::time::timeout(Duration::from_secs(10), answers.next())
+            .await
+            .ok()??;
+        let v: serde_json::Value = serde_json::from_slice(&answer.payload).ok()?;
+        if v.get("count").is_some() {
+            break;
+        }
+        if v.get("error").is_some() {
+            eprintln!("(g) fast batch refused: {v}");
+            return None;
+        }
+    }
+    Some(n as f64 / start.elapsed().as_secs_f64())
+}
+
 /// (c): one message at a time, bounded by count and time.
 async fn one_at_a_time(source: &jetstream::Context, target: &jetstream::Context, n: u64) -> f64 {
     let stream = source.get_stream("ORDERS").await.unwrap();
@@ -249,7 +348,8 @@ fn run_choir(dir: &Path, source: &Server, target: &Server, name: &str, extra: &s
     Command::new(env!("CARGO_BIN_EXE_choir"))
         .arg("run")
         .arg(&config)
-        .env("RUST_LOG", "warn")
+        // INFO from the queued loop only: which publish path each worker took.
+        .env("RUST_LOG", "warn,choir_actors::replicator::queued=info")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -277,6 +377,20 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let mut all = Vec::new();
+    for (binary, version) in servers() {
+        eprintln!("== nats-server {version} ({})", binary.display());
+        all.push(bench_server(&binary, &version, n));
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench-replicate.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&all).unwrap()).unwrap();
+    println!("\nwrote {}", out.display());
+}
+
+/// Cases (a)-(f) on two fresh servers of `binary`; prints the table and returns the JSON.
+fn bench_server(binary: &Path, version: &str, n: u64) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let (sp, tp, lp) = (free_port(), free_port(), free_port());
     let hub = dir.path().join("hub.conf");
@@ -297,8 +411,8 @@ fn main() {
         ),
     )
     .unwrap();
-    let source = Server::start(&hub, sp);
-    let target = Server::start(&leaf, tp);
+    let source = Server::start(binary, &hub, sp);
+    let target = Server::start(binary, &leaf, tp);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -317,7 +431,7 @@ fn main() {
         let preload = publish_window(&sjs, "orders", n, &payload).await;
         eprintln!("preloaded at {preload:.0} msg/s");
 
-        let cases = std::env::var("CHOIR_BENCH_CASES").unwrap_or_else(|_| "abcdef".into());
+        let cases = std::env::var("CHOIR_BENCH_CASES").unwrap_or_else(|_| "abcdefghi".into());
         let on = |case: char| cases.contains(case);
         let mut a = f64::NAN;
         let mut cpu_a = [f64::NAN; 3];
@@ -335,7 +449,13 @@ fn main() {
         if on('b') {
         tjs.create_stream(stream::Config {
             name: "MIRROR".into(),
-            mirror: Some(stream::Source { name: "ORDERS".into(), domain: Some("hub".into()), ..Default::default() }),
+            // The hub's JetStream API by its domain prefix: `domain` itself is a client-side
+            // field that nats-server 2.11+ refuses as unknown in a stream config.
+            mirror: Some(stream::Source {
+                name: "ORDERS".into(),
+                external: Some(stream::External { api_prefix: "$JS.hub.API".into(), delivery_prefix: None }),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -386,11 +506,45 @@ fn main() {
             cpu_f = cpu.per_message(n);
             eprintln!("(f) raw acked publish with Nats-Msg-Id: {f:.0} msg/s");
         }
-        (a, b, c, d, e, f, cpu_a, cpu_d, cpu_e, cpu_f)
+        let mut g = f64::NAN;
+        let mut cpu_g = [f64::NAN; 3];
+        if on('g') {
+            let mut config = serde_json::json!({"name": "RAWFAST", "subjects": ["rawfast.>"], "allow_batched": true});
+            config["storage"] = serde_json::json!("file");
+            let created: serde_json::Value = tjs.request("STREAM.CREATE.RAWFAST", &config).await.unwrap();
+            if created["config"]["allow_batched"] == true {
+                let cpu = CpuUse::start(&source, &target, std::process::id());
+                if let Some(rate) = publish_fast_batch(&tc, "rawfast", n, &payload).await {
+                    g = rate;
+                    cpu_g = cpu.per_message(n);
+                    eprintln!("(g) raw fast-ingest batch publish: {g:.0} msg/s");
+                }
+            } else {
+                eprintln!("(g) skipped: this nats-server has no fast-ingest batches");
+            }
+        }
+        let mut i = f64::NAN;
+        let mut cpu_i = [f64::NAN; 3];
+        if on('i') && !g.is_nan() {
+            // (e) on the per-message path of the same server: a target stream made without
+            // allow_batched, which choir leaves as it is.
+            tjs.create_stream(stream::Config { name: "COPY_QP".into(), subjects: vec!["qp.>".into()], duplicate_window: Duration::from_secs(120), ..Default::default() })
+                .await
+                .unwrap();
+            let child = run_choir(dir.path(), &source, &target, "queued_per_message", "target_stream = \"COPY_QP\"\ntarget_subject_prefix = \"qp\"\nmode = \"queued\"\nworkers = 4");
+            let cpu = CpuUse::start(&source, &target, child.id());
+            i = rate_of_fill(&tjs, "COPY_QP", n, Duration::from_secs(900)).await;
+            cpu_i = cpu.per_message(n);
+            stop(child);
+            eprintln!("(i) choir queued x4, per-message path: {i:.0} msg/s");
+        }
+        (a, b, c, d, e, f, g, i, cpu_a, cpu_d, cpu_e, cpu_f, cpu_g, cpu_i)
     });
-    let (a, b, c, d, e, f, cpu_a, cpu_d, cpu_e, cpu_f) = results;
+    let (a, b, c, d, e, f, g, i, cpu_a, cpu_d, cpu_e, cpu_f, cpu_g, cpu_i) = results;
     println!();
-    println!("replicate: {n} messages of 256 bytes, two loopback nats-servers");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split(' ').take(3).collect::<Vec<_>>().join(" ");
+    println!("replicate on nats-server {version}: {n} messages of 256 bytes, two loopback servers (load average after the run: {load})");
     println!("{:<44} {:>12}", "case", "msg/s");
     for (name, v) in [
         ("(a) raw acked publish, window 256", a),
@@ -399,6 +553,8 @@ fn main() {
         ("(d) choir ordered", d),
         ("(e) choir queued, 4 workers", e),
         ("(f) as (a), with Nats-Msg-Id", f),
+        ("(g) as (a), one fast-ingest batch (2.14+)", g),
+        ("(i) as (e), per-message path (2.14+)", i),
     ] {
         println!("{name:<44} {v:>12.0}");
     }
@@ -409,6 +565,8 @@ fn main() {
         ("(d) choir ordered", cpu_d),
         ("(e) choir queued, 4 workers", cpu_e),
         ("(f) raw publish + Nats-Msg-Id", cpu_f),
+        ("(g) raw fast-ingest batch", cpu_g),
+        ("(i) queued, per-message path", cpu_i),
     ] {
         println!(
             "{name:<30} {:>13.1} {:>14.1} {:>6.1}",
@@ -426,34 +584,34 @@ fn main() {
     for (name, v, goal) in [
         ("d/a", d / a, ">= 0.70"),
         ("e/a", e / a, ">= 0.85"),
-        ("d/b", d / b, "-"),
+        ("e/i", e / i, "-"),
+        ("d/b", d / b, ">= 1.0"),
         ("d/c", d / c, ">= 10"),
     ] {
         println!("{name:<12} {v:>8.2} {goal:>8}");
     }
     let json = serde_json::json!({
+        "nats_server": version, "load_average": load,
         "messages": n, "payload_bytes": 256,
-        "msgs_per_sec": {"raw_publish": a, "mirror": b, "one_at_a_time": c, "choir_ordered": d, "choir_queued_4": e, "raw_publish_msg_id": f},
+        "msgs_per_sec": {"raw_publish": a, "mirror": b, "one_at_a_time": c, "choir_ordered": d, "choir_queued_4": e, "raw_publish_msg_id": f, "raw_fast_batch": g, "choir_queued_4_per_message": i},
         "cpu_us_per_message": {
             "raw_publish": {"source_server": cpu_a[0], "target_server": cpu_a[1], "client": cpu_a[2]},
             "choir_ordered": {"source_server": cpu_d[0], "target_server": cpu_d[1], "choir": cpu_d[2]},
             "choir_queued_4": {"source_server": cpu_e[0], "target_server": cpu_e[1], "choir": cpu_e[2]},
             "raw_publish_msg_id": {"source_server": cpu_f[0], "target_server": cpu_f[1], "client": cpu_f[2]},
+            "raw_fast_batch": {"source_server": cpu_g[0], "target_server": cpu_g[1], "client": cpu_g[2]},
+            "choir_queued_4_per_message": {"source_server": cpu_i[0], "target_server": cpu_i[1], "choir": cpu_i[2]},
         },
         "msg_id_cost_us_target_server": msg_id_us,
-        "ratios": {"d_over_a": d / a, "e_over_a": e / a, "d_over_b": d / b, "d_over_c": d / c},
+        "ratios": {"d_over_a": d / a, "e_over_a": e / a, "e_over_i": e / i, "d_over_b": d / b, "d_over_c": d / c},
     });
-    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("bench-replicate.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
-    println!("\nwrote {}", out.display());
     if std::env::var("CHOIR_BENCH_CASES")
         .map(|c| c.contains('h'))
         .unwrap_or(true)
     {
         failover(dir.path(), &source, &target);
     }
+    json
 }
 
 /// Case (h), HA failover: three choir nodes run one ordered replicator with

@@ -503,7 +503,7 @@ pub fn run(args: EmulateArgs) -> Result<(), EmulateError> {
             _ = crate::signal::wait_for_signal() => {}
         }
         info!("Stopping the emulated daemons.");
-        fleet.stop();
+        fleet.shutdown().await;
         if let Some(monitor) = monitor {
             monitor.stop(true).await;
         }

@@ -23,7 +23,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use choir_actors::adapter::AdapterActor;
 use choir_actors::connection::{NetworkActor, NetworkHealth, NetworkMetrics};
+use choir_actors::emulator::Fleet;
 use choir_actors::error_chain::Chain;
 use choir_actors::federation::FederationBrokerActor;
 use choir_actors::metrics::MetricsRegistry;
@@ -71,11 +73,13 @@ pub struct Node {
     /// The resolved URL of every network (an embedded one's server URL included).
     pub urls: BTreeMap<String, Vec<String>>,
     embedded: Vec<(String, Addr<EmbeddedServerActor>)>,
+    fleet: Option<Fleet>,
+    adapters: Vec<ActorSlot<AdapterActor>>,
     replicators: Vec<ActorSlot<TopicReplicatorActor>>,
     brokers: Vec<ActorSlot<FederationBrokerActor>>,
     arbiters: Vec<Arbiter>,
     monitor: Option<actix_web::dev::ServerHandle>,
-    _watchdog: Addr<WatchdogActor>,
+    watchdog: Addr<WatchdogActor>,
 }
 
 impl Node {
@@ -165,7 +169,8 @@ impl Node {
             networks.insert(name.clone(), slot);
             arbiters.push(arbiter);
         }
-        arbiters.extend(adapters::start(config, &networks, &metrics, &watchdog));
+        let (adapter_arbiters, adapters) = adapters::start(config, &networks, &metrics, &watchdog);
+        arbiters.extend(adapter_arbiters);
         let replicators =
             replicators::start(config, &networks, &urls, &metrics, &watchdog, &health);
         let (broker_arbiters, brokers) =
@@ -193,7 +198,6 @@ impl Node {
             ));
         }
         let fleet = emulator::start(config, &urls, &metrics, &components);
-        arbiters.extend(fleet.arbiters);
 
         let monitor = match node.monitor_addr() {
             Some(addr) => {
@@ -230,22 +234,33 @@ impl Node {
             networks,
             urls,
             embedded,
+            fleet: fleet.fleet,
+            adapters,
             replicators,
             brokers,
             arbiters,
             monitor,
-            _watchdog: watchdog,
+            watchdog,
         })
     }
 
     /// Stops everything within `timeout`, each group with one [`Shutdown`] (answered once the
-    /// group finished what it accepted) before the next: the replicators (trackers persisted),
-    /// the federation brokers and the networks (connections drained), the monitor, the
-    /// embedded servers.
+    /// group finished what it accepted) before the next: the watchdog (nothing is re-created
+    /// from now on), then sources first: the emulated daemons
+    /// (the fleet sends [`Shutdown`] to each), the adapter workers (subscriptions drained, what
+    /// they took published), the replicators (workers stopped, trackers persisted), the
+    /// federation brokers and the networks (connections drained), the monitor, the embedded
+    /// servers.
     ///
     /// [`Shutdown`]: choir_actors::supervision::Shutdown
-    pub async fn shutdown(self, timeout: Duration) {
+    pub async fn shutdown(mut self, timeout: Duration) {
+        let fleet = self.fleet.take();
         let work = async {
+            shutdown_all([("watchdog".to_owned(), self.watchdog.clone())]).await;
+            if let Some(fleet) = fleet {
+                fleet.shutdown().await;
+            }
+            shutdown_all(self.adapters.iter().map(ActorSlot::named)).await;
             shutdown_all(self.replicators.iter().map(ActorSlot::named)).await;
             shutdown_all(self.brokers.iter().map(ActorSlot::named)).await;
             shutdown_all(self.networks.values().map(ActorSlot::named)).await;

@@ -138,6 +138,44 @@ fn shutdown_drains_a_federation_broker_before_its_servers_stop() {
     );
 }
 
+/// At shutdown the adapter workers get the node's `Shutdown` before their network drains: they
+/// stop reading, publish what they took and stop for good. None of them sees its subscription
+/// end under it and restarts (logging "subscription ended; restarting").
+#[test]
+fn shutdown_stops_adapter_workers_for_good_without_restarting_them() {
+    let mut node = ChoirNode::start(
+        "[networks.local]\nembedded = true\n\n\
+         [adapters.reg]\nnetwork = \"local\"\nsubject = \"reg.in\"\n\
+         stream = \"REG\"\nstream_subject = \"reg.out\"\nworkers = 2\n",
+    );
+    assert!(
+        poll_until(Duration::from_secs(30), || node
+            .log()
+            .matches("Adapter worker subscribed")
+            .count()
+            == 2),
+        "the adapter workers never subscribed; log:\n{}",
+        node.log()
+    );
+    let status = stop_with_sigint(&mut node, true);
+    let log = node.log();
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    let shutdown = &log[log.find("Shutting down").unwrap_or(0)..];
+    assert_eq!(
+        shutdown.matches("Adapter worker stopped").count(),
+        2,
+        "{shutdown}"
+    );
+    assert!(
+        !shutdown.contains("subscription ended") && !shutdown.contains("restarting"),
+        "an adapter worker restarted during shutdown:\n{shutdown}"
+    );
+    assert!(
+        !shutdown.contains("WARN"),
+        "warnings during shutdown:\n{shutdown}"
+    );
+}
+
 #[test]
 fn a_dead_embedded_server_is_restarted_and_the_node_reconnects() {
     let node = ChoirNode::start(EMBEDDED);

@@ -72,5 +72,5 @@ async fn signed_request_through_a_federation_broker_verifies_at_the_far_end() {
         })
         .await
     );
-    fleet.stop();
+    fleet.shutdown().await;
 }

@@ -1,7 +1,8 @@
 //! A node with demo.toml's topology (registration adapter → stream → sampled replicator into
 //! the centre, an emulated fleet, a federation broker) starts without a WARN: the replicator
 //! waiting for the adapter's stream is the expected start-up order. `/debug/vars` lists each
-//! running part with its kind, state and counters.
+//! running part with its kind, state and counters. On SIGINT every part gets `Shutdown` and
+//! stops for good: nothing restarts and nothing warns while the node shuts down.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{poll_until, ChoirNode};
+use nix::sys::signal::Signal;
 
 const DEMO_LIKE: &str = r#"
 [networks.region]
@@ -69,8 +71,8 @@ fn find<'a>(
 }
 
 #[test]
-fn a_demo_like_node_starts_without_warnings_and_lists_its_parts() {
-    let node = ChoirNode::start(DEMO_LIKE);
+fn a_demo_like_node_starts_without_warnings_lists_its_parts_and_stops_every_part_for_good() {
+    let mut node = ChoirNode::start(DEMO_LIKE);
     let expected = [
         ("replicator", "registration"),
         ("adapter", "registration"),
@@ -109,5 +111,37 @@ fn a_demo_like_node_starts_without_warnings_and_lists_its_parts() {
     assert!(
         log.contains("Waiting for the replicator's streams") || !log.contains("stream not found"),
         "{log}"
+    );
+
+    node.signal_group(Signal::SIGINT);
+    let status = node
+        .wait(Duration::from_secs(20))
+        .expect("choir did not exit after SIGINT");
+    let log = node.log();
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    let shutdown = &log[log.find("Shutting down").unwrap_or(0)..];
+    for stopped in [
+        "Watchdog stopped",
+        "Emulated daemons stopped",
+        "Adapter worker stopped",
+        "Replica worker stopped",
+        "Replicator stopped",
+        "Federation broker stopped",
+        "Node stopped",
+    ] {
+        assert!(shutdown.contains(stopped), "no {stopped:?}:\n{shutdown}");
+    }
+    assert_eq!(
+        shutdown.matches("Adapter worker stopped").count(),
+        2,
+        "{shutdown}"
+    );
+    assert!(
+        !shutdown.contains("restarting") && !shutdown.contains("Restarting"),
+        "a part restarted during shutdown:\n{shutdown}"
+    );
+    assert!(
+        !shutdown.contains(" WARN ") && !shutdown.contains(" ERROR "),
+        "warnings during shutdown:\n{shutdown}"
     );
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::jetstream::{connect, count, create_stream, publish_many, wait_for_count};
 use common::replication::{
-    assert_exactly_once, indices, replicator_config, replicator_metric, settled,
+    assert_exactly_once, assert_path, assert_publish_path, indices, offers_fast_batches,
+    replicator_config, replicator_metric, settled,
 };
 use common::{ChoirNode, NatsServer};
 
@@ -62,10 +63,28 @@ async fn queued_replication_with_four_workers_copies_each_message_exactly_once()
     let dst = connect(&target.url()).await;
     let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;
     assert_exactly_once(&copied, N, false);
-    // Nothing orders the workers' copies, so each is acked by the target itself.
+    assert_publish_path(&dst, &node, "queued", 4).await;
     let acks = replicator_metric(&node, "choir_replicator_target_acks_total", &[]);
-    assert!(acks >= N as f64, "{acks} target acks for {N} copies");
     let log = node.log();
+    if offers_fast_batches(&dst).await {
+        // Fast-ingest batches into the stream choir created with allow_batched: the target
+        // acks once per flow window (half the worker's window), not once per copy.
+        assert!(
+            acks < (N / 10) as f64,
+            "{acks} target acks for {N} copies in fast batches"
+        );
+        assert!(
+            log.contains("Queued worker publishes to the target in fast-ingest batches."),
+            "{log}"
+        );
+    } else {
+        // Nothing orders the workers' copies, so each is acked by the target itself.
+        assert!(acks >= N as f64, "{acks} target acks for {N} copies");
+        assert!(
+            log.contains("Queued worker publishes to the target message by message."),
+            "{log}"
+        );
+    }
     for worker in 0..4 {
         assert!(
             log.contains(&format!("worker=Queued({worker})")),
@@ -125,4 +144,47 @@ async fn switching_from_queued_to_ordered_after_a_crash_copies_every_gap() {
     for pair in tail.windows(2) {
         assert_eq!(pair[1], pair[0] + 1, "ordered copies out of order");
     }
+}
+
+/// A target stream that exists without `allow_batched` (made by someone else) is left as it
+/// is: the queued workers say why and publish message by message, one target ack per copy,
+/// on any server.
+#[tokio::test]
+async fn queued_replication_into_a_stream_without_allow_batched_keeps_its_config_and_per_message_acks(
+) {
+    let source = NatsServer::start();
+    let target = NatsServer::start();
+    preload(&source).await;
+    let dst = connect(&target.url()).await;
+    create_stream(&dst, "ORDERS", &["orders.>"]).await;
+
+    let node = ChoirNode::start(&replicator_config(
+        &source,
+        &target,
+        "mode = \"queued\"\nworkers = 4\nack_wait = \"5s\"",
+    ));
+    let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;
+    assert_exactly_once(&copied, N, false);
+    assert_path(&node, false, 4).await;
+    let acks = replicator_metric(&node, "choir_replicator_target_acks_total", &[]);
+    assert!(acks >= N as f64, "{acks} target acks for {N} copies");
+    let log = node.log();
+    assert!(
+        log.contains("Queued worker publishes to the target message by message."),
+        "{log}"
+    );
+    if offers_fast_batches(&dst).await {
+        assert!(log.contains("allow_batched is false"), "{log}");
+    }
+    // Never changed: still no allow_batched.
+    let js = async_nats::jetstream::new(dst.clone());
+    let info: serde_json::Value = js
+        .request("STREAM.INFO.ORDERS", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_ne!(
+        info["config"]["allow_batched"],
+        serde_json::json!(true),
+        "{info}"
+    );
 }

@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::jetstream::{connect, count, create_stream, publish_many, wait_for_count};
-use common::replication::{assert_exactly_once, replicator_config, replicator_metric, settled};
+use common::replication::{
+    assert_exactly_once, assert_publish_path, replicator_config, replicator_metric, settled,
+};
 use common::{eventually, ChoirNode, NatsServer};
 
 const N: usize = 60_000;
@@ -50,10 +52,12 @@ async fn survives_sigkill(mode: &str) {
     ));
     let dst = connect(&target.url()).await;
     mid_copy(&dst, &node).await;
+    assert_publish_path(&dst, &node, mode, 4).await;
     node.kill();
     node.spawn();
     let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;
     assert_exactly_once(&copied, N, mode == "ordered");
+    assert_publish_path(&dst, &node, mode, 4).await;
 }
 
 #[tokio::test]
@@ -77,9 +81,11 @@ async fn survives_source_restart(mode: &str) {
     ));
     let dst = connect(&target.url()).await;
     mid_copy(&dst, &node).await;
+    assert_publish_path(&dst, &node, mode, 4).await;
     source.restart();
     let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;
     assert_exactly_once(&copied, N, mode == "ordered");
+    assert_publish_path(&dst, &node, mode, 4).await;
 }
 
 #[tokio::test]
@@ -126,6 +132,7 @@ async fn survives_target_outage(mode: &str) {
     {
         let dst = connect(&target.url()).await;
         mid_copy(&dst, &node).await;
+        assert_publish_path(&dst, &node, mode, 4).await;
     }
     // Each worker's own connections are part of the node's health.
     let workers = if mode == "ordered" { 1 } else { 4 };
@@ -174,6 +181,7 @@ async fn survives_target_outage(mode: &str) {
     let dst = connect(&target.url()).await;
     let copied = settled(&dst, &node, N as u64, Duration::from_secs(180)).await;
     assert_exactly_once(&copied, N, mode == "ordered");
+    assert_publish_path(&dst, &node, mode, 4).await;
     assert!(
         eventually(Duration::from_secs(30), || async {
             workers_are(&node, "central", workers, "connected")
@@ -332,6 +340,7 @@ async fn survives_repeated_sigkills_at_defaults(mode: &str) {
         node.spawn();
     }
     let copied = settled(&dst, &node, MESSAGES as u64, Duration::from_secs(180)).await;
+    assert_publish_path(&dst, &node, mode, 4).await;
     // Message by message: each exactly once, and for ordered in source order.
     assert_exactly_once(&copied, MESSAGES, mode == "ordered");
     if mode == "ordered" {

@@ -62,11 +62,12 @@ use async_nats::jetstream::context::{
 };
 use async_nats::jetstream::stream::Config as StreamConfig;
 use async_nats::Client;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::connection::{GetClient, NetworkActor};
 use crate::error_chain::Chain;
-use crate::supervision::{ActorSlot, Backoff, Restarts};
+use crate::supervision::{ActorSlot, Backoff, Restarts, Shutdown};
 
 pub use metrics::{AdapterMetrics, AdapterWorkerMetrics};
 pub use output::{AdapterOutput, OUTPUT_PROTOCOL};
@@ -77,8 +78,8 @@ pub use transform::{Outgoing, Rejection, Transformer};
 
 /// How long one wait for a network's client lasts before it is logged and retried.
 const CLIENT_WAIT: Duration = Duration::from_secs(10);
-/// The pause before a worker whose subscription ended subscribes again (the connection is
-/// closing or draining; at node shutdown the arbiters stop before it is over).
+/// The pause before a worker whose subscription ended subscribes again (its connection closed
+/// or drained under it: retrying at once would spin).
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
 /// Errors setting up an adapter worker (each ends in a restart with backoff).
@@ -115,7 +116,8 @@ pub enum AdapterError {
 
 /// One worker of one adapter: subscribes with the adapter's queue group and publishes into its
 /// stream. On any setup error or when the subscription ends it stops itself and its actix
-/// `Supervisor` restarts it, after a backoff that grows with consecutive setup failures.
+/// `Supervisor` restarts it, after a backoff that grows with consecutive setup failures. After
+/// [`Shutdown`] it drains its subscription, publishes what it took, and stays stopped.
 pub struct AdapterActor {
     settings: Arc<AdapterSettings>,
     worker: usize,
@@ -123,6 +125,39 @@ pub struct AdapterActor {
     target: ActorSlot<NetworkActor>,
     metrics: AdapterWorkerMetrics,
     restarts: Restarts,
+    /// Set for good by [`Shutdown`]; the run watches it.
+    stop: watch::Sender<bool>,
+    /// True while a run (setup or pump) is under way; [`Shutdown`] waits for it to fall.
+    running: watch::Sender<bool>,
+}
+
+/// How one run of a worker ended without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The subscription ended under the worker (its connection closed or drained): restart.
+    SubscriptionEnded,
+    /// [`Shutdown`] stopped it: what it took is published; it is not restarted.
+    Stopped,
+}
+
+/// What a worker does after a run: the plain decision behind the actor's restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterRun {
+    /// Stop and let the `Supervisor` start it again (after the [`Restarts`] delay).
+    Restart,
+    /// Stay stopped: the node is shutting down.
+    StayStopped,
+}
+
+/// Decides restart vs stop after a run that ended with `result`, `stopping` being whether
+/// [`Shutdown`] arrived: after a shutdown nothing restarts, whatever the run reported (a
+/// subscription ending or a setup failing under a draining connection is expected then).
+pub fn after_run(stopping: bool, result: &Result<RunEnd, AdapterError>) -> AfterRun {
+    match result {
+        _ if stopping => AfterRun::StayStopped,
+        Ok(RunEnd::Stopped) => AfterRun::StayStopped,
+        Ok(RunEnd::SubscriptionEnded) | Err(_) => AfterRun::Restart,
+    }
 }
 
 impl AdapterActor {
@@ -145,6 +180,8 @@ impl AdapterActor {
             target,
             metrics,
             restarts,
+            stop: watch::Sender::new(false),
+            running: watch::Sender::new(false),
         }
     }
 }
@@ -212,25 +249,36 @@ async fn run(
     target: ActorSlot<NetworkActor>,
     metrics: AdapterWorkerMetrics,
     delay: Duration,
-) -> Result<(), AdapterError> {
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
+    mut stop: watch::Receiver<bool>,
+) -> Result<RunEnd, AdapterError> {
+    let setup = async {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let name = settings.name.as_str();
+        let client = client_of(&source, &settings.network, name).await;
+        let stream_client = client_of(&target, &settings.stream_network, name).await;
+        let js = ContextBuilder::new()
+            .timeout(settings.ack_timeout)
+            .build(stream_client);
+        ensure_stream(&js, &settings).await?;
+        let subscriber = client
+            .queue_subscribe(settings.subject.clone(), settings.queue_group.clone())
+            .await
+            .map_err(|source| AdapterError::Subscribe {
+                subject: settings.subject.clone(),
+                source,
+            })?;
+        client.flush().await?;
+        Ok::<_, AdapterError>((subscriber, js))
+    };
+    // Nothing is taken from NATS before the subscription: a shutdown may cut the setup short.
+    let (subscriber, js) = tokio::select! {
+        biased;
+        _ = stop.wait_for(|stop| *stop) => return Ok(RunEnd::Stopped),
+        ready = setup => ready?,
+    };
     let name = settings.name.as_str();
-    let client = client_of(&source, &settings.network, name).await;
-    let stream_client = client_of(&target, &settings.stream_network, name).await;
-    let js = ContextBuilder::new()
-        .timeout(settings.ack_timeout)
-        .build(stream_client);
-    ensure_stream(&js, &settings).await?;
-    let subscriber = client
-        .queue_subscribe(settings.subject.clone(), settings.queue_group.clone())
-        .await
-        .map_err(|source| AdapterError::Subscribe {
-            subject: settings.subject.clone(),
-            source,
-        })?;
-    client.flush().await?;
     let guard = Subscribed(metrics.subscribed.clone());
     guard.0.set(1);
     info!(
@@ -243,7 +291,7 @@ async fn run(
         initial: settings.retry_backoff,
         max: settings.max_backoff,
     };
-    pump::pump(
+    let end = pump::pump(
         subscriber,
         js,
         Transformer::new(&settings),
@@ -253,18 +301,24 @@ async fn run(
         pump::PumpContext {
             adapter: settings.name.clone(),
             worker,
+            stop,
         },
     )
     .await;
     drop(guard);
-    Ok(())
+    Ok(end)
 }
 
 impl Actor for AdapterActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if *self.stop.borrow() {
+            // Shut down: the Supervisor's restart finds it stopped for good.
+            return;
+        }
         self.metrics.starts.inc();
+        self.running.send_replace(true);
         let delay = self.restarts.delay();
         let work = run(
             self.settings.clone(),
@@ -273,10 +327,17 @@ impl Actor for AdapterActor {
             self.target.clone(),
             self.metrics.clone(),
             delay,
+            self.stop.subscribe(),
         );
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+            act.running.send_replace(false);
+            if after_run(*act.stop.borrow(), &result) == AfterRun::StayStopped {
+                info!(adapter = %act.settings.name, worker = act.worker, "Adapter worker stopped.");
+                return;
+            }
             match result {
-                Ok(()) => {
+                Ok(RunEnd::Stopped) => {}
+                Ok(RunEnd::SubscriptionEnded) => {
                     act.restarts.ended();
                     info!(
                         adapter = %act.settings.name, worker = act.worker,
@@ -297,6 +358,22 @@ impl Actor for AdapterActor {
     }
 }
 
+/// At node shutdown, before the networks drain: the worker drains its subscription (no new
+/// messages), publishes what it already took and waits for those acks, answers once that is
+/// done, and is not restarted.
+impl Handler<Shutdown> for AdapterActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.stop.send_replace(true);
+        let mut running = self.running.subscribe();
+        Box::pin(async move {
+            // An error means the actor is gone, and its run with it.
+            let _ = running.wait_for(|running| !*running).await;
+        })
+    }
+}
+
 impl Handler<crate::supervision::InjectPanic> for AdapterActor {
     type Result = ();
 
@@ -313,5 +390,41 @@ impl Handler<crate::supervision::InjectPanic> for AdapterActor {
 impl Supervised for AdapterActor {
     fn restarting(&mut self, _: &mut Self::Context) {
         self.metrics.subscribed.set(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup_error() -> AdapterError {
+        AdapterError::Subscribe {
+            subject: "reg.in".into(),
+            source: async_nats::SubscribeError::new(async_nats::SubscribeErrorKind::Other),
+        }
+    }
+
+    #[test]
+    fn a_subscription_that_ends_while_running_restarts_the_worker() {
+        assert_eq!(
+            after_run(false, &Ok(RunEnd::SubscriptionEnded)),
+            AfterRun::Restart
+        );
+        assert_eq!(after_run(false, &Err(setup_error())), AfterRun::Restart);
+    }
+
+    #[test]
+    fn after_shutdown_nothing_restarts_the_worker() {
+        assert_eq!(after_run(true, &Ok(RunEnd::Stopped)), AfterRun::StayStopped);
+        // The network drained under a worker that had not seen the stop yet.
+        assert_eq!(
+            after_run(true, &Ok(RunEnd::SubscriptionEnded)),
+            AfterRun::StayStopped
+        );
+        assert_eq!(after_run(true, &Err(setup_error())), AfterRun::StayStopped);
+        assert_eq!(
+            after_run(false, &Ok(RunEnd::Stopped)),
+            AfterRun::StayStopped
+        );
     }
 }

@@ -248,8 +248,9 @@ impl Actor for FederationBrokerActor {
         };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             if act.running.lock().stopped {
+                // Stays stopped and idle: stopping the actor would have its Supervisor
+                // restart it (and log that) during the shutdown.
                 info!(cluster = %act.settings.cluster, "Federation broker stopped.");
-                ctx.stop();
                 return;
             }
             match result {

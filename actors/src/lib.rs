@@ -34,6 +34,8 @@
 //! - [`names`]: the name rule (letters, digits, `-` and `_`) of config sections and
 //!   playbook names.
 //! - [`problems`]: every problem of a config or playbook file, each with its key and value.
+//! - [`server_features`]: what a nats-server supports (batched publishing, API level), learned
+//!   from its `INFO` and JetStream account info.
 //!
 //! Messages are commands (`Shutdown`), past-tense events (`ConnectionLost`) or queries
 //! (`GetClient`, `GetStatus`). Wire types (what travels over NATS) live apart from actor
@@ -56,4 +58,5 @@ pub mod playbook;
 pub mod problems;
 pub use choir_protocol as protocol;
 pub mod replicator;
+pub mod server_features;
 pub mod supervision;

@@ -13,7 +13,7 @@
 //! - [`worker`]: `ReplicaWorkerActor`, one per worker arbiter, with its own connections;
 //! - [`ordered`], [`queued`]: the two copy loops; [`acks`]: the target ack inbox they share;
 //! - [`setup`], [`gate`], [`metrics`]: JetStream setup and resume points, copy decisions,
-//!   metrics;
+//!   metrics; [`publish_path`]: per-message or fast-ingest batches, asked of the target;
 //! - [`election`], [`gossip`]: high availability (one leader among nodes) and the sampling
 //!   state its replicas share;
 //! - [`choria`]: Choria Stream Replicator compatibility (headers, advisories, heartbeats,
@@ -35,6 +35,7 @@ pub mod gate;
 pub mod gossip;
 pub mod metrics;
 pub mod ordered;
+pub mod publish_path;
 pub mod queued;
 pub mod settings;
 pub mod setup;

@@ -239,6 +239,17 @@ impl Actor for WatchdogActor {
     }
 }
 
+/// At node shutdown, first of all: the watchdog stops checking, so no actor that the
+/// shutdown stops is re-created behind it.
+impl Handler<Shutdown> for WatchdogActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        info!("Watchdog stopped.");
+        ctx.stop();
+    }
+}
+
 /// Command: watch one more actor.
 #[derive(Message)]
 #[rtype(result = "()")]

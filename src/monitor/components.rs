@@ -90,10 +90,18 @@ pub fn replicator(name: String, metrics: MetricsRegistry) -> StatusView {
             "lag".into(),
             json!(sum_samples(&text, "choir_replicator_lag_messages", "replicator", &name) as u64),
         );
+        let fast = sum_samples(
+            &text,
+            "choir_replicator_fast_batch_workers",
+            "replicator",
+            &name,
+        );
         json!({
             "name": name,
             "kind": "replicator",
             "state": if ready { "running" } else { "starting" },
+            "publish_path": if fast >= 1.0 { "fast_batch" } else { "per_message" },
+            "fast_batch_workers": fast as u64,
             "counters": c,
         })
     })

@@ -1,5 +1,6 @@
 //! Starts the `[adapters.<name>]` sections: `workers` supervised `AdapterActor`s each, spread
-//! over a small pool of arbiters and watched by the node's watchdog.
+//! over a small pool of arbiters and watched by the node's watchdog. The node stops them with
+//! `Shutdown` through their slots.
 
 use std::collections::BTreeMap;
 
@@ -13,16 +14,17 @@ use tracing::{error, info};
 use crate::config::Config;
 
 /// Starts every adapter of `config` on `networks`; returns the arbiters it created (the node
-/// stops them at shutdown). Registers the adapter metrics in `metrics` when there is at least
-/// one adapter.
+/// stops them at shutdown) and the slot of every worker (the node sends them `Shutdown`).
+/// Registers the adapter metrics in `metrics` when there is at least one adapter.
 pub fn start(
     config: &Config,
     networks: &BTreeMap<String, ActorSlot<NetworkActor>>,
     metrics: &MetricsRegistry,
     watchdog: &Addr<WatchdogActor>,
-) -> Vec<Arbiter> {
+) -> (Vec<Arbiter>, Vec<ActorSlot<AdapterActor>>) {
+    let mut slots = Vec::new();
     if config.adapters.is_empty() {
-        return Vec::new();
+        return (Vec::new(), slots);
     }
     let families = AdapterMetrics::register(metrics);
     let total: usize = config.adapters.values().map(|a| a.workers.get()).sum();
@@ -51,7 +53,7 @@ pub fn start(
                 target.clone(),
                 families.clone(),
             );
-            let (watched, _slot) =
+            let (watched, slot) =
                 WatchedActor::start(format!("adapter/{name}/{worker}"), move || {
                     let (settings, source, target, families) = (
                         settings.clone(),
@@ -65,6 +67,7 @@ pub fn start(
                 });
             let watched = watched.with_fault_injection();
             watchdog.do_send(Watch(Box::new(watched)));
+            slots.push(slot);
         }
         info!(
             adapter = %name, network = %adapter.network, subject = %adapter.subject,
@@ -72,5 +75,5 @@ pub fn start(
             workers = adapter.workers.get(), "Adapter started."
         );
     }
-    arbiters
+    (arbiters, slots)
 }

@@ -12,12 +12,12 @@ use crate::config::Config;
 use crate::emulate::{preflight, EmulateError};
 use crate::monitor::Components;
 
-/// The `[emulator]` fleet a node started: its arbiters (the node stops them at shutdown) and,
-/// for a secure fleet, its verification counters (`security` in `/debug/vars`).
+/// The `[emulator]` fleet a node started (the node shuts it down with [`Fleet::shutdown`])
+/// and, for a secure fleet, its verification counters (`security` in `/debug/vars`).
 #[derive(Default)]
 pub struct NodeFleet {
-    /// The fleet's arbiters.
-    pub arbiters: Vec<actix::Arbiter>,
+    /// The fleet.
+    pub fleet: Option<Fleet>,
     /// The verification counters of a secure fleet.
     pub security: Option<SecurityMetrics>,
 }
@@ -40,7 +40,7 @@ pub fn start(
                 .is_some()
                 .then(|| fleet.metrics().security.clone());
             NodeFleet {
-                arbiters: fleet.into_arbiters(),
+                fleet: Some(fleet),
                 security,
             }
         }

@@ -74,6 +74,46 @@ pub fn assert_exactly_once(messages: &[Stored], n: usize, ordered: bool) {
     }
 }
 
+/// Whether the server behind `client` offers fast-ingest batches (JetStream API level 4 and
+/// up: nats-server 2.14+), asked as choir asks it.
+pub async fn offers_fast_batches(client: &async_nats::Client) -> bool {
+    let js = async_nats::jetstream::new(client.clone());
+    let info: serde_json::Value = js.request("INFO", &serde_json::json!({})).await.unwrap();
+    info["api"]["level"].as_u64().unwrap_or(0) >= 4
+}
+
+/// Asserts which path replicator `orders` publishes by: a queued pool of `workers` on a
+/// target with fast-ingest batches (and a stream choir created, so `allow_batched`) uses them
+/// in every worker, anything else publishes message by message.
+pub async fn assert_publish_path(
+    target: &async_nats::Client,
+    node: &ChoirNode,
+    mode: &str,
+    workers: usize,
+) {
+    let fast = mode == "queued" && offers_fast_batches(target).await;
+    assert_path(node, fast, workers).await;
+}
+
+/// Asserts that `workers` workers of replicator `orders` publish in fast-ingest batches
+/// (`fast`) or that none does, as `/metrics` and `/debug/vars` show it.
+pub async fn assert_path(node: &ChoirNode, fast: bool, workers: usize) {
+    let expected = if fast { workers as f64 } else { 0.0 };
+    let path = if fast { "fast_batch" } else { "per_message" };
+    let seen = eventually(Duration::from_secs(30), || async {
+        let (_, vars) = node.get("/debug/vars").unwrap_or_default();
+        replicator_metric(node, "choir_replicator_fast_batch_workers", &[]) == expected
+            && vars.contains(&format!("\"publish_path\":\"{path}\""))
+    })
+    .await;
+    assert!(
+        seen,
+        "expected {expected} workers on the {path} path, metric says {}; log:\n{}",
+        replicator_metric(node, "choir_replicator_fast_batch_workers", &[]),
+        node.log()
+    );
+}
+
 /// The first indices stored more than once, each with its target sequences and
 /// `Nats-Msg-Id`s, for a failure message.
 fn duplicates(messages: &[Stored]) -> String {

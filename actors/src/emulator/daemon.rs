@@ -23,7 +23,10 @@ use super::subscriptions::Subscriptions;
 use super::{registration, EmulatedNode, Incoming};
 use crate::error_chain::Chain;
 use crate::protocol::unix_now;
-use crate::supervision::Backoff;
+use crate::supervision::{Backoff, Shutdown};
+
+/// How long a stopping daemon waits for its connection to flush what it published.
+pub(super) const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One emulated daemon (dedicated connection).
 pub struct EmulatedNodeActor {
@@ -121,7 +124,8 @@ impl Actor for EmulatedNodeActor {
         let subjects = self.node.subjects();
         let name = format!("choir-emulator-{}", self.node.identity());
         let setup = connect_and_subscribe(fleet, url, name, subjects);
-        ctx.wait(setup.into_actor(self).map(|(client, messages), act, ctx| {
+        // Spawned, not waited on: a Shutdown still reaches a daemon that is connecting.
+        ctx.spawn(setup.into_actor(self).map(|(client, messages), act, ctx| {
             act.fleet.metrics.connected.inc();
             act.fleet.metrics.started.inc();
             act.client = Some(Rc::new(client));
@@ -134,6 +138,27 @@ impl Actor for EmulatedNodeActor {
         if self.client.take().is_some() {
             self.fleet.metrics.started.dec();
             self.fleet.metrics.connected.dec();
+        }
+    }
+}
+
+/// At shutdown the daemon stops taking requests, flushes the replies and registrations it
+/// published (bounded by [`FLUSH_WAIT`]) and answers; a daemon still connecting just stops.
+impl Handler<Shutdown> for EmulatedNodeActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        ctx.stop();
+        Box::pin(flush_at_shutdown(client))
+    }
+}
+
+/// Flushes `client`, if connected, within [`FLUSH_WAIT`].
+pub(super) async fn flush_at_shutdown(client: Option<Rc<Client>>) {
+    if let Some(client) = client {
+        if let Ok(Err(error)) = tokio::time::timeout(FLUSH_WAIT, client.flush()).await {
+            debug!(%error, "Emulated daemon cannot flush at shutdown.");
         }
     }
 }

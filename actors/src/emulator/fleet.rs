@@ -5,13 +5,18 @@
 //! speaking NATS itself when its server needs no TLS, credentials file or nkey, and an
 //! [`EmulatedNodeActor`] on async-nats otherwise. [`Fleet::progress`] tells how many are
 //! subscribed and connected, so a caller can draw a progress bar and log a summary.
+//!
+//! [`Fleet::shutdown`] stops it: each daemon actor gets [`Shutdown`](crate::supervision::Shutdown) (it flushes what it
+//! published and stops), each `WireDaemon` task is aborted between two polls (it writes its
+//! replies in the poll that read the request), and the arbiters stop once all have ended.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tokio::sync::Semaphore;
+use futures::future::{AbortHandle, Abortable};
+use tokio::sync::{mpsc, Semaphore};
 use tracing::info;
 
 use super::failure_log::{FailureLog, FAILURE_LOG_PERIOD};
@@ -25,6 +30,7 @@ use super::{
 };
 use crate::protocol::security::Verifier;
 use crate::protocol::Facts;
+use crate::supervision::shutdown_all;
 
 /// How far a fleet got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +107,54 @@ pub struct Fleet {
     metrics: EmulatorMetrics,
     arbiters: Vec<Arbiter>,
     started_at: Instant,
+    daemons: Vec<Addr<EmulatedNodeActor>>,
+    links: Vec<Addr<SharedLinkActor>>,
+    wire: WireTasks,
+}
+
+/// The `WireDaemon` tasks: how to abort each, and a channel that closes once all have ended
+/// (each task holds a sender).
+struct WireTasks {
+    aborts: Vec<AbortHandle>,
+    alive: mpsc::Sender<()>,
+    ended: mpsc::Receiver<()>,
+}
+
+impl WireTasks {
+    fn new() -> Self {
+        let (alive, ended) = mpsc::channel(1);
+        Self {
+            aborts: Vec::new(),
+            alive,
+            ended,
+        }
+    }
+
+    /// Spawns `daemon` on `arbiter`, abortable.
+    fn spawn(&mut self, arbiter: &Arbiter, daemon: WireDaemon) {
+        let (abort, registration) = AbortHandle::new_pair();
+        let alive = self.alive.clone();
+        arbiter.spawn(async move {
+            let _alive = alive;
+            let _ = Abortable::new(daemon.run(), registration).await;
+        });
+        self.aborts.push(abort);
+    }
+
+    /// Aborts every task and waits until all have ended.
+    async fn stop(self) {
+        let Self {
+            aborts,
+            alive,
+            mut ended,
+        } = self;
+        for abort in &aborts {
+            abort.abort();
+        }
+        drop(alive);
+        // Never receives a value: it ends when the last task dropped its sender.
+        while ended.recv().await.is_some() {}
+    }
 }
 
 impl Fleet {
@@ -159,6 +213,9 @@ impl Fleet {
             .unwrap_or(NonZeroUsize::MIN)
             .get();
         let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
+        let mut daemons = Vec::new();
+        let mut shared_links = Vec::new();
+        let mut wire = WireTasks::new();
         let urls: Vec<Arc<str>> = urls.iter().map(|u| Arc::from(u.as_str())).collect();
         let tls = spec.network.uses_tls();
         let node = |i: usize, url: &Arc<str>| {
@@ -178,14 +235,15 @@ impl Fleet {
                     let server = plain_address(&spec.network, url)
                         .and_then(|address| shared.servers.index_of(&address));
                     if let Some(server) = server {
-                        arbiter.spawn(WireDaemon::new(node, server, shared).run());
+                        wire.spawn(arbiter, WireDaemon::new(node, server, shared));
                         continue;
                     }
                     let url = url.clone();
                     // Built on its arbiter: the actor holds thread-local state once connected.
-                    EmulatedNodeActor::start_in_arbiter(&arbiter.handle(), move |_| {
-                        EmulatedNodeActor::new(node, url, shared)
-                    });
+                    daemons.push(EmulatedNodeActor::start_in_arbiter(
+                        &arbiter.handle(),
+                        move |_| EmulatedNodeActor::new(node, url, shared),
+                    ));
                 }
             }
             ConnectionMode::Shared => {
@@ -198,9 +256,10 @@ impl Fleet {
                         .collect();
                     let (url, shared) = (url.clone(), shared.clone());
                     let arbiter = &arbiters[l % arbiters.len()];
-                    SharedLinkActor::start_in_arbiter(&arbiter.handle(), move |_| {
-                        SharedLinkActor::new(l, nodes, url, shared)
-                    });
+                    shared_links.push(SharedLinkActor::start_in_arbiter(
+                        &arbiter.handle(),
+                        move |_| SharedLinkActor::new(l, nodes, url, shared),
+                    ));
                 }
             }
         }
@@ -218,6 +277,9 @@ impl Fleet {
             metrics,
             arbiters,
             started_at: Instant::now(),
+            daemons,
+            links: shared_links,
+            wire,
         })
     }
 
@@ -275,14 +337,48 @@ impl Fleet {
         }
     }
 
-    /// Hands the fleet's arbiters to an owner that stops them at shutdown (the node); the
-    /// counters keep working.
-    pub fn into_arbiters(self) -> Vec<Arbiter> {
-        self.arbiters
+    /// Stops every daemon and answers once all have stopped: `Shutdown` to each daemon actor
+    /// and shared link (what they published is flushed), an abort to each `WireDaemon` task
+    /// (between two polls, its replies written); then the arbiters stop. Daemons still
+    /// connecting stop at once.
+    pub async fn shutdown(self) {
+        let Self {
+            spec,
+            arbiters,
+            daemons,
+            links,
+            wire,
+            ..
+        } = self;
+        let name = spec.name.as_str();
+        let daemons = daemons
+            .into_iter()
+            .enumerate()
+            .map(|(i, addr)| (format!("emulator/{name}/{i}"), addr));
+        let links = links
+            .into_iter()
+            .enumerate()
+            .map(|(i, addr)| (format!("emulator/{name}/link/{i}"), addr));
+        futures::join!(shutdown_all(daemons), shutdown_all(links), wire.stop());
+        for arbiter in &arbiters {
+            arbiter.stop();
+        }
+        info!(instances = spec.instances, "Emulated daemons stopped.");
     }
 
-    /// Stops every daemon (their connections close with their arbiters).
+    /// Stops every daemon without waiting, for synchronous callers (tests, tools): the same
+    /// `Shutdown` to each daemon actor and abort to each task as [`Fleet::shutdown`], but the
+    /// arbiters stop at once, as the messages go out.
     pub fn stop(self) {
+        for abort in &self.wire.aborts {
+            abort.abort();
+        }
+        for daemon in &self.daemons {
+            daemon.do_send(crate::supervision::Shutdown);
+        }
+        for link in &self.links {
+            link.do_send(crate::supervision::Shutdown);
+        }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

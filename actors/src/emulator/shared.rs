@@ -12,12 +12,15 @@ use std::sync::Arc;
 use actix::prelude::*;
 use async_nats::{Client, Message};
 
-use super::daemon::{connect_and_subscribe, publish_registration, schedule_registration};
+use super::daemon::{
+    connect_and_subscribe, flush_at_shutdown, publish_registration, schedule_registration,
+};
 use super::fleet_shared::{send_reply, FleetShared};
 use super::node::Target;
 use super::request_cache::with_scratch;
 use super::{EmulatedNode, Incoming};
 use crate::protocol::{subject, unix_now};
+use crate::supervision::Shutdown;
 
 /// One shared connection and the daemons it carries.
 pub struct SharedLinkActor {
@@ -98,7 +101,8 @@ impl Actor for SharedLinkActor {
             format!("choir-emulator-shared-{}", self.index),
             self.subjects(),
         );
-        ctx.wait(setup.into_actor(self).map(|(client, messages), act, ctx| {
+        // Spawned, not waited on: a Shutdown still reaches a link that is connecting.
+        ctx.spawn(setup.into_actor(self).map(|(client, messages), act, ctx| {
             act.fleet.metrics.connected.inc();
             act.fleet
                 .metrics
@@ -120,6 +124,18 @@ impl Actor for SharedLinkActor {
             self.fleet.metrics.started.dec_by(n);
             self.fleet.metrics.connected.dec();
         }
+    }
+}
+
+/// At shutdown the link stops taking requests for its daemons, flushes what it published
+/// (bounded) and answers; a link still connecting just stops.
+impl Handler<Shutdown> for SharedLinkActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        ctx.stop();
+        Box::pin(flush_at_shutdown(client))
     }
 }
 

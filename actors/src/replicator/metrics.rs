@@ -50,6 +50,7 @@ pub struct ReplicatorMetrics {
     senders: Family<ReplicatorLabel, Gauge>,
     latency: Family<ReplicatorLabel, Histogram, fn() -> Histogram>,
     ready: Family<ReplicatorLabel, Gauge>,
+    fast_batch_workers: Family<ReplicatorLabel, Gauge>,
     leader: Family<ReplicatorLabel, Gauge>,
     elections: Family<ReplicatorLabel, Counter>,
     gossip: Family<ReasonLabels, Counter>,
@@ -79,6 +80,7 @@ impl ReplicatorMetrics {
             senders: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             ready: Family::default(),
+            fast_batch_workers: Family::default(),
             leader: Family::default(),
             elections: Family::default(),
             gossip: Family::default(),
@@ -161,6 +163,11 @@ impl ReplicatorMetrics {
             this.ready.clone(),
         );
         metrics.register(
+            "choir_replicator_fast_batch_workers",
+            "Workers publishing to the target in fast-ingest batches (the others publish per message)",
+            this.fast_batch_workers.clone(),
+        );
+        metrics.register(
             "choir_replicator_leader",
             "1 while this node leads the replicator's election (or runs it without HA), else 0",
             this.leader.clone(),
@@ -226,6 +233,7 @@ impl ReplicatorMetrics {
             senders: get(&self.senders, &l),
             latency: get(&self.latency, &l),
             ready: get(&self.ready, &l),
+            fast_batch_workers: get(&self.fast_batch_workers, &l),
             leader: get(&self.leader, &l),
             elections: get(&self.elections, &l),
             gossip: self.gossip.clone(),
@@ -281,6 +289,8 @@ pub struct ReplicatorStats {
     pub latency: Histogram,
     /// 1 once the replicator is set up (streams found, consumer in place).
     pub ready: Gauge,
+    /// Workers on the fast-ingest batch path.
+    pub fast_batch_workers: Gauge,
     /// Payload bytes received from the source (the Choria SR's `total_bytes`).
     pub received_bytes: Counter,
     /// Payload bytes skipped by sampling.

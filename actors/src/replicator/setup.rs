@@ -134,13 +134,24 @@ pub async fn ensure_target_stream(
         )),
         ..Default::default()
     };
-    target
-        .create_stream(config)
+    // choir made this stream, so it may allow fast-ingest batches where the server has them.
+    let batched = super::publish_path::server_features(&target.client())
         .await
-        .map_err(|e| target_err(e.to_string()))?;
+        .fast_batch();
+    if batched {
+        super::publish_path::create_batched_stream(target, &config)
+            .await
+            .map_err(target_err)?;
+    } else {
+        target
+            .create_stream(config)
+            .await
+            .map_err(|e| target_err(e.to_string()))?;
+    }
     tracing::info!(
         replicator = %settings.name,
         stream = %settings.target_stream,
+        allow_batched = batched,
         "Created the target stream from the source stream's config."
     );
     Ok(())

@@ -35,7 +35,7 @@ use super::setup_patience::{Report, SetupPatience};
 use super::worker::ReplicaWorkerActor;
 use crate::connection::{GetClient, NetworkActor, NetworkSettings};
 use crate::error_chain::Chain;
-use crate::supervision::{ActorSlot, Backoff, Shutdown};
+use crate::supervision::{shutdown_all, ActorSlot, Backoff, Shutdown};
 
 /// Capacity of the advisory queue; advisories beyond it are counted as dropped.
 const ADVISORY_QUEUE: usize = 65_536;
@@ -71,6 +71,8 @@ pub struct TopicReplicatorActor {
     workers: Vec<Addr<ReplicaWorkerActor>>,
     arbiters: Vec<Arbiter>,
     caught_up: bool,
+    /// Stopped for good by [`Shutdown`]: a setup that finishes later starts no workers.
+    stopped: bool,
     /// HA: the election's KV side, once the bucket is open.
     ballot: Option<Ballot>,
     /// HA: this node's role.
@@ -130,6 +132,7 @@ impl TopicReplicatorActor {
             workers: Vec::new(),
             arbiters: Vec::new(),
             caught_up: false,
+            stopped: false,
             ballot: None,
             campaign: None,
             voting: false,
@@ -347,6 +350,10 @@ impl TopicReplicatorActor {
     }
 
     fn start_workers(&mut self) {
+        if self.stopped {
+            // Shut down: an election won or a setup finished afterwards starts nothing.
+            return;
+        }
         let shared = Arc::new(WorkerShared {
             settings: self.settings.clone(),
             source: self.networks.source_settings.clone(),
@@ -552,6 +559,9 @@ impl Actor for TopicReplicatorActor {
             }
         };
         ctx.spawn(setup.into_actor(self).map(|(source, target), act, ctx| {
+            if act.stopped {
+                return;
+            }
             act.stats.ready.set(1);
             act.start_advisories(source.clone(), target.clone());
             act.source = Some(source.clone());
@@ -686,13 +696,20 @@ impl Supervised for TopicReplicatorActor {
     }
 }
 
-/// At node shutdown the replicator stops its workers and answers once the tracker is
-/// persisted.
+/// At node shutdown the replicator sends [`Shutdown`] to its workers, stops their arbiters
+/// once they answered, and answers once the tracker is persisted.
 impl Handler<Shutdown> for TopicReplicatorActor {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
-        self.stop_workers();
+        self.stopped = true;
+        let name = self.settings.name.clone();
+        let workers: Vec<(String, Addr<ReplicaWorkerActor>)> = self
+            .workers
+            .drain(..)
+            .enumerate()
+            .map(|(i, addr)| (format!("replicator/{name}/worker/{i}"), addr))
+            .collect();
         let release = match (
             self.campaign.as_mut().and_then(Campaign::resign),
             &self.ballot,
@@ -701,23 +718,28 @@ impl Handler<Shutdown> for TopicReplicatorActor {
             _ => None,
         };
         self.stats.leader.set(0);
-        let persist = self.persist();
-        let name = self.settings.name.clone();
-        Box::pin(async move {
-            if let Some((revision, ballot)) = release {
-                // A standby takes over at its next campaign instead of after the TTL.
-                match ballot.release(revision).await {
-                    Ok(()) => info!(replicator = %name, "Gave up the replicator's leadership."),
-                    Err(e) => {
-                        warn!(replicator = %name, error = %e, "Cannot give up the replicator's leadership; it expires after its TTL.")
+        Box::pin(shutdown_all(workers).into_actor(self).then(|(), act, _| {
+            // The workers stopped copying: the tracker holds their last decisions.
+            act.stop_workers();
+            let persist = act.persist();
+            let name = act.settings.name.clone();
+            async move {
+                if let Some((revision, ballot)) = release {
+                    // A standby takes over at its next campaign instead of after the TTL.
+                    match ballot.release(revision).await {
+                        Ok(()) => info!(replicator = %name, "Gave up the replicator's leadership."),
+                        Err(e) => {
+                            warn!(replicator = %name, error = %e, "Cannot give up the replicator's leadership; it expires after its TTL.")
+                        }
                     }
                 }
+                if let Some(persist) = persist {
+                    persist.await;
+                }
+                info!(replicator = %name, "Replicator stopped.");
             }
-            if let Some(persist) = persist {
-                persist.await;
-            }
-            info!(replicator = %name, "Replicator stopped.");
-        })
+            .into_actor(act)
+        }))
     }
 }
 

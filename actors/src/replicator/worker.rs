@@ -15,12 +15,17 @@ use actix::prelude::*;
 use tracing::info;
 
 use super::context::{WorkerContext, WorkerKind, WorkerShared};
+use crate::supervision::Shutdown;
 
 /// One copying worker.
 pub struct ReplicaWorkerActor {
     shared: Arc<WorkerShared>,
     kind: WorkerKind,
     confirmed: Arc<AtomicU64>,
+    /// The running copy loop.
+    copying: Option<SpawnHandle>,
+    /// Stopped for good by [`Shutdown`]: not started again.
+    stopped: bool,
 }
 
 impl ReplicaWorkerActor {
@@ -30,6 +35,8 @@ impl ReplicaWorkerActor {
             shared,
             kind,
             confirmed: Arc::new(AtomicU64::new(0)),
+            copying: None,
+            stopped: false,
         }
     }
 }
@@ -38,6 +45,9 @@ impl Actor for ReplicaWorkerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if self.stopped {
+            return;
+        }
         info!(replicator = %self.shared.settings.name, worker = ?self.kind, "Replica worker started.");
         let (shared, kind, confirmed) = (self.shared.clone(), self.kind, self.confirmed.clone());
         let work = async move {
@@ -47,7 +57,24 @@ impl Actor for ReplicaWorkerActor {
                 WorkerKind::Queued(index) => super::queued::run(context, index).await,
             }
         };
-        ctx.spawn(work.into_actor(self));
+        self.copying = Some(ctx.spawn(work.into_actor(self)));
+    }
+}
+
+/// At node shutdown (sent by its replicator before the replicator stops the worker's
+/// arbiter): the copy loop ends where it is and the worker stays stopped. Nothing is lost:
+/// copies the target has not acked leave their source message unacked (queued: the source
+/// redelivers it and the target's duplicate window drops a copy that landed), and an ordered
+/// worker resumes from the last source sequence the target holds.
+impl Handler<Shutdown> for ReplicaWorkerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.stopped = true;
+        if let Some(copying) = self.copying.take() {
+            ctx.cancel_future(copying);
+        }
+        info!(replicator = %self.shared.settings.name, worker = ?self.kind, "Replica worker stopped.");
     }
 }
 
