@@ -151,7 +151,8 @@ async fn choria_compat_mode_speaks_the_stream_replicators_headers_advisories_hea
         ("replicator", "test"),
         ("worker", "orders"),
     ];
-    // The SR's series (research notes, "Metrics"), less the election's, which come with HA.
+    // The SR's series (research notes, "Metrics"); of the election's, campaigns and leader
+    // (choir has no campaign interval series: its renewal period is a quarter of the ttl).
     for name in [
         "replicator_total_messages",
         "replicator_total_bytes",
@@ -172,6 +173,8 @@ async fn choria_compat_mode_speaks_the_stream_replicators_headers_advisories_hea
         "advisor_publish_total_messages",
         "limiter_messages_without_limit_field_count",
         "limiter_messages_copy_forced_count",
+        "election_campaigns",
+        "election_leader",
         "heartbeat_subjects_count",
         "heartbeat_published_count",
         "heartbeat_published_error_count",
@@ -191,6 +194,8 @@ async fn choria_compat_mode_speaks_the_stream_replicators_headers_advisories_hea
     assert!(value("replicator_copied_messages") >= 2.0);
     assert!(value("advisor_publish_total_messages") >= 3.0);
     assert!(value("heartbeat_published_count") >= 2.0);
+    // Without [replicators.X.ha] the one node copies, so it is the leader.
+    assert_eq!(value("election_leader"), 1.0);
     assert!(
         metric_value(
             &text,

@@ -324,6 +324,14 @@ impl ReplicatorStats {
             })
             .inc();
     }
+    /// Gossip records of `kind` counted so far.
+    pub fn gossip_of(&self, kind: &str) -> u64 {
+        let label = ReasonLabels {
+            replicator: self.name.clone(),
+            reason: kind.to_owned(),
+        };
+        self.gossip.get(&label).map_or(0, |c| c.get())
+    }
     /// Counts one source message of `bytes` payload bytes at stream sequence `seq`.
     pub fn record_received(&self, seq: u64, bytes: usize) {
         self.received.inc();

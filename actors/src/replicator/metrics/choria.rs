@@ -137,9 +137,9 @@ const SERIES: &[(&str, &str, Kind, Read)] = &[
     ),
     (
         "tracker_seen_by_gossip",
-        "Senders learnt from peers (choir has no gossip; always 0)",
+        "Sampled copies learnt from HA peers' gossip and merged into the tracker",
         Kind::Gauge,
-        |_| 0.0,
+        |s| n(s.gossip_of("merged")),
     ),
     (
         "advisor_publish_errors",
@@ -169,6 +169,18 @@ const SERIES: &[(&str, &str, Kind, Read)] = &[
         "Copies forced by force_field",
         Kind::Counter,
         |s| n(s.forced.get()),
+    ),
+    (
+        "election_campaigns",
+        "Elections this node won (choir counts wins, the SR counts every campaign)",
+        Kind::Counter,
+        |s| n(s.elections.get()),
+    ),
+    (
+        "election_leader",
+        "1 while this node leads the replicator (always 1 without [replicators.X.ha])",
+        Kind::Gauge,
+        |s| s.leader.get() as f64,
     ),
 ];
 
