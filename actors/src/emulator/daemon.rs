@@ -143,7 +143,7 @@ impl Actor for EmulatedNodeActor {
 }
 
 /// At shutdown the daemon stops taking requests, flushes the replies and registrations it
-/// published (bounded by [`FLUSH_WAIT`]) and answers; a daemon still connecting just stops.
+/// published (bounded by `FLUSH_WAIT`, 2 s) and answers; a daemon still connecting just stops.
 impl Handler<Shutdown> for EmulatedNodeActor {
     type Result = ResponseFuture<()>;
 
