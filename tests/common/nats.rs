@@ -8,12 +8,23 @@ use std::time::Duration;
 use super::poll::poll_until;
 
 /// A free port on 127.0.0.1.
+///
+/// Never the same port twice in one test process: the kernel may hand a just-released port out
+/// again, and a cluster's client, route and monitor ports are all taken before any server binds.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// The nats-server binary the tests run: `CHOIR_NATS_SERVER` when set (CI runs the suite once
