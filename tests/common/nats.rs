@@ -12,8 +12,8 @@ use super::poll::poll_until;
 /// Never the same port twice in one test process: the kernel may hand a just-released port out
 /// again, and a cluster's client, route and monitor ports are all taken before any server binds.
 pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    static HANDED_OUT: parking_lot::Mutex<Vec<u16>> = parking_lot::const_mutex(Vec::new());
+    let mut handed_out = HANDED_OUT.lock();
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
